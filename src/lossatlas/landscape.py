@@ -1,0 +1,563 @@
+"""The loss as a pure, batched function of flat parameter vectors.
+
+:class:`Landscape` adapts a model, its data and a loss once, at construction; afterwards every
+call takes parameter vectors and returns numbers. It works on a private copy of the model, so the
+user's module (parameters, buffers, train/eval mode) is never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._errors import InputError, require
+from .space import ParamSpace
+
+
+class BatchNormMode(str, enum.Enum):
+    """How batch-norm layers behave while the landscape is evaluated."""
+
+    EVAL = "eval"  # the model's running statistics (Li et al.'s choice)
+    BATCH = "batch"  # statistics of each evaluation batch, nothing updated
+    RECOMPUTE = "recompute"  # running statistics re-estimated on the training data at each point
+
+
+class Strategy(str, enum.Enum):
+    """How many parameter vectors are pushed through the model."""
+
+    AUTO = "auto"  # loop on CPU, vmap on accelerators
+    LOOP = "loop"  # one reused parameter set, written point by point
+    VMAP = "vmap"  # torch.vmap over chunks of points
+
+
+def _cross_entropy(out, y):
+    return F.cross_entropy(out, y, reduction="sum")
+
+
+def _nll(out, y):
+    return F.nll_loss(out, y, reduction="sum")
+
+
+def _per_output(out) -> int:
+    # mse and l1 average over output elements within a sample, as torch's "mean" reduction does.
+    return max(1, out[0].numel())
+
+
+def _mse(out, y):
+    return F.mse_loss(out, y.to(out.dtype).reshape(out.shape), reduction="sum") / _per_output(out)
+
+
+def _l1(out, y):
+    return F.l1_loss(out, y.to(out.dtype).reshape(out.shape), reduction="sum") / _per_output(out)
+
+
+def _bce(out, y):
+    return F.binary_cross_entropy_with_logits(out.reshape(-1), y.to(out.dtype).reshape(-1), reduction="sum")
+
+
+# Each returns the SUM over the batch, so batches of any size average correctly over the data.
+LOSSES: dict[str, Callable] = {"cross_entropy": _cross_entropy, "nll": _nll, "mse": _mse, "bce": _bce, "l1": _l1}
+
+
+class _MeanToSum:
+    """Wraps a user loss returning the batch mean so that it returns the batch sum."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, out, y):
+        return self.fn(out, y) * _batch_len(y)
+
+
+def _enum(cls, value, what):
+    try:
+        return cls(value)
+    except ValueError:
+        raise InputError(f"unknown {what} {value!r}; use one of {[m.value for m in cls]}") from None
+
+
+# -- batches as small trees of tensors ------------------------------------------------------
+
+def _tree_map(fn, tree):
+    if isinstance(tree, torch.Tensor):
+        return fn(tree)
+    if isinstance(tree, Mapping):
+        return {k: _tree_map(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_tree_map(fn, v) for v in tree) if not hasattr(tree, "_fields") else type(tree)(
+            *(_tree_map(fn, v) for v in tree)
+        )
+    return tree
+
+
+def _tree_leaves(tree) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, Mapping):
+        return [x for v in tree.values() for x in _tree_leaves(v)]
+    if isinstance(tree, (list, tuple)):
+        return [x for v in tree for x in _tree_leaves(v)]
+    return []
+
+
+def _tree_cat(batches: list):
+    first = batches[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(batches)
+    if isinstance(first, Mapping):
+        return {k: _tree_cat([b[k] for b in batches]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(_tree_cat([b[i] for b in batches]) for i in range(len(first)))
+    return first
+
+
+def _batch_len(batch) -> int:
+    leaves = _tree_leaves(batch)
+    require(bool(leaves), "a data batch holds no tensors")
+    return int(leaves[0].shape[0])
+
+
+def default_forward(model: nn.Module, batch):
+    """``model(inputs)`` for ``(inputs, targets)`` batches; ``model(**batch["inputs"])`` for dicts."""
+    if isinstance(batch, Mapping):
+        if "inputs" not in batch:
+            raise InputError(
+                "dict batches need an 'inputs' entry, or pass forward=lambda model, batch: ... "
+                f"(keys seen: {sorted(batch)})"
+            )
+        inputs = batch["inputs"]
+        return model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
+    return model(batch[0])
+
+
+def default_target(batch):
+    """``targets`` of ``(inputs, targets)`` batches; ``labels``/``targets``/``y`` of dict batches."""
+    if isinstance(batch, Mapping):
+        for key in ("labels", "targets", "target", "y"):
+            if key in batch:
+                return batch[key]
+        raise InputError(
+            "dict batches need a 'labels' (or 'targets', 'y') entry, or pass target=lambda batch: ..."
+        )
+    return batch[1]
+
+
+def as_batches(data, batch_size: int | None, samples: int | None, seed: int, device) -> list:
+    """Fix the evaluation data as a list of batches on ``device`` (every point sees the same ones)."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        X, y = data
+        require(X.shape[0] == y.shape[0], f"inputs and targets differ in length: {X.shape[0]} vs {y.shape[0]}")
+        full = (X, y)
+    elif isinstance(data, Iterable) and not isinstance(data, (torch.Tensor, str, bytes, Mapping)):
+        batches = list(data)
+        require(bool(batches), "the data loader yielded no batches: the dataset is empty")
+        full = _tree_cat(batches)
+    else:
+        raise InputError(
+            f"data must be an (inputs, targets) pair of tensors or an iterable of batches such as a "
+            f"DataLoader, got {type(data).__name__}"
+        )
+    n = _batch_len(full)
+    require(n > 0, "the dataset is empty: give at least one sample")
+    if samples is not None:
+        require(isinstance(samples, int) and samples > 0, f"samples must be a positive integer, got {samples!r}")
+        require(samples <= n, f"samples={samples} but the dataset has only {n} samples")
+        gen = torch.Generator().manual_seed(int(seed))
+        idx = torch.randperm(n, generator=gen)[:samples].sort().values
+        full = _tree_map(lambda t: t[idx], full)
+        n = samples
+    bs = n if batch_size is None else int(batch_size)
+    require(bs > 0, f"batch_size must be positive, got {batch_size!r}")
+    return [
+        _tree_map(lambda t: t[i : i + bs].to(device), full) for i in range(0, n, bs)
+    ]
+
+
+@dataclass
+class _Split:
+    name: str
+    batches: list
+    targets: list
+    n: int
+
+
+class Landscape:
+    """The loss (and accuracy) of a model as a function of its flat parameter vector.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Copied once; the original is never changed.
+    data : (X, y) tensors or an iterable of batches (a DataLoader)
+        The data the loss is averaged over (fixed for every point).
+    loss : str or callable
+        ``"cross_entropy"``, ``"nll"``, ``"mse"``, ``"bce"``, ``"l1"``, or ``loss(output, target)``
+        returning the MEAN loss of a batch.
+    bn : {"eval", "batch", "recompute"}
+        Batch-norm statistics: the model's running ones, each batch's own, or re-estimated on
+        ``data`` at every point.
+    test : optional
+        Test data in the same form; evaluated beside ``data`` as ``test_loss``, ``test_accuracy``.
+    samples : int, optional
+        A seeded subset of ``samples`` points of ``data`` (and of ``test``).
+    seed : int
+        Seed of the subset.
+    batch_size : int, optional
+        Evaluation batch size (default: 256 for models with convolutions, else all at once).
+    forward : callable, optional
+        ``forward(model, batch) -> output`` for models called otherwise than ``model(inputs)``.
+    target : callable, optional
+        ``target(batch) -> targets`` for batches other than ``(inputs, targets)``.
+    strategy : {"auto", "loop", "vmap"}
+        ``"loop"`` writes each point into one reused parameter set (fastest on a CPU);
+        ``"vmap"`` pushes chunks of points through ``torch.vmap`` (the accelerator path).
+    chunk : int
+        Points per vmap call.
+    compile : bool
+        ``torch.compile`` the model for the loop strategy (worth it for long grids on a CPU).
+    channels_last : bool or "auto"
+        Channels-last memory format for 2-D convolutions in the loop strategy.
+
+    Examples
+    --------
+    >>> f = Landscape(model, (X, y), loss="cross_entropy", bn="eval")
+    >>> f.evaluate(torch.stack([f.origin, f.origin + 0.1 * d]))["loss"]
+    tensor([0.0312, 0.4127])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data,
+        loss: str | Callable = "cross_entropy",
+        bn: str = "eval",
+        *,
+        test=None,
+        samples: int | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+        forward: Callable | None = None,
+        target: Callable | None = None,
+        strategy: str = "auto",
+        chunk: int = 16,
+        compile: bool = False,
+        channels_last="auto",
+        device=None,
+    ):
+        require(isinstance(model, nn.Module), f"expected a torch.nn.Module, got {type(model).__name__}")
+        self.bn = _enum(BatchNormMode, bn, "batch-norm mode")
+        strategy = _enum(Strategy, strategy, "strategy")
+        if isinstance(loss, str):
+            require(loss in LOSSES, f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or a callable")
+            self._loss_sum = LOSSES[loss]
+            self.loss_name = loss
+        else:
+            require(callable(loss), "loss must be a name or a callable loss(output, target)")
+            self._loss_sum = _MeanToSum(loss)
+            self.loss_name = getattr(loss, "__name__", type(loss).__name__)
+        require(int(chunk) >= 1, f"chunk must be >= 1, got {chunk}")
+        self.chunk = int(chunk)
+        self.space = ParamSpace(model)
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.origin = self.space.vector(model).to(self.device)
+        self.space.check_vector(self.origin, "model's parameter vector")
+        self.has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        has_conv2d = any(isinstance(m, nn.Conv2d) for m in model.modules())
+        if strategy is Strategy.AUTO:
+            strategy = Strategy.LOOP if self.device.type == "cpu" else Strategy.VMAP
+        if strategy is Strategy.VMAP and self.bn is BatchNormMode.RECOMPUTE and self.has_bn:
+            raise InputError("bn='recompute' needs strategy='loop' (statistics are re-estimated point by point)")
+        self.strategy = strategy
+        if batch_size is None and has_conv2d:
+            batch_size = 256
+        self.batch_size = batch_size
+        self._forward = forward or default_forward
+        self._target = target or default_target
+        self._channels_last = (has_conv2d and strategy is Strategy.LOOP) if channels_last == "auto" else bool(channels_last)
+        self._compile = bool(compile)
+        self._compiled = None
+        # The loop strategy writes points into one shared parameter set: one caller at a time.
+        self._lock = threading.Lock()
+
+        # The private copy: the user's module is read here once and never again.
+        module = copy.deepcopy(model).to(self.device)
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        if self.bn is BatchNormMode.BATCH:
+            for m in module.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    # No running statistics: each batch normalizes with its own, nothing is updated.
+                    m.track_running_stats = False
+                    m.running_mean = m.running_var = m.num_batches_tracked = None
+                    m.train()
+        if self.bn is BatchNormMode.RECOMPUTE:
+            for m in module.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.momentum = None  # a cumulative average over the re-estimation pass
+        if self._channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self._module = module
+        self._params = [dict(module.named_parameters())[e.name] for e in self.space.entries]
+        self._buffers = {n: b for n, b in module.named_buffers()}
+
+        self.splits: list[_Split] = [self._make_split("train", data, samples, seed)]
+        if test is not None:
+            self.splits.append(self._make_split("test", test, samples, seed + 1))
+        self.metrics = self._probe()
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _make_split(self, name, data, samples, seed) -> _Split:
+        batches = as_batches(data, self.batch_size, samples, seed, self.device)
+        if self._channels_last:
+            batches = [
+                _tree_map(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t, b)
+                for b in batches
+            ]
+        targets = [self._target(b) for b in batches]
+        return _Split(name, batches, targets, sum(_batch_len(t) for t in targets))
+
+    def _probe(self) -> tuple[str, ...]:
+        """Run the model once on the first batch: fail early and clearly, and learn the metrics."""
+        batch, y = self.splits[0].batches[0], self.splits[0].targets[0]
+        try:
+            with torch.no_grad():
+                out = self._forward(self._module, batch)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure here is the user's input
+            raise InputError(
+                f"the model failed on the first data batch ({type(exc).__name__}: {exc}); check the "
+                "input shape, or pass forward=lambda model, batch: ... for models called otherwise"
+            ) from exc
+        require(isinstance(out, torch.Tensor), "the forward pass must return a tensor (pass forward= to pick one)")
+        try:
+            value = self._loss_sum(out, y)
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(
+                f"the loss {self.loss_name!r} failed on the model's output of shape {tuple(out.shape)} "
+                f"and targets of shape {tuple(y.shape)}: {exc}"
+            ) from exc
+        require(value.numel() == 1, "the loss must return a scalar (the mean over the batch)")
+        classify = out.dim() == 2 and out.shape[1] > 1 and y.dim() == 1 and not y.is_floating_point()
+        return ("loss", "accuracy") if classify else ("loss",)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Names of the values :meth:`evaluate` returns, e.g. ``("loss", "accuracy", "test_loss", ...)``."""
+        out = []
+        for s in self.splits:
+            prefix = "" if s.name == "train" else f"{s.name}_"
+            out += [prefix + m for m in self.metrics]
+        return tuple(out)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the evaluation data and settings: equal fingerprints mean equal values."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(f"{self.loss_name}|{self.bn.value}|{self.keys}".encode())
+        for split in self.splits:
+            for batch in split.batches:
+                for t in _tree_leaves(batch):
+                    h.update(str(tuple(t.shape)).encode())
+                    h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    @property
+    def n_samples(self) -> dict[str, int]:
+        return {s.name: s.n for s in self.splits}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_compiled"] = None  # compiled graphs do not pickle; recompiled on first use
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- evaluation -----------------------------------------------------------------------
+    def _as_points(self, points) -> torch.Tensor:
+        if not isinstance(points, torch.Tensor):
+            points = torch.as_tensor(points)
+        if points.dim() == 1:
+            points = points.unsqueeze(0)
+        require(
+            points.dim() == 2 and points.shape[1] == self.space.size,
+            f"points must have shape [K, {self.space.size}] (one parameter vector per row), "
+            f"got {tuple(points.shape)}",
+        )
+        return points.to(device=self.device, dtype=self.origin.dtype)
+
+    def evaluate(self, points) -> dict[str, torch.Tensor]:
+        """Loss and metrics at each of ``points`` [K, P] (or one vector [P]).
+
+        Returns a dict of 1-D float64 tensors of length K: ``loss`` (mean over the data),
+        ``accuracy`` (fraction, for classification), and ``test_loss``/``test_accuracy`` when
+        test data was given. A diverged point gives NaN, never an exception.
+        """
+        points = self._as_points(points)
+        with self._lock:
+            return self._evaluate(points)
+
+    def _evaluate(self, points: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.strategy is Strategy.VMAP:
+            rows = []
+            for i in range(0, points.shape[0], self.chunk):
+                rows.append(self._evaluate_vmap(points[i : i + self.chunk]))
+            values = torch.cat(rows)
+        else:
+            values = torch.stack([self._evaluate_one(p) for p in points])
+        return {k: values[:, i] for i, k in enumerate(self.keys)}
+
+    def _write(self, vec: torch.Tensor) -> None:
+        for p, t in zip(self._params, self.space.split(vec)):
+            p.copy_(t)
+
+    def _model(self):
+        if self._compile and self._compiled is None:
+            self._compiled = torch.compile(self._module)
+        return self._compiled if self._compile else self._module
+
+    @torch.no_grad()
+    def _evaluate_one(self, vec: torch.Tensor) -> torch.Tensor:
+        self._write(vec)
+        if self.bn is BatchNormMode.RECOMPUTE and self.has_bn:
+            self._recompute_statistics()
+        model = self._model()
+        row = []
+        for split in self.splits:
+            loss = torch.zeros((), dtype=torch.float64, device=self.device)
+            correct = torch.zeros((), dtype=torch.float64, device=self.device)
+            for batch, y in zip(split.batches, split.targets):
+                out = self._forward(model, batch)
+                loss += self._loss_sum(out, y).double()
+                if "accuracy" in self.metrics:
+                    correct += (out.argmax(1) == y).sum()
+            row.append(loss / split.n)
+            if "accuracy" in self.metrics:
+                row.append(correct / split.n)
+        return torch.stack(row).cpu()
+
+    def _recompute_statistics(self) -> None:
+        bns = [m for m in self._module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for m in bns:
+            m.reset_running_stats()
+            m.train()
+        for batch in self.splits[0].batches:
+            self._forward(self._module, batch)
+        for m in bns:
+            m.eval()
+
+    def _evaluate_vmap(self, chunk: torch.Tensor) -> torch.Tensor:
+        from torch.func import vmap
+
+        names = [e.name for e in self.space.entries]
+        module, buffers = self._module, self._buffers
+        forward, loss_sum, accuracy = self._forward, self._loss_sum, "accuracy" in self.metrics
+
+        def one(flat, batch, y):
+            params = dict(zip(names, self.space.split(flat)))
+            out = forward(_FunctionalModel(module, params, buffers), batch)
+            values = [loss_sum(out, y).double()]
+            if accuracy:
+                values.append((out.argmax(1) == y).sum().double())
+            return torch.stack(values)
+
+        rows = []
+        with torch.no_grad():
+            for split in self.splits:
+                total = None
+                for batch, y in zip(split.batches, split.targets):
+                    v = vmap(one, in_dims=(0, None, None), randomness="different")(chunk, batch, y)
+                    total = v if total is None else total + v
+                rows.append(total / split.n)
+        return torch.cat(rows, dim=1).cpu()
+
+    # -- derivatives ----------------------------------------------------------------------
+    def _functional_loss(self, split: _Split):
+        from torch.func import functional_call
+
+        names = [e.name for e in self.space.entries]
+
+        def loss(flat, batch, y):
+            params = dict(zip(names, self.space.split(flat)))
+            out = self._forward(_FunctionalModel(self._module, params, self._buffers), batch)
+            return self._loss_sum(out, y) / split.n
+
+        return loss
+
+    def grad(self, theta: torch.Tensor, split: str = "train") -> tuple[float, torch.Tensor]:
+        """The mean loss over the data and its gradient at ``theta``.
+
+        Examples
+        --------
+        >>> value, g = f.grad(f.origin)
+        """
+        from torch.func import grad_and_value
+
+        theta = self._as_points(theta)[0]
+        s = self._split(split)
+        fn = grad_and_value(self._functional_loss(s))
+        g, total = torch.zeros_like(theta), 0.0
+        for batch, y in zip(s.batches, s.targets):
+            gb, vb = fn(theta, batch, y)
+            g += gb
+            total += float(vb)
+        return total, g
+
+    def hvp(self, theta: torch.Tensor, v: torch.Tensor, split: str = "train") -> torch.Tensor:
+        """Hessian-vector product ``H(theta) v`` of the mean loss (forward-over-reverse).
+
+        Batch norm uses the model's running statistics (or batch statistics for ``bn="batch"``).
+
+        Examples
+        --------
+        >>> hv = f.hvp(f.origin, d)
+        """
+        from torch.func import grad, jvp
+
+        theta = self._as_points(theta)[0]
+        v = self._as_points(v)[0]
+        s = self._split(split)
+        g = grad(self._functional_loss(s))
+        out = torch.zeros_like(theta)
+        for batch, y in zip(s.batches, s.targets):
+            out += jvp(lambda t: g(t, batch, y), (theta,), (v,))[1]
+        return out
+
+    def _split(self, name: str) -> _Split:
+        for s in self.splits:
+            if s.name == name:
+                return s
+        raise InputError(f"no {name!r} data in this landscape; splits: {[s.name for s in self.splits]}")
+
+
+class _FunctionalModel(nn.Module):
+    """Calls ``module`` with the given parameters and buffers, so user ``forward`` functions that
+    take a model work unchanged under ``torch.func`` transforms."""
+
+    def __init__(self, module, params, buffers):
+        super().__init__()
+        object.__setattr__(self, "_m", module)
+        object.__setattr__(self, "_state", (params, buffers))
+
+    def forward(self, *args, **kwargs):
+        from torch.func import functional_call
+
+        params, buffers = self._state
+        return functional_call(self._m, (params, buffers), args, kwargs, strict=False)
+
+    def __getattr__(self, name):
+        return getattr(object.__getattribute__(self, "_m"), name)

@@ -1,0 +1,209 @@
+import copy
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import lossatlas as la
+from lossatlas._errors import InputError
+from lossatlas.landscape import Landscape
+from lossatlas.space import ParamSpace, random_directions
+
+from helpers import blobs, cnn, mlp, train_briefly
+
+
+def snapshot(model):
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [m.training for m in model.modules()],
+        [p.requires_grad for p in model.parameters()],
+    )
+
+
+def assert_same(model, snap):
+    state, modes, grads = snap
+    now = model.state_dict()
+    assert state.keys() == now.keys()
+    for k in state:
+        assert torch.equal(state[k], now[k]), k
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == grads
+
+
+def manual_loss(model, vec, X, y, bn_eval=True):
+    """Reference: copy the vector into a fresh copy of the model and call it."""
+    m = copy.deepcopy(model)
+    ParamSpace(m).assign(m, vec)
+    m.eval() if bn_eval else m.train()
+    with torch.no_grad():
+        out = m(X)
+    return F.cross_entropy(out, y).item(), (out.argmax(1) == y).float().mean().item()
+
+
+@pytest.mark.parametrize("bn", ["eval", "batch", "recompute"])
+def test_user_model_is_bit_identical_afterwards(bn):
+    X, y = blobs(n=64, d_in=64, image=True)
+    model = cnn(bn=True, dropout=0.5)
+    model.train()  # a training-mode model with BN and dropout is the hardest case
+    model[1].running_mean += 0.3
+    snap = snapshot(model)
+    f = Landscape(model, (X, y), bn=bn, test=(X[:16], y[:16]))
+    d = random_directions(model, n=2, seed=0)
+    f.evaluate(torch.stack([f.origin, f.origin + d[0]]))
+    if bn != "recompute":
+        f.grad(f.origin)
+        f.hvp(f.origin, d[1])
+    la.plane(f, f.origin, d, steps=3)
+    assert_same(model, snap)
+
+
+def test_evaluate_matches_manual_loop_and_batches_average_correctly():
+    X, y = blobs(n=100)
+    model = train_briefly(mlp(), X, y)
+    d = random_directions(model, n=1, seed=1)[0]
+    pts = torch.stack([ParamSpace(model).vector(model) + a * d for a in (0.0, 0.5, -1.0)])
+    f = Landscape(model, (X, y), batch_size=32)  # 100 = 32+32+32+4: uneven batches
+    out = f.evaluate(pts)
+    for k, p in enumerate(pts):
+        loss, acc = manual_loss(model, p, X, y)
+        assert out["loss"][k].item() == pytest.approx(loss, rel=1e-5)
+        assert out["accuracy"][k].item() == pytest.approx(acc)
+
+
+@pytest.mark.parametrize("bn", ["eval", "batch"])
+def test_loop_and_vmap_strategies_agree(bn):
+    X, y = blobs(n=80, d_in=64, image=True)
+    model = cnn(bn=True)
+    model.train()
+    model(X)  # give BN non-trivial running statistics
+    model.eval()
+    d = random_directions(model, n=2, seed=2)
+    f_loop = Landscape(model, (X, y), bn=bn, strategy="loop", batch_size=32, test=(X[:20], y[:20]))
+    f_vmap = Landscape(model, (X, y), bn=bn, strategy="vmap", batch_size=32, chunk=3, test=(X[:20], y[:20]))
+    pts = torch.stack([f_loop.origin + a * d[0] + b * d[1] for a, b in [(0, 0), (0.3, -0.2), (-1, 1), (0.5, 0.5)]])
+    a, b = f_loop.evaluate(pts), f_vmap.evaluate(pts)
+    assert a.keys() == b.keys() == {"loss", "accuracy", "test_loss", "test_accuracy"}
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6), k
+
+
+def test_batchnorm_modes_mean_what_they_say():
+    X, y = blobs(n=64, d_in=16)
+    model = mlp(bn=True)
+    model.train()
+    for _ in range(3):
+        model(X * 3 + 1)  # running stats from other data than the evaluation data
+    model.eval()
+    theta = ParamSpace(model).vector(model)
+    ev = Landscape(model, (X, y), bn="eval").evaluate(theta)["loss"].item()
+    assert ev == pytest.approx(manual_loss(model, theta, X, y, bn_eval=True)[0], rel=1e-5)
+    # "batch": the statistics of the (single) evaluation batch, as a train-mode forward.
+    batch = Landscape(model, (X, y), bn="batch").evaluate(theta)["loss"].item()
+    m = copy.deepcopy(model).train()
+    with torch.no_grad():
+        ref = F.cross_entropy(m(X), y).item()
+    assert batch == pytest.approx(ref, rel=1e-5)
+    # "recompute": running statistics re-estimated on the data, then eval mode: with one
+    # full batch the mean equals the batch mean, the variance the unbiased batch variance.
+    rec = Landscape(model, (X, y), bn="recompute").evaluate(theta)["loss"].item()
+    m = copy.deepcopy(model)
+    m[2].reset_running_stats()
+    m[2].momentum = None
+    m.train()
+    with torch.no_grad():
+        m(X)
+        m.eval()
+        ref = F.cross_entropy(m(X), y).item()
+    assert rec == pytest.approx(ref, rel=1e-5)
+    assert abs(ev - batch) > 1e-3  # the modes really differ on this model
+
+
+def test_dataloader_dict_batches_and_forward_adapter():
+    X, y = blobs(n=50)
+    model = mlp()
+
+    class Wrapped(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixels):
+            return self.inner(pixels)
+
+    w = Wrapped(model)
+    batches = [{"inputs": {"pixels": X[i : i + 20]}, "labels": y[i : i + 20]} for i in range(0, 50, 20)]
+    f_dict = Landscape(w, batches, forward=lambda m, b: m(**b["inputs"]))
+    f_tensor = Landscape(model, DataLoader(TensorDataset(X, y), batch_size=7))
+    theta = ParamSpace(model).vector(model)
+    assert f_dict.evaluate(theta)["loss"].item() == pytest.approx(f_tensor.evaluate(theta)["loss"].item(), rel=1e-6)
+
+
+def test_seeded_subset_and_custom_loss():
+    X, y = blobs(n=200)
+    model = mlp()
+    f1 = Landscape(model, (X, y), samples=50, seed=3)
+    f2 = Landscape(model, (X, y), samples=50, seed=3)
+    f3 = Landscape(model, (X, y), samples=50, seed=4)
+    assert f1.n_samples == {"train": 50}
+    assert f1.fingerprint == f2.fingerprint != f3.fingerprint
+    f_custom = Landscape(model, (X, y), loss=lambda out, t: F.cross_entropy(out, t))
+    f_named = Landscape(model, (X, y), loss="cross_entropy", batch_size=64)
+    theta = f_named.origin
+    assert f_custom.evaluate(theta)["loss"].item() == pytest.approx(f_named.evaluate(theta)["loss"].item(), rel=1e-6)
+
+
+def test_grad_and_hvp_against_autograd():
+    X, y = blobs(n=40)
+    model = mlp()
+    f = Landscape(model, (X, y), batch_size=16)
+    theta = f.origin.clone().requires_grad_(True)
+
+    def loss_of(t):
+        params = {n: v for n, v in ParamSpace(model).unflatten(t).items()}
+        out = torch.func.functional_call(model, params, (X,))
+        return F.cross_entropy(out, y)
+
+    value = loss_of(theta)
+    (g,) = torch.autograd.grad(value, theta, create_graph=True)
+    v = torch.randn(theta.shape, generator=torch.Generator().manual_seed(0))
+    (hv,) = torch.autograd.grad(g @ v, theta)
+    val, g2 = f.grad(f.origin)
+    assert val == pytest.approx(value.item(), rel=1e-5)
+    assert torch.allclose(g2, g.detach(), atol=1e-6)
+    assert torch.allclose(f.hvp(f.origin, v), hv, atol=1e-5)
+
+
+def test_nan_point_is_recorded_not_fatal_and_landscape_pickles():
+    X, y = blobs(n=30)
+    f = Landscape(mlp(), (X, y))
+    bad = f.origin.clone()
+    bad[0] = float("nan")
+    out = f.evaluate(torch.stack([f.origin, bad]))
+    assert torch.isfinite(out["loss"][0]) and torch.isnan(out["loss"][1])
+    g = pickle.loads(pickle.dumps(f))
+    assert torch.equal(g.evaluate(f.origin)["loss"], f.evaluate(f.origin)["loss"])
+
+
+def test_bad_input_errors_before_work():
+    X, y = blobs(n=30)
+    with pytest.raises(InputError, match="empty"):
+        Landscape(mlp(), (X[:0], y[:0]))
+    with pytest.raises(InputError, match="empty"):
+        Landscape(mlp(), DataLoader(TensorDataset(X[:0], y[:0]), batch_size=4))
+    with pytest.raises(InputError, match="first data batch"):
+        Landscape(mlp(d_in=16), (torch.randn(30, 5), y))
+    broken = mlp()
+    with torch.no_grad():
+        broken[3].bias[1] = float("inf")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        Landscape(broken, (X, y))
+    with pytest.raises(InputError, match="batch-norm mode"):
+        Landscape(mlp(), (X, y), bn="train")
+    with pytest.raises(InputError, match="samples=500"):
+        Landscape(mlp(), (X, y), samples=500)
+    f = Landscape(mlp(), (X, y))
+    with pytest.raises(InputError, match=r"shape \[K, "):
+        f.evaluate(torch.zeros(2, 5))
