@@ -164,14 +164,19 @@ def _generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
 class _Recorder:
     """Collects snapshots in memory, or appends them to ``NAME.zarr`` as they come."""
 
-    def __init__(self, run: RunDir | None, name: str, attrs: dict, n_params: int, chunk: int):
+    def __init__(self, run: RunDir | None, name: str, attrs: dict, n_params: int, chunk: int, extra=None):
         self.run, self.name, self.attrs, self.chunk = run, name, attrs, chunk
+        self.extra = extra or {}
         self.rows: list[dict] = []
         self.n_params = n_params
         self.count = 0
 
     def add(self, weights: np.ndarray, values: dict[str, np.ndarray], coords: dict[str, np.ndarray]) -> None:
         k = weights.shape[0]
+        coords = dict(coords)
+        index = coords["run"]  # position in the list of models trained together
+        for key, per_run in self.extra.items():
+            coords[key] = per_run[index]
         if self.run is None:
             self.rows.append({"weights": weights, **values, **coords})
         else:
@@ -206,7 +211,7 @@ class _Recorder:
             return self.run.open(self.name, load=False)
         keys = self.rows[0].keys()
         cat = {k: np.concatenate([r[k] for r in self.rows]) for k in keys}
-        coords = {k: (("point",), cat.pop(k)) for k in ("epoch", "step", "lr", "run", "seed") if k in cat}
+        coords = {k: (("point",), cat.pop(k)) for k in ("epoch", "step", "lr", "run", "seed", *self.extra) if k in cat}
         data = {"weights": (("point", "param"), cat.pop("weights"))}
         data.update({k: (("point",), v) for k, v in cat.items()})
         return xr.Dataset(data, coords=coords, attrs=self.attrs)
@@ -268,6 +273,7 @@ def train(
     name: str = "trajectory",
     progress: bool | Callable = False,
     ensemble: str = "auto",
+    run_coords: dict[str, Sequence] | None = None,
     **options: Any,
 ) -> Run:
     """Train a model (or several of one architecture) and record its trajectory.
@@ -296,6 +302,9 @@ def train(
         Any other :class:`TrainConfig` field: ``nesterov``, ``betas``, ``schedule``
         (``"constant"``, ``"step"``, ``"cosine"``), ``milestones``, ``gamma``, ``every_steps``,
         ``loss``, ``eval_batch_size``, ``augment``.
+    run_coords : dict, optional
+        Extra per-model coordinates recorded on every snapshot of that model, e.g.
+        ``{"step_size": [0.25, 0.5]}`` (jump-and-retrain uses this).
 
     Returns
     -------
@@ -344,7 +353,10 @@ def train(
     attrs["fingerprint"] = hashlib.sha256(
         repr((attrs["config"], seeds, td.fingerprint, attrs["init_fingerprints"], mode)).encode()
     ).hexdigest()[:16]
-    recorder = _Recorder(run_dir, name, attrs, space.size, chunk=len(models) if mode == "vmap" else 1)
+    extra = {k: np.asarray(v) for k, v in (run_coords or {}).items()}
+    for k, v in extra.items():
+        require(len(v) == len(models), f"run_coords[{k!r}] has {len(v)} values for {len(models)} models")
+    recorder = _Recorder(run_dir, name, attrs, space.size, chunk=len(models) if mode == "vmap" else 1, extra=extra)
 
     if mode == "vmap":
         trainer = _EnsembleTrainer(models, td, cfg, seeds, device)
