@@ -28,8 +28,8 @@ _EXPORTS = {
     "plane": "surface",
     "train": "train",
     "Run": "train",
-    "pca_directions": "train",
-    "project": "train",
+    "pca_directions": "trajectory",
+    "project": "trajectory",
     "jump_retrain": "jump",
     "grid_sample": "jump",
     "naive_sample": "jump",
@@ -45,8 +45,8 @@ _EXPORTS = {
 }
 
 _SUBMODULES = {
-    "space", "store", "landscape", "surface", "train", "jump", "embed", "plot", "data", "models",
-    "cli",
+    "space", "store", "landscape", "surface", "train", "jump", "trajectory", "embed", "plot", "data",
+    "models", "cli",
 }
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)

@@ -1057,3 +1057,38 @@ def load_data(
         info=_plain(info),
         fingerprint=fingerprint(train[0], train[1], test[0], test[1]),
     )
+
+
+def load_tensors(path) -> Data:
+    """A user's own data saved with ``torch.save({"X": ..., "y": ..., "X_test": ..., "y_test": ...})``.
+
+    Read with ``torch.load(..., weights_only=True)``; the test pair is optional (without it the
+    test split is empty). No normalization is applied: the tensors are used as given.
+
+    Examples
+    --------
+    >>> torch.save({"X": X, "y": y}, "mydata.pt")
+    >>> data = load_tensors("mydata.pt")
+    """
+    path = Path(path)
+    require(path.is_file(), f"data file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"cannot load {path} with torch.load(weights_only=True): {exc}") from exc
+    require(
+        isinstance(obj, Mapping) and "X" in obj and "y" in obj,
+        f"{path} must hold a dict with tensors 'X' and 'y' (and optionally 'X_test', 'y_test')",
+    )
+    X, y = obj["X"], obj["y"]
+    require(X.shape[0] == y.shape[0] and X.shape[0] > 0, f"{path}: X and y must be non-empty and of equal length")
+    if "X_test" in obj and "y_test" in obj:
+        Xt, yt = obj["X_test"], obj["y_test"]
+    else:
+        Xt, yt = X[:0], y[:0]
+    classes = int(y.max()) + 1 if not y.is_floating_point() else 0
+    return Data(
+        name=path.stem, train=(X, y), test=(Xt, yt), num_classes=classes, input_shape=tuple(X.shape[1:]),
+        mean=torch.zeros(1), std=torch.ones(1), augment=None, true_train_y=y.clone(),
+        info={"source": str(path)}, fingerprint=fingerprint(X, y, Xt, yt),
+    )

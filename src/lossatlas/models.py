@@ -934,3 +934,41 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     8
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def load_checkpoint(model: nn.Module, path) -> nn.Module:
+    """Load a checkpoint file into ``model`` in place, naming any keys that do not match.
+
+    The file is read with ``torch.load(..., weights_only=True)`` (see
+    :func:`lossatlas.store.read_checkpoint`).
+
+    Examples
+    --------
+    >>> model = build("resnet20", (3, 32, 32), 10)
+    >>> load_checkpoint(model, "resnet20.pt")
+    """
+    from .store import read_checkpoint
+
+    state = read_checkpoint(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing from the checkpoint: {missing[:20]}")
+        if unexpected:
+            parts.append(f"not in the model: {unexpected[:20]}")
+        if shapes:
+            parts.append(f"different shapes: {shapes[:20]}")
+        raise InputError(
+            f"the checkpoint {path} does not match the model ({'; '.join(parts)}); check that "
+            "--model builds the architecture the checkpoint was saved from"
+        )
+    model.load_state_dict(state)
+    return model

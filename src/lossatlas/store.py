@@ -212,3 +212,39 @@ def read_attr(ds: xr.Dataset, key: str, default=None):
         except json.JSONDecodeError:
             return value
     return value
+
+
+def read_checkpoint(path) -> dict:
+    """A state dict from a checkpoint file, loaded with ``weights_only=True`` (no code runs).
+
+    Accepts a bare state dict or a dict holding one under ``"state_dict"`` or ``"model"``.
+    """
+    import torch
+
+    path = Path(path)
+    require(path.is_file(), f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure is a bad file for the user to fix
+        raise InputError(
+            f"cannot load {path} with torch.load(weights_only=True): {exc}. Save plain tensors "
+            "(torch.save(model.state_dict(), path)); pickled modules are refused for safety"
+        ) from exc
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], Mapping):
+                return dict(obj[key])
+        if all(hasattr(v, "shape") for v in obj.values()):
+            return dict(obj)
+    raise InputError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
+
+
+def write_checkpoint(path, state_dict: Mapping, **extra: Any) -> Path:
+    """Save ``{"state_dict": ..., **extra}`` atomically (extra values must be plain types)."""
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"state_dict": dict(state_dict), **json_safe(extra)}, tmp)
+    os.replace(tmp, path)
+    return path

@@ -59,9 +59,14 @@ def _hash(*parts) -> str:
     return h.hexdigest()[:16]
 
 
+def _as_tensor(v) -> torch.Tensor:
+    return v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+
+
 def _check_inputs(f: Landscape, center, dirs, n_dirs: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     require(isinstance(f, Landscape), f"expected a Landscape, got {type(f).__name__}")
-    center = f.origin if center is None else center
+    center = f.origin if center is None else _as_tensor(center)
+    dirs = [_as_tensor(d) for d in dirs]
     f.space.check_vector(center, "center")
     require(len(dirs) == n_dirs, f"expected {n_dirs} directions, got {len(dirs)}")
     for i, d in enumerate(dirs):

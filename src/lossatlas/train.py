@@ -146,6 +146,8 @@ def as_train_data(data, test=None, augment=None) -> _TrainData:
     require(X.shape[0] > 0, "the training set is empty")
     if test is not None:
         require(len(test) == 2 and test[0].shape[0] == test[1].shape[0], "test must be an (X, y) pair of equal length")
+        if test[0].shape[0] == 0:
+            test = None  # a dataset without a test split
     for name, t in (("inputs", X),) + ((("test inputs", test[0]),) if test is not None else ()):
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise InputError(f"the {name} hold NaN or infinite values")
