@@ -133,6 +133,7 @@ def test_resumed_run_continues_from_last_snapshot(tmp_path, mode):
     assert t.sizes["point"] == 2 * 5
     back = la.RunDir(tmp_path).open("trajectory")
     assert back.sizes["point"] == 10 and back.weights.dtype == np.float32
+    assert back.attrs["kind"] == "trajectory" and back.attrs["lr_drops"] == []  # attrs survive appends
 
 
 def test_bad_input():

@@ -28,7 +28,7 @@ from torch import nn
 from ._errors import InputError, require
 from .landscape import LOSSES
 from .space import ParamSpace
-from .store import RunDir, json_safe, provenance, read_attr
+from .store import RunDir, _clean_attrs, json_safe, provenance, read_attr
 
 
 class Optimizer(str, enum.Enum):
@@ -186,12 +186,11 @@ class _Recorder:
             data.update({n: (("point",), v) for n, v in values.items()})
             ds = xr.Dataset(data, coords={n: (("point",), v) for n, v in coords.items()})
             path = self.run.zarr_path(self.name)
+            ds.attrs = self.attrs  # every write: an append without attrs would erase them
+            ds = _clean_attrs(ds)
             if self.count == 0:
-                ds.attrs = self.attrs
-                from .store import _clean_attrs
-
                 enc = {"weights": {"chunks": (self.chunk, min(self.n_params, 2**22))}}
-                _clean_attrs(ds).to_zarr(path, mode="w", encoding=enc, consolidated=False)
+                ds.to_zarr(path, mode="w", encoding=enc, consolidated=False)
             else:
                 ds.to_zarr(path, append_dim="point", consolidated=False)
         self.count += k
