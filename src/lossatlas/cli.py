@@ -18,6 +18,7 @@ from typing import Any, Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ._errors import InputError, require
@@ -127,7 +128,7 @@ def _save_model(run, model, src: Source, name: str = "model.pt") -> Path:
 
 
 def _fail(exc: InputError) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -417,11 +418,15 @@ def embed(
         methods = [m.strip() for m in method.split(",") if m.strip()]
         samples = run.open(source, load=False)
         t0 = time.perf_counter()
-        emb = embed_samples(samples, methods=methods, n_components=dims, seed=seed)
+        n = samples.sizes["point"]
+        # Small sample sets: keep t-SNE's perplexity and UMAP's neighbourhood below the point count.
+        options = {k: v for k, v in {"tsne": {"perplexity": float(min(30, max(2, (n - 1) // 3)))},
+                                     "umap": {"n_neighbors": int(min(15, max(2, n - 1)))}}.items() if k in methods}
+        emb = embed_samples(samples, methods=methods, n_components=dims, seed=seed, options=options)
         seconds = time.perf_counter() - t0
         run.save("embedding" if source == "jump" else f"embedding_{source}", emb)
         meta = samples.drop_vars("weights").load()
-        arrays = {m: emb.embedding.sel(method=m).values for m in emb.method.values}
+        arrays = {m: emb.embedding.sel({"method": m}).values for m in emb.method.values}
         scores = _scores(emb)
         plot.plot_embedding_panel(arrays, meta, scores=scores, path=run.figures / f"embedding_{source}")
         plot.plot_embedding_panel(arrays, meta, scores=scores, color="loss", path=run.figures / f"embedding_{source}_loss")
