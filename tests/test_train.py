@@ -148,3 +148,11 @@ def test_bad_input():
         la.train(cnn(0), (X, y), epochz=3)
     with pytest.raises(InputError, match="differ in length"):
         la.train(cnn(0), (X, y[:-1]))
+
+
+def test_la_train_stays_the_function_after_submodule_imports():
+    import importlib
+
+    importlib.import_module("lossatlas.train")
+    importlib.import_module("lossatlas.jump")  # imports lossatlas.train internally
+    assert callable(la.train) and la.train.__name__ == "train"

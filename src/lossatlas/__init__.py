@@ -45,11 +45,18 @@ _EXPORTS = {
 }
 
 _SUBMODULES = {
-    "space", "store", "landscape", "surface", "train", "jump", "trajectory", "embed", "plot", "data",
+    "space", "store", "landscape", "surface", "jump", "trajectory", "embed", "plot", "data",
     "models", "cli",
 }
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
+
+
+# `train` is both a module and its main function. Importing the submodule anywhere would set the
+# package attribute to the module, so the function is bound here, once, after that import.
+from .train import train  # noqa: E402
+
+globals()["train"] = train
 
 
 def __getattr__(name: str):

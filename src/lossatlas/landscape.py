@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import copy
 import enum
+import inspect
 import math
+import os
+import sys
 import threading
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -20,6 +25,78 @@ from torch import nn
 
 from ._errors import InputError, require
 from .space import ParamSpace
+
+
+# -- the C allocator --------------------------------------------------------------------------
+
+_M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
+_ALLOCATOR_BYTES = 1 << 30
+_GLIBC_MMAP_CAP = 32 << 20  # older glibc refuse mmap thresholds above HEAP_MAX_SIZE / 2
+_allocator_tuned = False
+_allocator_lock = threading.Lock()
+
+
+def tune_allocator() -> bool:
+    """Keep glibc's malloc from handing large freed buffers back to the kernel.
+
+    Evaluating a landscape allocates and frees the same activation buffers thousands of times.
+    By default glibc serves large buffers with fresh ``mmap`` calls and trims the top of its heap
+    after large frees, so every forward pass faults its pages in (and zeroes them) again; on a
+    loaded 2-core machine that made evaluation loops 1.2-6x slower. This raises glibc's mmap
+    and trim thresholds (``mallopt``) to 1 GiB, so freed buffers are reused; the process then
+    keeps up to its peak memory instead of returning it.
+
+    The setting is process-wide and stays. It does nothing, and returns False, off Linux/glibc,
+    when the environment variable ``LOSSATLAS_TUNE_ALLOCATOR`` is ``0``, or when the user chose
+    thresholds through ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``. It is safe to
+    call repeatedly; :class:`Landscape` calls it once when built on a CPU unless given
+    ``tune_allocator=False``.
+
+    Returns
+    -------
+    bool
+        Whether the thresholds are raised.
+
+    Examples
+    --------
+    >>> tune_allocator()  # on Linux with glibc
+    True
+    """
+    global _allocator_tuned
+    with _allocator_lock:
+        if _allocator_tuned:
+            return True
+        if (
+            not sys.platform.startswith("linux")
+            or os.environ.get("LOSSATLAS_TUNE_ALLOCATOR", "1").strip().lower() in ("0", "false", "no", "off")
+            or any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
+        ):
+            return False
+        try:
+            import ctypes
+            import platform
+
+            if platform.libc_ver()[0] != "glibc":
+                return False
+            mallopt = ctypes.CDLL("libc.so.6").mallopt
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        except (OSError, AttributeError, ValueError):
+            return False
+        if not mallopt(_M_MMAP_THRESHOLD, _ALLOCATOR_BYTES) and not mallopt(_M_MMAP_THRESHOLD, _GLIBC_MMAP_CAP):
+            return False
+        _allocator_tuned = bool(mallopt(_M_TRIM_THRESHOLD, _ALLOCATOR_BYTES))
+        return _allocator_tuned
+
+
+_tune_allocator = tune_allocator  # Landscape's keyword of the same name shadows it there
+
+# Default evaluation batch of models with convolutions (bounds activation memory). On the 2-core
+# CPU of bench/surface.py it beat batches of 64 and 128, eager and compiled, in every
+# measurement; all data at once was faster still but needs memory in proportion to the data.
+_CONV_BATCH = 256
+# compile="auto": compile once this many seconds went into eager evaluation (see Landscape).
+_COMPILE_AFTER_SECONDS = 10.0
 
 
 class BatchNormMode(str, enum.Enum):
@@ -212,6 +289,8 @@ class Landscape:
         Seed of the subset.
     batch_size : int, optional
         Evaluation batch size (default: 256 for models with convolutions, else all at once).
+        Fewer, larger batches mean fewer kernel launches and thread synchronizations per point,
+        which matters most on a busy CPU.
     forward : callable, optional
         ``forward(model, batch) -> output`` for models called otherwise than ``model(inputs)``.
     target : callable, optional
@@ -221,10 +300,22 @@ class Landscape:
         ``"vmap"`` pushes chunks of points through ``torch.vmap`` (the accelerator path).
     chunk : int
         Points per vmap call.
-    compile : bool
-        ``torch.compile`` the model for the loop strategy (worth it for long grids on a CPU).
+    compile : bool or "auto"
+        ``torch.compile`` the loop's per-batch step (forward, loss and accuracy; one static graph
+        per batch shape, parameters written in place so new points never recompile). On a
+        2-core CPU it made a small CNN's plane about twice as fast, but compiling costs 10-40 s
+        the first time on a machine (seconds later, from inductor's on-disk cache), as long as
+        a whole 31x31 plane of that CNN evaluated eagerly. So ``"auto"`` (the default; models
+        with convolutions, loop strategy, CPU) starts eagerly and compiles once 10 s of eager
+        evaluation have passed: short lines and single planes never pay for it, long grids
+        and repeated planes do, and at worst it adds the compile time once. If compiling fails
+        (e.g. no C++ compiler) ``"auto"`` warns and stays eager. Pass ``True`` for a long job
+        known in advance, ``False`` never to compile.
     channels_last : bool or "auto"
         Channels-last memory format for 2-D convolutions in the loop strategy.
+    tune_allocator : bool
+        On a CPU, call :func:`tune_allocator` (raise glibc's mmap and trim thresholds, process
+        wide); False leaves the C allocator alone.
 
     Examples
     --------
@@ -248,9 +339,10 @@ class Landscape:
         target: Callable | None = None,
         strategy: str = "auto",
         chunk: int = 16,
-        compile: bool = False,
+        compile: bool | str = "auto",
         channels_last="auto",
         device=None,
+        tune_allocator: bool = True,
     ):
         require(isinstance(model, nn.Module), f"expected a torch.nn.Module, got {type(model).__name__}")
         self.bn = _enum(BatchNormMode, bn, "batch-norm mode")
@@ -276,14 +368,24 @@ class Landscape:
         if strategy is Strategy.VMAP and self.bn is BatchNormMode.RECOMPUTE and self.has_bn:
             raise InputError("bn='recompute' needs strategy='loop' (statistics are re-estimated point by point)")
         self.strategy = strategy
-        if batch_size is None and has_conv2d:
-            batch_size = 256
+        has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+        if batch_size is None and has_conv:
+            batch_size = _CONV_BATCH
         self.batch_size = batch_size
         self._forward = forward or default_forward
         self._target = target or default_target
         self._channels_last = (has_conv2d and strategy is Strategy.LOOP) if channels_last == "auto" else bool(channels_last)
-        self._compile = bool(compile)
+        if isinstance(compile, str):
+            require(compile == "auto", f"compile must be True, False or 'auto', got {compile!r}")
+            self._compile_mode = "auto" if (has_conv and strategy is Strategy.LOOP and self.device.type == "cpu") else False
+        else:
+            self._compile_mode = bool(compile)
+        self._compile = self._compile_mode is True  # whether the loop runs compiled now
         self._compiled = None
+        self._eager_seconds = 0.0  # time spent evaluating eagerly, for compile="auto"
+        self._stage = None
+        if tune_allocator and self.device.type == "cpu":
+            _tune_allocator()
         # The loop strategy writes points into one shared parameter set: one caller at a time.
         self._lock = threading.Lock()
 
@@ -380,6 +482,7 @@ class Landscape:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_compiled"] = None  # compiled graphs do not pickle; recompiled on first use
+        state["_stage"] = None  # views of it would unpickle as copies; rebuilt on first use
         del state["_lock"]
         return state
 
@@ -418,37 +521,87 @@ class Landscape:
                 rows.append(self._evaluate_vmap(points[i : i + self.chunk]))
             values = torch.cat(rows)
         else:
-            values = torch.stack([self._evaluate_one(p) for p in points])
+            values = self._evaluate_loop(points)
         return {k: values[:, i] for i, k in enumerate(self.keys)}
 
     def _write(self, vec: torch.Tensor) -> None:
-        for p, t in zip(self._params, self.space.split(vec)):
-            p.copy_(t)
+        # One copy into a staging vector whose views have the parameters' shapes, then one
+        # multi-tensor copy into the parameters: two kernel launches per point, not two per tensor.
+        if self._stage is None:
+            self._stage = torch.empty_like(self.origin)
+            self._stage_views = self.space.split(self._stage)
+        self._stage.copy_(vec)
+        if hasattr(torch, "_foreach_copy_"):
+            torch._foreach_copy_(self._params, self._stage_views)
+        else:  # torch < 2.1
+            for p, t in zip(self._params, self._stage_views):
+                p.copy_(t)
 
-    def _model(self):
-        if self._compile and self._compiled is None:
-            self._compiled = torch.compile(self._module)
-        return self._compiled if self._compile else self._module
+    def _batch_values(self, batch, y):
+        """Sums over one batch: ``(loss,)`` or ``(loss, correct)``, as the model computes them."""
+        out = self._forward(self._module, batch)
+        loss = self._loss_sum(out, y)
+        if len(self.metrics) == 1:
+            return (loss,)
+        return loss, (out.argmax(1) == y).sum()
+
+    def _step(self):
+        """The per-batch function of the loop: eager, or compiled once it is worth it."""
+        if self._compile_mode == "auto" and not self._compile and self._eager_seconds >= _COMPILE_AFTER_SECONDS:
+            self._compile = True
+        if not self._compile:
+            return self._batch_values
+        if self._compiled is None:
+            kwargs = {}
+            if "isolate_recompiles" in inspect.signature(torch.compile).parameters:
+                # Every Landscape compiles the same method: without this, all of them share
+                # (and exhaust) one recompile limit.
+                kwargs["isolate_recompiles"] = True
+            # Static shapes: one graph per batch size (full batches and the last one), specialized
+            # for them. Parameters are written in place, so their values never trigger recompiles.
+            compiled = torch.compile(self._batch_values, dynamic=False, **kwargs)
+            if self._compile_mode == "auto":
+                try:  # compile now, on the first batch, and keep the eager loop if that fails
+                    compiled(self.splits[0].batches[0], self.splits[0].targets[0])
+                except Exception as exc:  # noqa: BLE001 - e.g. no C++ compiler on the machine
+                    warnings.warn(
+                        f"torch.compile failed ({type(exc).__name__}: {exc}); evaluating without it "
+                        "(pass compile=False to skip the attempt)",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+                    self._compile_mode = self._compile = False
+                    return self._batch_values
+            self._compiled = compiled
+        return self._compiled
 
     @torch.no_grad()
-    def _evaluate_one(self, vec: torch.Tensor) -> torch.Tensor:
-        self._write(vec)
-        if self.bn is BatchNormMode.RECOMPUTE and self.has_bn:
-            self._recompute_statistics()
-        model = self._model()
-        row = []
-        for split in self.splits:
-            loss = torch.zeros((), dtype=torch.float64, device=self.device)
-            correct = torch.zeros((), dtype=torch.float64, device=self.device)
-            for batch, y in zip(split.batches, split.targets):
-                out = self._forward(model, batch)
-                loss += self._loss_sum(out, y).double()
-                if "accuracy" in self.metrics:
-                    correct += (out.argmax(1) == y).sum()
-            row.append(loss / split.n)
-            if "accuracy" in self.metrics:
-                row.append(correct / split.n)
-        return torch.stack(row).cpu()
+    def _evaluate_loop(self, points: torch.Tensor) -> torch.Tensor:
+        recompute = self.bn is BatchNormMode.RECOMPUTE and self.has_bn
+        m = len(self.metrics)
+        # Per-batch sums are only collected here; converting and adding them up happens once,
+        # after the last point, so a point costs no more kernel launches than its forward passes.
+        sums: list[list[list[torch.Tensor]]] = [[[] for _ in range(m)] for _ in self.splits]
+        for vec in points:
+            timed = self._compile_mode == "auto" and not self._compile
+            start = time.perf_counter() if timed else 0.0
+            step = self._step()
+            self._write(vec)
+            if recompute:
+                self._recompute_statistics()
+            for lists, split in zip(sums, self.splits):
+                for batch, y in zip(split.batches, split.targets):
+                    for values, v in zip(lists, step(batch, y)):
+                        values.append(v)
+            if timed:
+                self._eager_seconds += time.perf_counter() - start
+        k = points.shape[0]
+        columns = []
+        for lists, split in zip(sums, self.splits):
+            for values in lists:
+                per_batch = torch.stack([v.reshape(()) for v in values]).double().reshape(k, len(split.batches))
+                columns.append(per_batch.sum(1) / split.n)
+        return torch.stack(columns, dim=1).cpu()
 
     def _recompute_statistics(self) -> None:
         bns = [m for m in self._module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

@@ -1,0 +1,291 @@
+"""Benchmark: a 31x31 loss plane on scikit-learn digits, lossatlas against its references.
+
+Run with ``python bench/surface.py`` (``--help`` for options). Two models on all 1,797 digits:
+
+- CNN: ``SmallCNN((1, 8, 8), 10, channels=(32, 64), hidden=64)`` (conv 1->32 and 32->64, 3x3,
+  each followed by ReLU and 2x2 max-pooling, then 256->64->10; about 1.19 GFLOP per point over
+  the data, 90% of it in the second convolution).
+- MLP: ``MLP((64,), 10, hidden=(64, 64))`` on the flattened digits.
+
+Each model is trained briefly (seeded), then the plane is evaluated by three methods, each in its
+own process (this script re-run with ``--child``), with its default settings:
+
+- ``lossatlas``: ``la.plane(la.Landscape(model, (X, y)), center, dirs, span=1, steps=31)`` with
+  the defaults (for the CNN: batches of 256, channels-last, ``compile="auto"``, which compiles
+  mid-plane once 10 s went into eager evaluation, so that row includes any compile time), and
+  variants: ``compile=True`` (compiled in the first call), ``compile=True, batch_size=64``, and
+  for the MLP ``strategy="vmap"``;
+- ``naive loop``: for each point, copy it into every ``p.data`` and call the model on all data
+  under ``torch.no_grad()``;
+- ``loss-landscapes``: ``loss_landscapes.random_plane(model, Loss(F.cross_entropy, X, y),
+  distance=0.5, steps=31, normalization="filter")`` (distance 0.5 spans +-1 model norm per
+  direction, like ``span=1`` with filter-normalized directions).
+
+Times are warm: each process first evaluates once (timed apart as "first call", which for
+lossatlas includes ``torch.compile`` when it is on), then the whole plane is timed. lossatlas and
+the naive loop use the same directions, and their values are compared. The float32 matmul
+throughput of the machine (2048x2048 @ 2048x2048, 2 threads) is measured in the same run, before
+and after, and each method's model FLOPs per second are given as a fraction of the best of the
+two. Nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+SCRIPT = Path(__file__).resolve()
+SPAN = 1.0
+LL_DISTANCE = 0.5  # loss-landscapes: each direction spans model_norm / distance in total
+
+
+def make_model(name: str) -> torch.nn.Module:
+    from lossatlas.models import MLP, SmallCNN
+
+    if name == "cnn":
+        return SmallCNN((1, 8, 8), 10, channels=(32, 64), hidden=64)
+    if name == "mlp":
+        return MLP((64,), 10, hidden=(64, 64))
+    raise ValueError(name)
+
+
+def data_for(name: str):
+    return C.digits(image=(name == "cnn"))
+
+
+def train(model: torch.nn.Module, X, y, epochs: int = 5, seed: int = 0) -> None:
+    """A few epochs of Adam, seeded, so that the plane is centred near a minimum."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), 64):
+            idx = order[i : i + 64]
+            opt.zero_grad()
+            F.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+    model.eval()
+
+
+def setup(path: Path, models: list[str]) -> dict:
+    import lossatlas as la
+
+    info = {}
+    blob = {}
+    for name in models:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = make_model(name)
+        X, y = data_for(name)
+        train(model, X, y)
+        dirs = la.random_directions(model, n=2, norm="filter", ignore="biasbn", seed=0)
+        blob[name] = {"state": model.state_dict(), "dirs": dirs}
+        with torch.no_grad():
+            out = model(X)
+        info[name] = {
+            "params": sum(p.numel() for p in model.parameters()),
+            "flops": C.forward_flops(model, X),
+            "center_loss": float(F.cross_entropy(out, y)),
+            "center_accuracy": float((out.argmax(1) == y).float().mean()),
+        }
+    torch.save(blob, path)
+    return info
+
+
+def load(path: str, name: str):
+    blob = torch.load(path, weights_only=True)[name]
+    model = make_model(name)
+    model.load_state_dict(blob["state"])
+    model.eval()
+    return model, blob["dirs"]
+
+
+# -- the three methods, each run in its own process ---------------------------------------------
+
+def child_lossatlas(name: str, path: str, steps: int, kwargs: dict) -> dict:
+    import lossatlas as la
+
+    model, dirs = load(path, name)
+    X, y = data_for(name)
+    t = time.perf_counter()
+    f = la.Landscape(model, (X, y), **kwargs)
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    f.evaluate(torch.stack([f.origin, f.origin + 0.5 * dirs[0] - 0.5 * dirs[1]]))
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    ds = la.plane(f, f.origin, dirs, span=SPAN, steps=steps)
+    seconds = time.perf_counter() - t
+    # Private attributes, read for the report only.
+    settings = {"strategy": f.strategy.value, "batch_size": f.batch_size,
+                "channels_last": getattr(f, "_channels_last", None), "compile": getattr(f, "_compile_mode", None),
+                "compiled at the end": getattr(f, "_compile", None)}
+    return {"seconds": seconds, "first": first, "build": build, "points": steps * steps,
+            "loss": ds.loss.values.tolist(), "settings": settings}
+
+
+def child_naive(name: str, path: str, steps: int) -> dict:
+    model, (d0, d1) = load(path, name)
+    X, y = data_for(name)
+    params = list(model.parameters())
+    center = torch.nn.utils.parameters_to_vector(params).detach().clone()
+    xs = np.linspace(-SPAN, SPAN, steps)
+
+    def loss_at(a: float, b: float) -> float:
+        vec = center + a * d0 + b * d1
+        i = 0
+        for p in params:
+            p.data.copy_(vec[i : i + p.numel()].view_as(p))
+            i += p.numel()
+        with torch.no_grad():
+            return F.cross_entropy(model(X), y).item()
+
+    t = time.perf_counter()
+    loss_at(0.5, -0.5)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    grid = [[loss_at(a, b) for b in xs] for a in xs]
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "first": first, "points": steps * steps, "loss": grid}
+
+
+def child_loss_landscapes(name: str, path: str, steps: int) -> dict:
+    import loss_landscapes
+    from loss_landscapes.metrics import Loss
+    from loss_landscapes.model_interface.model_wrapper import wrap_model
+
+    model, _ = load(path, name)
+    X, y = data_for(name)
+    metric = Loss(F.cross_entropy, X, y)
+    torch.manual_seed(0)  # random_plane draws its directions from the global generator
+    t = time.perf_counter()
+    metric(wrap_model(model))
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    grid = loss_landscapes.random_plane(model, metric, distance=LL_DISTANCE, steps=steps, normalization="filter")
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "first": first, "points": steps * steps, "loss": np.asarray(grid).tolist()}
+
+
+def child_main(args) -> None:
+    C.pin_threads()
+    if args.child == "lossatlas":
+        out = child_lossatlas(args.model, args.setup, args.steps, json.loads(args.kwargs))
+    elif args.child == "naive":
+        out = child_naive(args.model, args.setup, args.steps)
+    else:
+        out = child_loss_landscapes(args.model, args.setup, args.steps)
+    C.report(out)
+
+
+# -- the parent: set up, run the children, print the table --------------------------------------
+
+METHODS = {
+    # label: (child, Landscape kwargs, models it runs on)
+    "lossatlas": ("lossatlas", {}, ("cnn", "mlp")),
+    "lossatlas compile=True": ("lossatlas", {"compile": True}, ("cnn",)),
+    "lossatlas compile=True batch_size=64": ("lossatlas", {"compile": True, "batch_size": 64}, ("cnn",)),
+    "lossatlas strategy=vmap": ("lossatlas", {"strategy": "vmap"}, ("mlp",)),
+    "naive loop": ("naive", {}, ("cnn", "mlp")),
+    "loss-landscapes": ("loss-landscapes", {}, ("cnn", "mlp")),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="cnn,mlp", help="comma-separated: cnn, mlp")
+    parser.add_argument("--steps", type=int, default=31, help="grid points per axis (default 31)")
+    parser.add_argument("--repeat", type=int, default=1, help="run every method this many times, keep the best")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS))
+    parser.add_argument("--child", choices=["lossatlas", "naive", "loss-landscapes"], help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--setup", help=argparse.SUPPRESS)
+    parser.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_main(args)
+        return
+
+    C.pin_threads()
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {C.load_average()}", flush=True)
+    peaks = [C.matmul_gflops()]
+    print(f"matmul float32 2048^3: {peaks[0]:.0f} GFLOP/s", flush=True)
+
+    results: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "setup.pt"
+        info = setup(path, models)
+        for name in models:
+            print(f"{name}: {info[name]['params']} parameters, {info[name]['flops'] / 1e9:.3f} GFLOP per point "
+                  f"(forward over {1797} samples), center loss {info[name]['center_loss']:.4f}, "
+                  f"accuracy {info[name]['center_accuracy']:.3f}", flush=True)
+        for rep in range(args.repeat):
+            for name in models:
+                for label in methods:
+                    child, kwargs, applies = METHODS[label]
+                    if name not in applies:
+                        continue
+                    r = C.run_child(SCRIPT, ["--child", child, "--model", name, "--setup", str(path),
+                                             "--steps", str(args.steps), "--kwargs", json.dumps(kwargs)])
+                    results.setdefault((name, label), []).append(r)
+                    print(f"  [{rep + 1}/{args.repeat}] {name:4s} {label:24s} {r['seconds']:8.2f} s "
+                          f"(first call {r['first']:.2f} s)", flush=True)
+    peaks.append(C.matmul_gflops())
+    peak = max(peaks)
+    print(f"matmul float32 2048^3 after: {peaks[1]:.0f} GFLOP/s; load average {C.load_average()}")
+
+    rows = []
+    for name in models:
+        labels = [label for label in methods if (name, label) in results]
+        best = {label: C.best_of(results[(name, label)]) for label in labels}
+        ref = {k: best[k]["seconds"] for k in ("naive loop", "loss-landscapes") if k in best}
+        for label in labels:
+            r = best[label]
+            pts = r["points"] / r["seconds"]
+            rows.append([
+                name, label, f"{r['seconds']:.2f}", f"{pts:.0f}", f"{r['first']:.2f}",
+                f"{ref['naive loop'] / r['seconds']:.2f}x" if "naive loop" in ref else "-",
+                f"{ref['loss-landscapes'] / r['seconds']:.2f}x" if "loss-landscapes" in ref else "-",
+                f"{100 * info[name]['flops'] * pts / (peak * 1e9):.1f}%",
+            ])
+    print()
+    print(f"{args.steps}x{args.steps} plane, {args.steps ** 2} points, all 1,797 digits; "
+          f"matmul peak {peak:.0f} GFLOP/s (best of before/after); best of {args.repeat} run(s)")
+    print(C.table(rows, ["model", "method", "seconds", "points/s", "first call s", "vs naive",
+                         "vs loss-landscapes", "% matmul peak"]))
+    print()
+    for name in models:
+        for label in methods:
+            if (name, label) not in results:
+                continue
+            r = C.best_of(results[(name, label)])
+            if "settings" in r:
+                line = f"{name} {label}: {r['settings']}"
+                if (name, "naive loop") in results:
+                    naive = C.best_of(results[(name, "naive loop")])
+                    line += f"; max relative difference to the naive loop {C.max_rel_diff(r['loss'], naive['loss']):.1e}"
+                print(line)
+
+
+if __name__ == "__main__":
+    main()
