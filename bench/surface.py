@@ -12,7 +12,7 @@ own process (this script re-run with ``--child``), with its default settings:
 
 - ``lossatlas``: ``la.plane(la.Landscape(model, (X, y)), center, dirs, span=1, steps=31)`` with
   the defaults (for the CNN: batches of 256, channels-last, ``compile="auto"``, which compiles
-  mid-plane once 10 s went into eager evaluation, so that row includes any compile time), and
+  mid-plane once 30 s went into eager evaluation, so that row includes any compile time), and
   variants: ``compile=True`` (compiled in the first call), ``compile=True, batch_size=64``, and
   for the MLP ``strategy="vmap"``;
 - ``naive loop``: for each point, copy it into every ``p.data`` and call the model on all data
@@ -21,8 +21,9 @@ own process (this script re-run with ``--child``), with its default settings:
   distance=0.5, steps=31, normalization="filter")`` (distance 0.5 spans +-1 model norm per
   direction, like ``span=1`` with filter-normalized directions).
 
-Times are warm: each process first evaluates once (timed apart as "first call", which for
-lossatlas includes ``torch.compile`` when it is on), then the whole plane is timed. lossatlas and
+Times are warm: each process first evaluates once (timed apart as "first call"; for lossatlas
+a 2x2 plane, which carries one-time imports and ``torch.compile`` when it is on), then the whole
+plane is timed. lossatlas and
 the naive loop use the same directions, and their values are compared. The float32 matmul
 throughput of the machine (2048x2048 @ 2048x2048, 2 threads) is measured in the same run, before
 and after, and each method's model FLOPs per second are given as a fraction of the best of the
@@ -125,7 +126,9 @@ def child_lossatlas(name: str, path: str, steps: int, kwargs: dict) -> dict:
     f = la.Landscape(model, (X, y), **kwargs)
     build = time.perf_counter() - t
     t = time.perf_counter()
-    f.evaluate(torch.stack([f.origin, f.origin + 0.5 * dirs[0] - 0.5 * dirs[1]]))
+    # Warm-up: a 2x2 plane, so the first call also carries plane()'s one-time imports (xarray
+    # looks up its chunk managers on first use, 0.3-0.4 s) and, with compile=True, compiling.
+    la.plane(f, f.origin, dirs, span=SPAN, steps=2)
     first = time.perf_counter() - t
     t = time.perf_counter()
     ds = la.plane(f, f.origin, dirs, span=SPAN, steps=steps)

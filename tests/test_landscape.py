@@ -207,3 +207,23 @@ def test_bad_input_errors_before_work():
     f = Landscape(mlp(), (X, y))
     with pytest.raises(InputError, match=r"shape \[K, "):
         f.evaluate(torch.zeros(2, 5))
+
+
+def test_builtin_cross_entropy_equals_torch():
+    from lossatlas.landscape import LOSSES
+
+    gen = torch.Generator().manual_seed(0)
+    ce = LOSSES["cross_entropy"]
+    for scale in (1.0, 1e3):  # large logits: logsumexp must stay finite and exact
+        out = torch.randn(300, 7, generator=gen) * scale
+        y = torch.randint(0, 7, (300,), generator=gen)
+        ref = F.cross_entropy(out.double(), y, reduction="sum")
+        assert ce(out, y).item() == pytest.approx(ref.item(), rel=1e-5)
+    # Soft targets and [N, C, L] outputs go through torch's own implementation.
+    out = torch.randn(4, 3, 5, generator=gen)
+    y = torch.randint(0, 3, (4, 5), generator=gen)
+    assert torch.equal(ce(out, y), F.cross_entropy(out, y, reduction="sum"))
+    soft = torch.softmax(torch.randn(4, 3, generator=gen), 1)
+    assert torch.equal(ce(out[:, :, 0], soft), F.cross_entropy(out[:, :, 0], soft, reduction="sum"))
+    out[0, 0] = float("nan")
+    assert torch.isnan(ce(out[:, :, 0], y[:, 0]))
