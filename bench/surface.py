@@ -11,10 +11,10 @@ Each model is trained briefly (seeded), then the plane is evaluated by three met
 own process (this script re-run with ``--child``), with its default settings:
 
 - ``lossatlas``: ``la.plane(la.Landscape(model, (X, y)), center, dirs, span=1, steps=31)`` with
-  the defaults (for the CNN: batches of 256, channels-last, ``compile="auto"``, which compiles
-  mid-plane once 30 s went into eager evaluation, so that row includes any compile time), and
-  variants: ``compile=True`` (compiled in the first call), ``compile=True, batch_size=64``, and
-  for the MLP ``strategy="vmap"``;
+  the defaults: two worker threads with one intra-op thread each (``workers="auto"``), eager;
+  for the CNN batches of 256 and channels-last. Variants: ``workers=1`` (one stream with two
+  intra-op threads, the previous default), ``compile=True`` (one compiled worker, compiled in the
+  first call), and for the MLP ``strategy="vmap"``;
 - ``naive loop``: for each point, copy it into every ``p.data`` and call the model on all data
   under ``torch.no_grad()``;
 - ``loss-landscapes``: ``loss_landscapes.random_plane(model, Loss(F.cross_entropy, X, y),
@@ -134,7 +134,7 @@ def child_lossatlas(name: str, path: str, steps: int, kwargs: dict) -> dict:
     ds = la.plane(f, f.origin, dirs, span=SPAN, steps=steps)
     seconds = time.perf_counter() - t
     # Private attributes, read for the report only.
-    settings = {"strategy": f.strategy.value, "batch_size": f.batch_size,
+    settings = {"strategy": f.strategy.value, "workers": f.workers, "batch_size": f.batch_size,
                 "channels_last": getattr(f, "_channels_last", None), "compile": getattr(f, "_compile_mode", None),
                 "compiled at the end": getattr(f, "_compile", None)}
     return {"seconds": seconds, "first": first, "build": build, "points": steps * steps,
@@ -200,8 +200,8 @@ def child_main(args) -> None:
 METHODS = {
     # label: (child, Landscape kwargs, models it runs on)
     "lossatlas": ("lossatlas", {}, ("cnn", "mlp")),
+    "lossatlas workers=1": ("lossatlas", {"workers": 1}, ("cnn", "mlp")),
     "lossatlas compile=True": ("lossatlas", {"compile": True}, ("cnn",)),
-    "lossatlas compile=True batch_size=64": ("lossatlas", {"compile": True, "batch_size": 64}, ("cnn",)),
     "lossatlas strategy=vmap": ("lossatlas", {"strategy": "vmap"}, ("mlp",)),
     "naive loop": ("naive", {}, ("cnn", "mlp")),
     "loss-landscapes": ("loss-landscapes", {}, ("cnn", "mlp")),

@@ -225,5 +225,49 @@ def test_builtin_cross_entropy_equals_torch():
     assert torch.equal(ce(out, y), F.cross_entropy(out, y, reduction="sum"))
     soft = torch.softmax(torch.randn(4, 3, generator=gen), 1)
     assert torch.equal(ce(out[:, :, 0], soft), F.cross_entropy(out[:, :, 0], soft, reduction="sum"))
+    # Confident samples: losses near 1e-4 keep their relative precision.
+    logits = torch.randn(500, 5, generator=gen)
+    labels = torch.randint(0, 5, (500,), generator=gen)
+    logits[torch.arange(500), labels] += 12.0
+    ref = F.cross_entropy(logits.double(), labels, reduction="sum").item()
+    assert ref / 500 < 1e-3
+    assert ce(logits, labels).item() == pytest.approx(ref, rel=1e-5)
     out[0, 0] = float("nan")
     assert torch.isnan(ce(out[:, :, 0], y[:, 0]))
+
+
+@pytest.mark.parametrize("bn", ["eval", "recompute"])
+def test_worker_threads_give_the_single_worker_values(bn):
+    X, y = blobs(n=70, d_in=64, image=True)
+    model = cnn(bn=True)
+    model.train()
+    model(X)
+    model.eval()
+    d = random_directions(model, n=2, seed=5)
+    pts = torch.stack([ParamSpace(model).vector(model) + a * d[0] + b * d[1]
+                       for a, b in [(0, 0), (0.4, -0.1), (-1, 0.7), (0.2, 0.9), (1, 1)]])
+    threads = torch.get_num_threads()
+    ref = Landscape(model, (X, y), bn=bn, batch_size=32, workers=1, test=(X[:9], y[:9])).evaluate(pts)
+    for workers in (2, 3, 8):  # 8 > points: one point per worker, the rest idle
+        f = Landscape(model, (X, y), bn=bn, batch_size=32, workers=workers, test=(X[:9], y[:9]))
+        out = f.evaluate(pts)
+        assert torch.get_num_threads() == threads  # the process-wide setting is restored
+        for k in ref:
+            assert torch.allclose(out[k], ref[k], rtol=1e-6, atol=1e-7), (workers, k)
+        assert len(f._replicas) == min(workers, len(pts))
+        g = pickle.loads(pickle.dumps(f))  # replicas and the thread pool are rebuilt after pickling
+        assert torch.allclose(g.evaluate(pts)["loss"], ref["loss"], rtol=1e-6)
+
+
+def test_workers_auto_and_refusals():
+    X, y = blobs(n=30)
+    assert Landscape(mlp(), (X, y)).workers == torch.get_num_threads()
+    assert Landscape(mlp(), (X, y), compile=True).workers == 1
+    assert Landscape(mlp(), (X, y), strategy="vmap").workers == 1
+    for bad in (0, -1, 1.5, "two", True):
+        with pytest.raises(InputError, match="workers must be"):
+            Landscape(mlp(), (X, y), workers=bad)
+    with pytest.raises(InputError, match="strategy='loop'"):
+        Landscape(mlp(), (X, y), strategy="vmap", workers=2)
+    with pytest.raises(InputError, match="compile=True"):
+        Landscape(mlp(), (X, y), compile=True, workers=2)

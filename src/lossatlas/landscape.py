@@ -117,10 +117,11 @@ class Strategy(str, enum.Enum):
 
 def _cross_entropy(out, y):
     if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
-        # Class indices for [N, C] logits: logsumexp minus the target's logit, summed. The same
-        # value as F.cross_entropy (to float rounding) in about half its time on a CPU, where
-        # this term is a sizeable share of a small model's evaluation.
-        return torch.logsumexp(out, 1).sum() - out.gather(1, y.unsqueeze(1)).sum()
+        # Class indices for [N, C] logits: per sample, logsumexp of the logits minus the target's
+        # logit (0 at the target itself, so a confident sample's small loss keeps its precision,
+        # as in torch's log-softmax). The same value as F.cross_entropy to float rounding, in
+        # about half its time on a CPU, where this is a sizeable share of a small model's work.
+        return torch.logsumexp(out - out.gather(1, y.unsqueeze(1)), 1).sum()
     return F.cross_entropy(out, y, reduction="sum")
 
 
@@ -322,6 +323,15 @@ class Landscape:
     tune_allocator : bool
         On a CPU, call :func:`tune_allocator` (raise glibc's mmap and trim thresholds, process
         wide); False leaves the C allocator alone.
+    workers : int or "auto"
+        Loop strategy: points are shared out among this many threads, each evaluating its share
+        on its own copy of the model (inter-op parallelism), with torch's intra-op threads
+        divided among them for the duration (a process-wide setting, restored afterwards).
+        ``"auto"``: torch's thread count on a CPU (1 with ``compile=True``, on accelerators and
+        for vmap). On a 2-core CPU two workers evaluated a small CNN's plane about 1.5x as fast
+        as one worker with two intra-op threads, whose small kernels spend much of their time
+        synchronizing. Costs one more model copy (and its activations) per worker. Pass 1 when
+        a custom ``forward`` is not thread-safe.
 
     Examples
     --------
@@ -349,6 +359,7 @@ class Landscape:
         channels_last="auto",
         device=None,
         tune_allocator: bool = True,
+        workers: int | str = "auto",
     ):
         require(isinstance(model, nn.Module), f"expected a torch.nn.Module, got {type(model).__name__}")
         self.bn = _enum(BatchNormMode, bn, "batch-norm mode")
@@ -386,10 +397,24 @@ class Landscape:
             self._compile_mode = "auto" if (has_conv and strategy is Strategy.LOOP and self.device.type == "cpu") else False
         else:
             self._compile_mode = bool(compile)
+        if workers == "auto":
+            cpu_loop = strategy is Strategy.LOOP and self.device.type == "cpu"
+            workers = torch.get_num_threads() if cpu_loop and self._compile_mode is not True else 1
+        require(isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1,
+                f"workers must be 'auto' or an integer >= 1, got {workers!r}")
+        if workers > 1:
+            require(strategy is Strategy.LOOP, "workers > 1 needs strategy='loop' (vmap batches points itself)")
+            require(self._compile_mode is not True,
+                    "compile=True runs one compiled worker; pass workers=1 with it (or compile=False)")
+            # Eager evaluation in several workers was measured as fast as one compiled worker on
+            # a 2-core CPU (bench/surface.py), without the compile time: "auto" stays eager.
+            self._compile_mode = False
+        self.workers = workers
         self._compile = self._compile_mode is True  # whether the loop runs compiled now
         self._compiled = None
         self._eager_seconds = 0.0  # time spent evaluating eagerly, for compile="auto"
-        self._stage = None
+        self._replicas: list[_Replica] | None = None
+        self._pool = None
         if tune_allocator and self.device.type == "cpu":
             _tune_allocator()
         # The loop strategy writes points into one shared parameter set: one caller at a time.
@@ -414,7 +439,6 @@ class Landscape:
         if self._channels_last:
             module = module.to(memory_format=torch.channels_last)
         self._module = module
-        self._params = [dict(module.named_parameters())[e.name] for e in self.space.entries]
         self._buffers = {n: b for n, b in module.named_buffers()}
 
         self.splits: list[_Split] = [self._make_split("train", data, samples, seed)]
@@ -488,7 +512,8 @@ class Landscape:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_compiled"] = None  # compiled graphs do not pickle; recompiled on first use
-        state["_stage"] = None  # views of it would unpickle as copies; rebuilt on first use
+        state["_replicas"] = None  # staging views would unpickle as copies; rebuilt on first use
+        state["_pool"] = None
         del state["_lock"]
         return state
 
@@ -530,29 +555,28 @@ class Landscape:
             values = self._evaluate_loop(points)
         return {k: values[:, i] for i, k in enumerate(self.keys)}
 
-    def _write(self, vec: torch.Tensor) -> None:
-        # One copy into a staging vector whose views have the parameters' shapes, then one
-        # multi-tensor copy into the parameters: two kernel launches per point, not two per tensor.
-        if self._stage is None:
-            self._stage = torch.empty_like(self.origin)
-            self._stage_views = self.space.split(self._stage)
-        self._stage.copy_(vec)
-        if hasattr(torch, "_foreach_copy_"):
-            torch._foreach_copy_(self._params, self._stage_views)
-        else:  # torch < 2.1
-            for p, t in zip(self._params, self._stage_views):
-                p.copy_(t)
+    def _replica(self, i: int) -> "_Replica":
+        """Worker ``i``'s parameter set: replica 0 is the private module, the others copies of it."""
+        if self._replicas is None:
+            self._replicas = [_Replica(self._module, self.space, self.origin)]
+        while len(self._replicas) <= i:
+            self._replicas.append(_Replica(copy.deepcopy(self._module), self.space, self.origin))
+        return self._replicas[i]
 
-    def _batch_values(self, batch, y):
-        """Sums over one batch: ``(loss,)`` or ``(loss, correct)``, as the model computes them."""
-        out = self._forward(self._module, batch)
+    def _module_values(self, module, batch, y):
+        """Sums over one batch: ``(loss,)`` or ``(loss, correct)``, as ``module`` computes them."""
+        out = self._forward(module, batch)
         loss = self._loss_sum(out, y)
         if len(self.metrics) == 1:
             return (loss,)
         return loss, (out.argmax(1) == y).sum()
 
+    def _batch_values(self, batch, y):
+        """:meth:`_module_values` of the private module (the function that gets compiled)."""
+        return self._module_values(self._module, batch, y)
+
     def _step(self):
-        """The per-batch function of the loop: eager, or compiled once it is worth it."""
+        """The per-batch function of the single-worker loop: eager, or compiled once it is worth it."""
         if self._compile_mode == "auto" and not self._compile and self._eager_seconds >= _COMPILE_AFTER_SECONDS:
             self._compile = True
         if not self._compile:
@@ -568,7 +592,8 @@ class Landscape:
             compiled = torch.compile(self._batch_values, dynamic=False, **kwargs)
             if self._compile_mode == "auto":
                 try:  # compile now, on the first batch, and keep the eager loop if that fails
-                    compiled(self.splits[0].batches[0], self.splits[0].targets[0])
+                    with torch.no_grad():
+                        compiled(self.splits[0].batches[0], self.splits[0].targets[0])
                 except Exception as exc:  # noqa: BLE001 - e.g. no C++ compiler on the machine
                     warnings.warn(
                         f"torch.compile failed ({type(exc).__name__}: {exc}); evaluating without it "
@@ -581,20 +606,48 @@ class Landscape:
             self._compiled = compiled
         return self._compiled
 
-    @torch.no_grad()
     def _evaluate_loop(self, points: torch.Tensor) -> torch.Tensor:
+        k = points.shape[0]
+        workers = min(self.workers, k)
+        if workers <= 1:
+            return self._evaluate_block(self._replica(0), points, single=True)
+        # Inter-op parallelism: each worker thread evaluates a contiguous block of points on its
+        # own replica, with the intra-op threads shared out among the workers (torch's setting is
+        # process-wide; restored afterwards). Threads release the GIL inside kernels, which is
+        # where nearly all of the time goes.
+        replicas = [self._replica(i) for i in range(workers)]
+        blocks = torch.tensor_split(points, workers)
+        if self._pool is None or self._pool._max_workers < workers:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lossatlas-landscape")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // workers))
+        try:
+            futures = [self._pool.submit(self._evaluate_block, r, b) for r, b in zip(replicas, blocks)]
+            return torch.cat([f.result() for f in futures])
+        finally:
+            torch.set_num_threads(threads)
+
+    @torch.no_grad()  # grad mode is per thread: set here, in the thread that evaluates
+    def _evaluate_block(self, rep: "_Replica", points: torch.Tensor, single: bool = False) -> torch.Tensor:
         recompute = self.bn is BatchNormMode.RECOMPUTE and self.has_bn
         m = len(self.metrics)
         # Per-batch sums are only collected here; converting and adding them up happens once,
         # after the last point, so a point costs no more kernel launches than its forward passes.
         sums: list[list[list[torch.Tensor]]] = [[[] for _ in range(m)] for _ in self.splits]
         for vec in points:
-            timed = self._compile_mode == "auto" and not self._compile
+            timed = single and self._compile_mode == "auto" and not self._compile
             start = time.perf_counter() if timed else 0.0
-            step = self._step()
-            self._write(vec)
+            if single:
+                step = self._step()
+            else:
+                step = lambda batch, y: self._module_values(rep.module, batch, y)  # noqa: E731
+            rep.write(vec)
             if recompute:
-                self._recompute_statistics()
+                self._recompute_statistics(rep.module)
             for lists, split in zip(sums, self.splits):
                 for batch, y in zip(split.batches, split.targets):
                     for values, v in zip(lists, step(batch, y)):
@@ -609,13 +662,13 @@ class Landscape:
                 columns.append(per_batch.sum(1) / split.n)
         return torch.stack(columns, dim=1).cpu()
 
-    def _recompute_statistics(self) -> None:
-        bns = [m for m in self._module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    def _recompute_statistics(self, module: nn.Module) -> None:
+        bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         for m in bns:
             m.reset_running_stats()
             m.train()
         for batch in self.splits[0].batches:
-            self._forward(self._module, batch)
+            self._forward(module, batch)
         for m in bns:
             m.eval()
 
@@ -701,6 +754,27 @@ class Landscape:
             if s.name == name:
                 return s
         raise InputError(f"no {name!r} data in this landscape; splits: {[s.name for s in self.splits]}")
+
+
+class _Replica:
+    """One parameter set of the loop strategy: a module and the staging vector points go through."""
+
+    def __init__(self, module: nn.Module, space: ParamSpace, origin: torch.Tensor):
+        self.module = module
+        named = dict(module.named_parameters())
+        self.params = [named[e.name] for e in space.entries]
+        self.stage = torch.empty_like(origin)
+        self.views = space.split(self.stage)
+
+    def write(self, vec: torch.Tensor) -> None:
+        # One copy into a staging vector whose views have the parameters' shapes, then one
+        # multi-tensor copy into the parameters: two kernel launches per point, not two per tensor.
+        self.stage.copy_(vec)
+        if hasattr(torch, "_foreach_copy_"):
+            torch._foreach_copy_(self.params, self.views)
+        else:  # torch < 2.1
+            for p, t in zip(self.params, self.views):
+                p.copy_(t)
 
 
 class _FunctionalModel(nn.Module):
