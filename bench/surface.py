@@ -11,10 +11,12 @@ Each model is trained briefly (seeded), then the plane is evaluated by three met
 own process (this script re-run with ``--child``), with its default settings:
 
 - ``lossatlas``: ``la.plane(la.Landscape(model, (X, y)), center, dirs, span=1, steps=31)`` with
-  the defaults: two worker threads with one intra-op thread each (``workers="auto"``), eager;
-  for the CNN batches of 256 and channels-last. Variants: ``workers=1`` (one stream with two
-  intra-op threads, the previous default), ``compile=True`` (one compiled worker, compiled in the
-  first call), and for the MLP ``strategy="vmap"``;
+  the defaults: for the CNN two worker threads with one intra-op thread each
+  (``workers="auto"``), eager, batches of 256, channels-last; for the MLP one worker, all data
+  in one batch. Variants: for the CNN ``workers=1`` (one stream with two intra-op threads) and
+  ``compile=True`` (one compiled worker, compiled in the first call); for the MLP ``workers=2``
+  and ``strategy="vmap"``; for both ``accuracy=False``, the loss alone, which is all that the
+  naive loop and ``loss-landscapes`` compute (the other rows compute loss and accuracy);
 - ``naive loop``: for each point, copy it into every ``p.data`` and call the model on all data
   under ``torch.no_grad()``;
 - ``loss-landscapes``: ``loss_landscapes.random_plane(model, Loss(F.cross_entropy, X, y),
@@ -200,9 +202,11 @@ def child_main(args) -> None:
 METHODS = {
     # label: (child, Landscape kwargs, models it runs on)
     "lossatlas": ("lossatlas", {}, ("cnn", "mlp")),
-    "lossatlas workers=1": ("lossatlas", {"workers": 1}, ("cnn", "mlp")),
+    "lossatlas workers=1": ("lossatlas", {"workers": 1}, ("cnn",)),
+    "lossatlas workers=2": ("lossatlas", {"workers": 2}, ("mlp",)),
     "lossatlas compile=True": ("lossatlas", {"compile": True}, ("cnn",)),
     "lossatlas strategy=vmap": ("lossatlas", {"strategy": "vmap"}, ("mlp",)),
+    "lossatlas accuracy=False": ("lossatlas", {"accuracy": False}, ("cnn", "mlp")),
     "naive loop": ("naive", {}, ("cnn", "mlp")),
     "loss-landscapes": ("loss-landscapes", {}, ("cnn", "mlp")),
 }

@@ -261,7 +261,10 @@ def test_worker_threads_give_the_single_worker_values(bn):
 
 def test_workers_auto_and_refusals():
     X, y = blobs(n=30)
-    assert Landscape(mlp(), (X, y)).workers == torch.get_num_threads()
+    assert Landscape(mlp(), (X, y)).workers == 1  # short kernels: threads do not pay (measured)
+    Xi, yi = blobs(n=30, d_in=64, image=True)
+    assert Landscape(cnn(), (Xi, yi)).workers == torch.get_num_threads()
+    assert Landscape(cnn(), (Xi, yi), compile=True).workers == 1
     assert Landscape(mlp(), (X, y), compile=True).workers == 1
     assert Landscape(mlp(), (X, y), strategy="vmap").workers == 1
     for bad in (0, -1, 1.5, "two", True):
@@ -271,3 +274,16 @@ def test_workers_auto_and_refusals():
         Landscape(mlp(), (X, y), strategy="vmap", workers=2)
     with pytest.raises(InputError, match="compile=True"):
         Landscape(mlp(), (X, y), compile=True, workers=2)
+
+
+def test_accuracy_false_gives_the_loss_alone():
+    X, y = blobs(n=40)
+    model = mlp()
+    full = Landscape(model, (X, y), test=(X[:10], y[:10]))
+    lean = Landscape(model, (X, y), test=(X[:10], y[:10]), accuracy=False)
+    assert lean.keys == ("loss", "test_loss")
+    a, b = full.evaluate(full.origin), lean.evaluate(lean.origin)
+    assert set(b) == {"loss", "test_loss"}
+    assert torch.equal(a["loss"], b["loss"]) and torch.equal(a["test_loss"], b["test_loss"])
+    with pytest.raises(InputError, match="accuracy must be"):
+        Landscape(model, (X, y), accuracy="no")

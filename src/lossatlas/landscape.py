@@ -323,15 +323,19 @@ class Landscape:
     tune_allocator : bool
         On a CPU, call :func:`tune_allocator` (raise glibc's mmap and trim thresholds, process
         wide); False leaves the C allocator alone.
+    accuracy : bool
+        Also compute the accuracy when the model classifies (``[N, C]`` outputs, integer
+        targets). ``False`` evaluates the loss alone (about 10% less work for a small MLP).
     workers : int or "auto"
         Loop strategy: points are shared out among this many threads, each evaluating its share
         on its own copy of the model (inter-op parallelism), with torch's intra-op threads
         divided among them for the duration (a process-wide setting, restored afterwards).
-        ``"auto"``: torch's thread count on a CPU (1 with ``compile=True``, on accelerators and
-        for vmap). On a 2-core CPU two workers evaluated a small CNN's plane about 1.5x as fast
-        as one worker with two intra-op threads, whose small kernels spend much of their time
-        synchronizing. Costs one more model copy (and its activations) per worker. Pass 1 when
-        a custom ``forward`` is not thread-safe.
+        ``"auto"``: torch's thread count for models with convolutions on a CPU, else 1 (also
+        with ``compile=True``, on accelerators and for vmap). On a 2-core CPU two workers
+        evaluated a small CNN's plane 1.05-1.6x as fast as one worker with two intra-op threads,
+        whose small kernels spend much of their time synchronizing; an MLP's plane was slower.
+        Costs one more model copy (and its activations) per worker. Pass 1 when a custom
+        ``forward`` is not thread-safe.
 
     Examples
     --------
@@ -360,6 +364,7 @@ class Landscape:
         device=None,
         tune_allocator: bool = True,
         workers: int | str = "auto",
+        accuracy: bool = True,
     ):
         require(isinstance(model, nn.Module), f"expected a torch.nn.Module, got {type(model).__name__}")
         self.bn = _enum(BatchNormMode, bn, "batch-norm mode")
@@ -398,8 +403,12 @@ class Landscape:
         else:
             self._compile_mode = bool(compile)
         if workers == "auto":
+            # Measured (bench/surface.py, 2-core CPU): a small CNN's plane went 1.05-1.6x faster
+            # in two workers, an MLP's plane on digits slower (its kernels are too short for
+            # threads to gain over the GIL), so "auto" uses workers for convolutional models.
             cpu_loop = strategy is Strategy.LOOP and self.device.type == "cpu"
-            workers = torch.get_num_threads() if cpu_loop and self._compile_mode is not True else 1
+            use = cpu_loop and has_conv and self._compile_mode is not True
+            workers = torch.get_num_threads() if use else 1
         require(isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1,
                 f"workers must be 'auto' or an integer >= 1, got {workers!r}")
         if workers > 1:
@@ -441,6 +450,8 @@ class Landscape:
         self._module = module
         self._buffers = {n: b for n, b in module.named_buffers()}
 
+        require(isinstance(accuracy, bool), f"accuracy must be True or False, got {accuracy!r}")
+        self._accuracy = accuracy
         self.splits: list[_Split] = [self._make_split("train", data, samples, seed)]
         if test is not None:
             self.splits.append(self._make_split("test", test, samples, seed + 1))
@@ -480,7 +491,7 @@ class Landscape:
             ) from exc
         require(value.numel() == 1, "the loss must return a scalar (the mean over the batch)")
         classify = out.dim() == 2 and out.shape[1] > 1 and y.dim() == 1 and not y.is_floating_point()
-        return ("loss", "accuracy") if classify else ("loss",)
+        return ("loss", "accuracy") if classify and self._accuracy else ("loss",)
 
     @property
     def keys(self) -> tuple[str, ...]:
