@@ -214,6 +214,17 @@ def test_default_levels_denser_near_minimum():
     close(fig)
 
 
+def test_default_levels_reach_into_the_basin_over_decades():
+    # A basin at loss ~0.01 inside walls up to 1e5 (a trajectory's PCA plane): levels must
+    # resolve the basin, one per factor of the range.
+    values = np.concatenate([np.full(50, 0.01), np.geomspace(0.02, 1e5, 200)])
+    lv = lp.default_levels(values, n=12)
+    assert len(lv) == 12 and np.all(np.diff(lv) > 0)
+    assert lv[0] < 0.1 and lv[-1] == pytest.approx(np.quantile(values, 0.95))
+    ratios = lv[1:] / lv[:-1]
+    assert np.allclose(ratios, ratios[0])
+
+
 def test_plane_with_nan_inf_and_not_done(tmp_path):
     ds = make_plane()
     loss = ds["loss"].values.copy()

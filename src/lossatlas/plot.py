@@ -259,7 +259,8 @@ class _Plane:
 def default_levels(values: np.ndarray, n: int = 12, log: bool = False) -> np.ndarray:
     """Contour levels dense near the minimum and sparse towards the 95 % quantile (Li et al.).
 
-    On a log scale the levels are evenly spaced (geometric in the loss itself).
+    On a log scale the levels are evenly spaced (geometric in the loss itself); so are they when
+    the values span two decades or more.
 
     Example
     -------
@@ -277,6 +278,11 @@ def default_levels(values: np.ndarray, n: int = 12, log: bool = False) -> np.nda
         return np.array([])
     if log:
         return np.linspace(lo, hi, n + 1)[1:]
+    if lo > 0 and hi / lo >= 100:
+        # Several decades (a plane reaching far from a minimum, as the PCA plane of a whole
+        # trajectory does): geometric levels, so the basin keeps its contours instead of all
+        # of them crowding the walls a thousand times higher.
+        return np.geomspace(lo, hi, n + 1)[1:]
     ratio = 20.0
     return lo + (hi - lo) * (np.geomspace(1.0, 1.0 + ratio, n + 1)[1:] - 1.0) / ratio
 
