@@ -185,9 +185,10 @@ def test_scores_are_one_for_an_isometry_and_lower_when_scrambled():
     assert E.demap(X, emb[rng.permutation(len(emb))], knn=5) < 0.3
 
 
-def test_make_tree_branches_split_from_existing_points():
+@pytest.mark.parametrize("branch_from", ["first", "any"])
+def test_make_tree_branches_split_from_existing_points(branch_from):
     X, branch, pos, clean = E.make_tree(n_branches=4, points_per_branch=25, n_dims=30, noise=0.5, seed=5,
-                                        return_clean=True)
+                                        return_clean=True, branch_from=branch_from)
     assert X.shape == clean.shape == (100, 30)
     assert np.array_equal(branch, np.repeat(np.arange(4), 25))
     assert np.array_equal(pos, np.tile(np.arange(25), 4))
@@ -195,30 +196,40 @@ def test_make_tree_branches_split_from_existing_points():
     assert np.abs(steps).max() <= 1.0  # within a branch: one uniform step per point
     for b in range(1, 4):
         first = clean[b * 25]
-        parent = clean[: b * 25]
-        assert np.abs(first - parent).max(axis=1).min() <= 1.0  # starts one step from an earlier point
+        parent = clean[:25] if branch_from == "first" else clean[: b * 25]
+        assert np.abs(first - parent).max(axis=1).min() <= 1.0  # starts one step from an allowed point
     assert 0.3 < np.std(X - clean) < 0.7
-    again = E.make_tree(n_branches=4, points_per_branch=25, n_dims=30, noise=0.5, seed=5)[0]
-    assert np.array_equal(X, again)
-    assert not np.allclose(X, E.make_tree(n_branches=4, points_per_branch=25, n_dims=30, noise=0.5, seed=6)[0])
+    kw = dict(n_branches=4, points_per_branch=25, n_dims=30, noise=0.5, branch_from=branch_from)
+    assert np.array_equal(X, E.make_tree(seed=5, **kw)[0])
+    assert not np.allclose(X, E.make_tree(seed=6, **kw)[0])
+    with pytest.raises(InputError, match="branch_from"):
+        E.make_tree(branch_from="root")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="measured: on gen_dla-like trees PHATE's DeMAP is below t-SNE's and UMAP's with default "
-    "settings (this tree: PHATE 0.86, t-SNE 0.92, UMAP 0.91; PHATE lowest vs t-SNE in 9/9 and vs UMAP in "
-    "7/9 trees tried, and the plain phate package on phate.tree.gen_dla shows the same ordering). "
-    "Kept as the paper's claim, not tuned to pass.",
-)
-def test_phate_demap_beats_tsne_and_umap_on_the_tree():
-    X, branch, pos, clean = E.make_tree(n_branches=6, points_per_branch=40, n_dims=50, noise=4.0, seed=0,
+def test_phate_demap_beats_tsne_and_umap_on_the_noisy_tree():
+    """Moon et al.'s claim, which Horoi et al. lean on, on the tree of their Fig. 1C.
+
+    The tree is ``phate.tree.gen_dla``'s (20 branches of 100 points off the first branch, in 100
+    dimensions), with noise 8; DeMAP against the noiseless points with a 30-NN geodesic graph
+    (the DEMaP reference's default); each method with its package defaults on Euclidean
+    distances. Measured while writing this test (DeMAP, PHATE / t-SNE / UMAP): on
+    ``phate.tree.gen_dla`` itself at noise 8, seeds 37, 0, 1, 2, 3: 0.73/0.61/0.69,
+    0.72/0.69/0.71, 0.74/0.71/0.72, 0.70/0.59/0.66, 0.68/0.62/0.66 (PHATE first every time);
+    at noise 16 0.29/0.15/0.24. It does NOT hold on nearly clean trees: noise 4 gave
+    0.61/0.65/0.65 and noise 2 0.03/0.58/0.58 (PHATE's 5-NN graph falls apart into branches),
+    nor on deeper trees whose branches split off any branch (noise 8: 0.77/0.80/0.83). The
+    advantage is denoising, as Moon et al. argue, not a property of every tree.
+    """
+    X, branch, pos, clean = E.make_tree(n_branches=20, points_per_branch=100, n_dims=100, noise=8.0, seed=0,
                                         return_clean=True)
     gram = E.Gram.from_samples(X)
+    settings = {"phate": {"mds_metric": "euclidean"}, "tsne": {}, "umap": {}}
     scores = {}
-    for name in ("phate", "tsne", "umap"):
-        emb = E.make_estimator(name, metric="euclidean", seed=0).fit(gram).embedding_
-        scores[name] = E.demap(clean, emb, knn=5)
-    assert scores["phate"] > scores["tsne"] and scores["phate"] > scores["umap"], scores
+    for name, extra in settings.items():
+        emb = E.make_estimator(name, metric="euclidean", seed=0, **extra).fit(gram).embedding_
+        scores[name] = E.demap(clean, emb, knn=30)
+    # Measured: phate 0.709, tsne 0.639, umap 0.663.
+    assert scores["phate"] > scores["tsne"] + 0.02 and scores["phate"] > scores["umap"] + 0.02, scores
 
 
 # ------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def test_compiled_loop_matches_eager_and_does_not_recompile_per_point(monkeypatc
 
     # compile="auto" starts eager and switches once enough time went into eager evaluation.
     monkeypatch.setattr(L, "_COMPILE_AFTER_SECONDS", 0.0)
-    auto = Landscape(model, (X, y), **kw)
+    auto = Landscape(model, (X, y), workers=1, **kw)
     assert auto._compile_mode == "auto" and not auto._compile
     c = auto.evaluate(pts)
     assert auto._compile
@@ -56,9 +56,13 @@ def test_compiled_loop_matches_eager_and_does_not_recompile_per_point(monkeypatc
         assert torch.allclose(a[k], d[k], rtol=1e-5, atol=1e-6), k
 
 
-def test_compile_auto_applies_to_conv_models_on_cpu_loop_only():
+def test_compile_auto_applies_to_single_worker_conv_models_on_cpu_loop_only():
     X, y = blobs(n=30, d_in=64, image=True)
-    assert Landscape(cnn(), (X, y))._compile_mode == "auto"
+    assert Landscape(cnn(), (X, y), workers=1)._compile_mode == "auto"
+    # Several eager workers were measured as fast as one compiled worker: no compiling then.
+    torch.set_num_threads(2)
+    default = Landscape(cnn(), (X, y))
+    assert default.workers == 2 and default._compile_mode is False
     assert Landscape(cnn(), (X, y), strategy="vmap")._compile_mode is False
     Xf, yf = blobs(n=30)
     assert Landscape(mlp(), (Xf, yf))._compile_mode is False

@@ -1420,18 +1420,21 @@ def trajectory_continuity(
 
 
 def make_tree(
-    n_branches: int = 10,
+    n_branches: int = 20,
     points_per_branch: int = 100,
     n_dims: int = 100,
     noise: float = 4.0,
     seed: int = 0,
     return_clean: bool = False,
+    branch_from: str = "first",
 ):
     """Artificial tree: random-walk branches splitting from one another, with noise, in high dimension.
 
-    Like the tree of Horoi et al. Fig. 1C (diffusion-limited aggregation): the first branch is a
-    random walk from the origin with steps uniform in [-1, 1] per dimension; each further branch
-    starts at a random point of the branches made so far. Gaussian noise of std ``noise`` per
+    The tree of Horoi et al. Fig. 1C and of Moon et al. (diffusion-limited aggregation, as
+    ``phate.tree.gen_dla``, whose defaults these are): the first branch is a random walk from the
+    origin with steps uniform in [-1, 1] per dimension; each further branch is such a walk
+    starting at a random point of the first branch (``branch_from="first"``, as ``gen_dla``) or
+    of any branch made so far (``"any"``: a deeper tree). Gaussian noise of std ``noise`` per
     dimension is added at the end.
 
     Returns
@@ -1451,10 +1454,14 @@ def make_tree(
     L = _positive_int("points_per_branch", points_per_branch)
     d = _positive_int("n_dims", n_dims)
     require(isinstance(noise, numbers.Real) and noise >= 0, f"noise must be >= 0, got {noise!r}")
+    require(branch_from in ("first", "any"), f"branch_from must be 'first' or 'any', got {branch_from!r}")
     rng = np.random.default_rng(_seed(seed))
     clean = np.empty((B * L, d))
     for i in range(B):
-        start = np.zeros(d) if i == 0 else clean[rng.integers(i * L)]
+        if i == 0:
+            start = np.zeros(d)
+        else:
+            start = clean[rng.integers(L if branch_from == "first" else i * L)]
         clean[i * L : (i + 1) * L] = start + np.cumsum(rng.uniform(-1.0, 1.0, size=(L, d)), axis=0)
     X = clean + rng.normal(0.0, float(noise), size=clean.shape)
     branch = np.repeat(np.arange(B), L)
