@@ -1,4 +1,5 @@
 import numpy as np
+import xarray as xr
 import pytest
 import torch
 import torch.nn.functional as F
@@ -204,3 +205,20 @@ def test_bad_input_errors():
         la.plane(f, f.origin, [nan, d[1]])
     with pytest.raises(InputError, match="steps must be an integer >= 2"):
         la.line(f, f.origin, f.origin + d[0], steps=1)
+
+
+def test_store_writes_strings_portably(tmp_path):
+    import warnings
+
+    from lossatlas.store import RunDir
+
+    ds = xr.Dataset({"v": (("method",), [1.0, 2.0]), "label": (("method",), np.array(["a", "bb"]))},
+                    coords={"method": np.array(["phate", "tsne"])})
+    run = RunDir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # zarr warns about fixed-width UTF-32, which has no v3 spec
+        run.save("strings", ds)
+    back = run.open("strings")
+    assert [str(m) for m in back["method"].values] == ["phate", "tsne"]
+    assert [str(v) for v in back["label"].values] == ["a", "bb"]
+    assert float(back["v"].sel({"method": "tsne"})) == 2.0

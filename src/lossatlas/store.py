@@ -144,7 +144,7 @@ class RunDir:
     def save(self, name: str, ds: xr.Dataset, encoding: dict | None = None) -> Path:
         """Write a whole dataset (replacing any earlier one)."""
         path = self.zarr_path(name)
-        ds = _clean_attrs(ds)
+        ds = _variable_length_strings(_clean_attrs(ds))
         ds.to_zarr(path, mode="w", encoding=encoding, consolidated=False)
         return path
 
@@ -161,7 +161,7 @@ class RunDir:
 
         Only coordinates and attrs are written now; cells are filled by :meth:`write_cells`.
         """
-        ds = _clean_attrs(template)
+        ds = _variable_length_strings(_clean_attrs(template))
         ds = ds.chunk({d: chunks.get(d, n) for d, n in ds.sizes.items()})
         ds.to_zarr(self.zarr_path(name), mode="w", compute=False, encoding=encoding, consolidated=False)
         # The done mask is written now (all False); unwritten value chunks read back as NaN.
@@ -184,6 +184,18 @@ class RunDir:
 
     def done_mask(self, name: str) -> np.ndarray:
         return xr.open_zarr(self.zarr_path(name), consolidated=False)[DONE].values.astype(bool)
+
+
+def _variable_length_strings(ds: xr.Dataset) -> xr.Dataset:
+    """Fixed-width NumPy strings (``<U5``) as Python-object strings, which zarr stores as
+    variable-length UTF-8: a data type with a zarr v3 specification, unlike fixed-width UTF-32,
+    which zarr warns may become unreadable."""
+    fixed = [k for k, v in ds.variables.items() if v.dtype.kind == "U"]
+    if not fixed:
+        return ds
+    return ds.assign({k: ds[k].astype(object) for k in fixed if k in ds.data_vars}).assign_coords(
+        {k: ds[k].astype(object) for k in fixed if k in ds.coords}
+    )
 
 
 def _clean_attrs(ds: xr.Dataset) -> xr.Dataset:
