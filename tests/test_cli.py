@@ -41,6 +41,27 @@ def test_surface_on_builtin_model_trains_first_and_writes_plane(tmp_path):
     assert r2.exit_code == 0, r2.output
     line = xr.open_zarr(tmp_path / "line" / "line.zarr", consolidated=False)
     assert float(line.loss.sel(t=0.0)) == pytest.approx(float(ds.loss.sel(x=0.0, y=0.0)), rel=1e-6)
+    # the same plane evaluated by two worker threads, without compiling: the same values
+    r3 = invoke("surface", "--model", "mlp", "--data", "digits", "--subset", 300, "--steps", 5,
+                "--checkpoint", out / "model.pt", "--workers", 2, "--compile", "no", "--out", tmp_path / "w2")
+    assert r3.exit_code == 0, r3.output
+    w2 = xr.open_zarr(tmp_path / "w2" / "surface.zarr", consolidated=False)
+    np.testing.assert_allclose(w2.loss.values, ds.loss.values, rtol=1e-6)
+    assert la.RunDir(tmp_path / "w2").read_config()["surface"]["workers"] == "2"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "0"], "--workers must be"),
+    (["--workers", "two"], "--workers must be"),
+    (["--compile", "maybe"], "--compile must be"),
+    (["--compile", "yes", "--workers", "2"], "one compiled worker"),
+    (["--strategy", "vmap", "--workers", "2"], "--strategy loop"),
+])
+def test_surface_speed_flags_are_checked_before_any_work(tmp_path, flags, message):
+    out = tmp_path / "run"
+    r = invoke("surface", "--model", "mlp", "--data", "digits", "--steps", 5, *flags, "--out", out)
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert not (out / "model.pt").exists()  # refused before training
 
 
 def test_user_factory_and_mismatched_checkpoint_names_keys(tmp_path, monkeypatch):

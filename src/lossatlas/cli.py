@@ -156,6 +156,8 @@ def surface(
     seed: int = typer.Option(0, help="seed of the directions and the subset"),
     train_epochs: int = typer.Option(20, help="when no checkpoint is given, train the model this long first"),
     strategy: str = typer.Option("auto", help="auto, loop or vmap"),
+    workers: str = typer.Option("auto", help="threads sharing out the points (loop strategy): auto or a number"),
+    compile: str = typer.Option("auto", "--compile", help="torch.compile the loop: auto, yes or no"),
     out: Path = typer.Option(Path("runs/surface"), help="run directory"),
 ):
     """A 1-D or 2-D loss surface around a model (Li et al.): surface.zarr and figures/."""
@@ -167,11 +169,21 @@ def surface(
 
         require(dims in (1, 2), f"--dims must be 1 or 2, got {dims}")
         require(steps >= 2, f"--steps must be at least 2, got {steps}")
+        require(workers == "auto" or (workers.isdigit() and int(workers) >= 1),
+                f"--workers must be 'auto' or a positive integer, got {workers!r}")
+        workers_v = workers if workers == "auto" else int(workers)
+        compile_choices = {"auto": "auto", "yes": True, "no": False}
+        require(compile in compile_choices, f"--compile must be auto, yes or no, got {compile!r}")
+        compile_v = compile_choices[compile]
+        several = workers_v not in ("auto", 1)
+        require(not (several and compile_v is True),
+                "--compile yes runs one compiled worker: drop --workers or pass --workers 1")
+        require(not (several and strategy == "vmap"), "--workers above 1 needs --strategy loop (or auto on a CPU)")
         ignore_v = None if ignore == "none" else ignore
         src = _source(model, model_arg, checkpoint, data, data_root, subset, None, False, 0.0, seed, seed)
         run = _run_dir(out)
         settings = dict(dims=dims, steps=steps, span=span, norm=norm, ignore=ignore, bn=bn, samples=samples,
-                        seed=seed, strategy=strategy, train_epochs=train_epochs)
+                        seed=seed, strategy=strategy, workers=workers, compile=compile, train_epochs=train_epochs)
         d = load_source_data(src)
         net = build_source_model(src, d)
         random_directions(net, n=1, norm=norm, ignore=ignore_v, seed=seed)  # validates the options now
@@ -182,7 +194,8 @@ def surface(
             console.print(f"no checkpoint: training {src.model} on {d.name} for {train_epochs} epochs first")
             train(net, d, seed=seed, **{**BUILTIN_TRAIN, "epochs": train_epochs}, progress=True)
             _save_model(run, net, src)
-        f = Landscape(net, d.train, bn=bn, test=_test_pair(d), samples=samples, seed=seed, strategy=strategy)
+        f = Landscape(net, d.train, bn=bn, test=_test_pair(d), samples=samples, seed=seed, strategy=strategy,
+                      workers=workers_v, compile=compile_v)
         t0 = time.perf_counter()
         if dims == 2:
             ds = plane(f, span=span, steps=steps, norm=norm, ignore=ignore_v, seed=seed, store=run, name="surface", progress=True)
