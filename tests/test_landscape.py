@@ -287,3 +287,103 @@ def test_accuracy_false_gives_the_loss_alone():
     assert torch.equal(a["loss"], b["loss"]) and torch.equal(a["test_loss"], b["test_loss"])
     with pytest.raises(InputError, match="accuracy must be"):
         Landscape(model, (X, y), accuracy="no")
+
+
+# -- evaluate_span: the first layer's output from precomputed tables ---------------------------------
+
+
+def _span_case(model, X, y, bn="eval", workers=1, **kw):
+    f = Landscape(model, (X, y), bn=bn, workers=workers, test=(X[:13], y[:13]), compile=False, **kw)
+    d = torch.stack(random_directions(model, n=2, seed=7))
+    coords = torch.tensor([[0.0, 0.0], [0.3, -0.8], [-1.0, 0.5], [1.0, 1.0], [0.05, 0.0]], dtype=torch.float32)
+    return f, d, coords
+
+
+@pytest.mark.parametrize("bn", ["eval", "batch", "recompute"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_evaluate_span_equals_evaluate_and_uses_the_first_layer_tables(bn, workers):
+    X, y = blobs(n=70, d_in=64, image=True)
+    for model, kw in ((cnn(bn=True), {"batch_size": 32}), (mlp(d_in=64, bn=True), {"batch_size": 25})):
+        model.train()
+        model(X)
+        model.eval()
+        snap = snapshot(model)
+        f, d, coords = _span_case(model, X, y, bn=bn, workers=workers, **kw)
+        fast = f.evaluate_span(f.origin, d, coords)
+        assert f._first and f._span_cache is not None  # the shortcut was taken
+        plain = f.evaluate(f.origin.unsqueeze(0) + coords @ d)
+        assert fast.keys() == plain.keys()
+        for k in plain:
+            assert torch.allclose(fast[k], plain[k], rtol=2e-5, atol=1e-6), (type(model), k)
+        layer = f._module.get_submodule(f._first[0])
+        assert "forward" not in vars(layer)  # the override is gone after evaluating
+        assert_same(model, snap)
+
+
+class _ScaledInput(nn.Module):
+    """A parameter acts on the data before the first layer: the shortcut must not be used."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(16))
+        self.body = mlp()
+
+    def forward(self, x):
+        return self.body(x * self.scale)
+
+
+class _SneakyShift(nn.Module):
+    """A submodule's parameter shifts the data without the submodule being called: only the
+    numerical check of evaluate_span can see that the first layer's input depends on it."""
+
+    def __init__(self):
+        super().__init__()
+        self.shift = nn.Linear(1, 16)
+        self.body = mlp()
+
+    def forward(self, x):
+        return self.body(x + 5.0 * self.shift.bias)
+
+
+class _TiedTwice(nn.Module):
+    """The first layer is called twice per forward: its output is not one affine table."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.a(torch.relu(self.a(x)))))
+
+
+@pytest.mark.parametrize("make", [_ScaledInput, _SneakyShift, _TiedTwice,
+                                  lambda: nn.Sequential(nn.LayerNorm(16), mlp())])
+def test_evaluate_span_falls_back_where_the_shortcut_would_be_wrong(make):
+    X, y = blobs(n=40)
+    torch.manual_seed(0)
+    model = make()
+    f = Landscape(model, (X, y))
+    d = torch.stack(random_directions(model, n=2, seed=1, ignore=None))
+    coords = torch.tensor([[0.2, 0.4], [-0.6, 0.1]])
+    fast = f.evaluate_span(f.origin, d, coords)
+    plain = f.evaluate(f.origin.unsqueeze(0) + coords @ d)
+    assert torch.allclose(fast["loss"], plain["loss"], rtol=1e-6)
+    assert f._first is False and f._span_cache is None
+    if make is _SneakyShift:
+        assert not torch.allclose(plain["loss"], f.evaluate(f.origin)["loss"])  # the shift matters
+
+
+def test_evaluate_span_respects_the_memory_budget(monkeypatch):
+    import lossatlas.landscape as L
+
+    X, y = blobs(n=40)
+    model = mlp()
+    monkeypatch.setattr(L, "_SPAN_TABLE_BYTES", 1000)  # 3 tables of 40 x 12 floats do not fit
+    f = Landscape(model, (X, y))
+    d = torch.stack(random_directions(model, n=2, seed=1))
+    out = f.evaluate_span(f.origin, d, [[0.1, 0.2]])
+    assert f._span_cache is None and f._first  # a first layer, but no tables
+    assert out["loss"][0].item() == pytest.approx(f.evaluate(f.origin + 0.1 * d[0] + 0.2 * d[1])["loss"].item())
+    with pytest.raises(InputError, match="coords must have shape"):
+        f.evaluate_span(f.origin, d, [[0.1, 0.2, 0.3]])

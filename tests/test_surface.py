@@ -151,8 +151,8 @@ def test_store_round_trip_and_resume_after_interruption(tmp_path):
     assert np.isnan(partial.loss.values[3:]).all()  # undone cells are NaN, and flagged not done
 
     calls = []
-    original = f.evaluate
-    f.evaluate = lambda pts: calls.append(len(pts)) or original(pts)
+    original = f.evaluate_span
+    f.evaluate_span = lambda center, dirs, coords: calls.append(len(coords)) or original(center, dirs, coords)
     resumed = la.plane(f, f.origin, d, steps=6, store=tmp_path)
     assert sum(calls) == 18  # only the missing cells
     assert resumed.attrs["resumed_cells"] == 18

@@ -95,6 +95,10 @@ _tune_allocator = tune_allocator  # Landscape's keyword of the same name shadows
 # CPU of bench/surface.py it beat batches of 64 and 128, eager and compiled, in every
 # measurement; all data at once was faster still but needs memory in proportion to the data.
 _CONV_BATCH = 256
+# evaluate_span: the most memory the first layer's precomputed outputs may take (see there).
+_SPAN_TABLE_BYTES = 256 << 20
+# Layers whose output is linear in their parameters (weight and bias together) for a fixed input.
+_LINEAR_IN_PARAMS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # compile="auto": compile once this many seconds went into eager evaluation (see Landscape).
 _COMPILE_AFTER_SECONDS = 30.0
 
@@ -424,6 +428,8 @@ class Landscape:
         self._eager_seconds = 0.0  # time spent evaluating eagerly, for compile="auto"
         self._replicas: list[_Replica] | None = None
         self._pool = None
+        self._first = None  # the first layer, for evaluate_span: None = not looked for yet, False = none
+        self._span_cache = None
         if tune_allocator and self.device.type == "cpu":
             _tune_allocator()
         # The loop strategy writes points into one shared parameter set: one caller at a time.
@@ -525,6 +531,7 @@ class Landscape:
         state["_compiled"] = None  # compiled graphs do not pickle; recompiled on first use
         state["_replicas"] = None  # staging views would unpickle as copies; rebuilt on first use
         state["_pool"] = None
+        state["_span_cache"] = None  # rebuilt on first use
         del state["_lock"]
         return state
 
@@ -555,6 +562,144 @@ class Landscape:
         points = self._as_points(points)
         with self._lock:
             return self._evaluate(points)
+
+    def evaluate_span(self, center, dirs, coords) -> dict[str, torch.Tensor]:
+        """:meth:`evaluate` at the points ``center + coords @ dirs`` of a line, plane or grid.
+
+        The same values, computed faster where the model allows: when the first layer the data
+        meets is a linear or convolutional layer (called once, on an input no parameter acts on),
+        its output is affine in the coordinates, ``z = z(center) + sum_k coords[k] * z(dirs[k])``
+        (Li et al.'s directions change every layer's weights; this layer's response to each of
+        them is computed once per data batch). Each point then starts from those tables instead
+        of the layer's matmul or convolution: most of an MLP's work on wide inputs. The tables
+        take ``(1 + D)`` times the layer's output over the data; above 256 MiB, and for the vmap
+        strategy or a compiled loop, the points are evaluated as :meth:`evaluate` would. The
+        shortcut is checked against the plain evaluation at two points the first time it is set
+        up for a center and directions, and dropped for good if they disagree.
+
+        Parameters
+        ----------
+        center : tensor [P]
+        dirs : tensor [D, P] or sequence of D tensors [P]
+        coords : tensor or array [K, D]
+
+        Examples
+        --------
+        >>> f.evaluate_span(f.origin, torch.stack(dirs), [[0.0, 0.0], [0.5, -0.5]])["loss"]
+        tensor([0.0312, 0.9310], dtype=torch.float64)
+        """
+        center = self._as_points(center)
+        require(center.shape[0] == 1, "center must be one parameter vector [P]")
+        center = center[0]
+        if not isinstance(dirs, torch.Tensor):
+            dirs = torch.stack([torch.as_tensor(d) for d in dirs])
+        dirs = self._as_points(dirs)
+        coords = torch.as_tensor(coords, dtype=self.origin.dtype, device=self.device)
+        if coords.dim() == 1:
+            coords = coords.unsqueeze(0)
+        require(coords.dim() == 2 and coords.shape[1] == dirs.shape[0],
+                f"coords must have shape [K, {dirs.shape[0]}] (one coordinate per direction), got {tuple(coords.shape)}")
+        points = torch.addmm(center.unsqueeze(0), coords, dirs)
+        with self._lock:
+            tables = None
+            if self.strategy is Strategy.LOOP and not self._compile:
+                tables = self._span_tables(center, dirs)
+            if tables is None:
+                return self._evaluate(points)
+            values = self._evaluate_loop(points, coords, tables)
+            return {k: values[:, i] for i, k in enumerate(self.keys)}
+
+    def _first_layer(self):
+        """``(module name, its parameter names, their entries)`` of the first layer the data meets
+        when it is linear in its parameters and called once per forward; else False."""
+        if self._first is not None:
+            return self._first
+        module = self._module
+        calls: list[str] = []
+        handles = []
+        for name, m in module.named_modules():
+            if next(m.parameters(recurse=False), None) is not None:
+                handles.append(m.register_forward_pre_hook(lambda mod, args, name=name: calls.append(name)))
+        try:
+            with torch.no_grad():
+                self._forward(module, self.splits[0].batches[0])
+        finally:
+            for h in handles:
+                h.remove()
+        self._first = False
+        if calls:
+            name = calls[0]
+            layer = module.get_submodule(name)
+            entries = {e.name: e for e in self.space.entries}
+            pnames = [n for n, _ in layer.named_parameters(recurse=False)]
+            full = [f"{name}.{n}" if name else n for n in pnames]
+            if (isinstance(layer, _LINEAR_IN_PARAMS) and calls.count(name) == 1
+                    and getattr(layer, "padding_mode", "zeros") == "zeros" and all(f in entries for f in full)):
+                self._first = (name, pnames, [entries[f] for f in full])
+        return self._first
+
+    def _span_tables(self, center: torch.Tensor, dirs: torch.Tensor):
+        """Per split and batch, the first layer's outputs at ``center`` and along each direction,
+        stacked ``[1 + D, ...]``; None when the shortcut does not apply."""
+        first = self._first_layer()
+        if not first:
+            return None
+        cache = self._span_cache
+        if (cache is not None and cache["dirs"].shape == dirs.shape and torch.equal(cache["center"], center)
+                and torch.equal(cache["dirs"], dirs)):
+            return cache["tables"]
+        from torch.func import functional_call
+
+        name, pnames, entries = first
+        layer = self._module.get_submodule(name)
+
+        class _Reached(Exception):
+            pass
+
+        armed = [True]
+
+        def stop(mod, args):  # ends the forward where the data reaches the layer
+            if armed[0]:
+                raise _Reached(args[0])
+
+        def params(vec):
+            return {n: vec[e.slice].view(e.shape) for n, e in zip(pnames, entries)}
+
+        vectors = [center, *dirs]
+        n_batches = sum(len(split.batches) for split in self.splits)
+        tables: list[list[torch.Tensor]] = []
+        handle = layer.register_forward_pre_hook(stop)
+        try:
+            with torch.no_grad():
+                for split in self.splits:
+                    per_batch = []
+                    for batch in split.batches:
+                        try:
+                            self._forward(self._module, batch)
+                            return None  # the layer was never reached: not the first layer after all
+                        except _Reached as reached:
+                            x = reached.args[0]
+                        armed[0] = False
+                        z = torch.stack([functional_call(layer, params(v), (x,)) for v in vectors])
+                        armed[0] = True
+                        if z.numel() * z.element_size() * n_batches > _SPAN_TABLE_BYTES:
+                            return None
+                        per_batch.append(z)
+                    tables.append(per_batch)
+        finally:
+            handle.remove()
+        # Check against the plain evaluation before trusting it: a parameter acting on the data
+        # before this layer (outside any module) would make the shortcut wrong.
+        probe = torch.tensor([[0.5] * len(dirs), [(-0.7) ** (k + 1) for k in range(len(dirs))]],
+                             dtype=center.dtype, device=center.device)
+        points = torch.addmm(center.unsqueeze(0), probe, dirs)
+        fast = self._evaluate_loop(points, probe, tables)
+        plain = self._evaluate_loop(points)
+        if not torch.allclose(fast, plain, rtol=1e-4, atol=1e-6, equal_nan=True):
+            self._first = False
+            return None
+        self._span_cache = {"center": center.clone(), "dirs": dirs.clone(), "tables": tables}
+        return tables
 
     def _evaluate(self, points: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.strategy is Strategy.VMAP:
@@ -617,17 +762,18 @@ class Landscape:
             self._compiled = compiled
         return self._compiled
 
-    def _evaluate_loop(self, points: torch.Tensor) -> torch.Tensor:
+    def _evaluate_loop(self, points: torch.Tensor, coords=None, tables=None) -> torch.Tensor:
         k = points.shape[0]
         workers = min(self.workers, k)
         if workers <= 1:
-            return self._evaluate_block(self._replica(0), points, single=True)
+            return self._evaluate_block(self._replica(0), points, coords, tables, single=True)
         # Inter-op parallelism: each worker thread evaluates a contiguous block of points on its
         # own replica, with the intra-op threads shared out among the workers (torch's setting is
         # process-wide; restored afterwards). Threads release the GIL inside kernels, which is
         # where nearly all of the time goes.
         replicas = [self._replica(i) for i in range(workers)]
         blocks = torch.tensor_split(points, workers)
+        coord_blocks = torch.tensor_split(coords, workers) if coords is not None else [None] * workers
         if self._pool is None or self._pool._max_workers < workers:
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
@@ -637,34 +783,60 @@ class Landscape:
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, threads // workers))
         try:
-            futures = [self._pool.submit(self._evaluate_block, r, b) for r, b in zip(replicas, blocks)]
+            futures = [self._pool.submit(self._evaluate_block, r, b, c, tables)
+                       for r, b, c in zip(replicas, blocks, coord_blocks)]
             return torch.cat([f.result() for f in futures])
         finally:
             torch.set_num_threads(threads)
 
     @torch.no_grad()  # grad mode is per thread: set here, in the thread that evaluates
-    def _evaluate_block(self, rep: "_Replica", points: torch.Tensor, single: bool = False) -> torch.Tensor:
+    def _evaluate_block(self, rep: "_Replica", points: torch.Tensor, coords=None, tables=None,
+                        single: bool = False) -> torch.Tensor:
         recompute = self.bn is BatchNormMode.RECOMPUTE and self.has_bn
         m = len(self.metrics)
+        # With span tables, the first layer returns its output combined from them (set per batch)
+        # instead of computing it; the override lives on this replica only while it evaluates.
+        layer, state = None, {}
+        if tables is not None:
+            layer = rep.module.get_submodule(self._first[0])
+            layer.forward = lambda *args, **kwargs: state["z"]
+
+        def first_output(split_index, batch_index, c):
+            t = tables[split_index][batch_index]
+            z = torch.add(t[0], t[1], alpha=c[0])  # a new tensor: in-place layers after it are safe
+            for j in range(1, len(c)):
+                z.add_(t[j + 1], alpha=c[j])
+            return z
+
         # Per-batch sums are only collected here; converting and adding them up happens once,
         # after the last point, so a point costs no more kernel launches than its forward passes.
         sums: list[list[list[torch.Tensor]]] = [[[] for _ in range(m)] for _ in self.splits]
-        for vec in points:
-            timed = single and self._compile_mode == "auto" and not self._compile
-            start = time.perf_counter() if timed else 0.0
-            if single:
-                step = self._step()
-            else:
-                step = lambda batch, y: self._module_values(rep.module, batch, y)  # noqa: E731
-            rep.write(vec)
-            if recompute:
-                self._recompute_statistics(rep.module)
-            for lists, split in zip(sums, self.splits):
-                for batch, y in zip(split.batches, split.targets):
-                    for values, v in zip(lists, step(batch, y)):
-                        values.append(v)
-            if timed:
-                self._eager_seconds += time.perf_counter() - start
+        try:
+            for i, vec in enumerate(points):
+                timed = single and tables is None and self._compile_mode == "auto" and not self._compile
+                start = time.perf_counter() if timed else 0.0
+                if tables is not None:
+                    c = coords[i].tolist()
+                    step = lambda batch, y: self._module_values(rep.module, batch, y)  # noqa: E731
+                elif single:
+                    step = self._step()
+                else:
+                    step = lambda batch, y: self._module_values(rep.module, batch, y)  # noqa: E731
+                rep.write(vec)
+                if recompute:
+                    before = (lambda b: state.__setitem__("z", first_output(0, b, c))) if tables is not None else None
+                    self._recompute_statistics(rep.module, before)
+                for s_i, (lists, split) in enumerate(zip(sums, self.splits)):
+                    for b_i, (batch, y) in enumerate(zip(split.batches, split.targets)):
+                        if tables is not None:
+                            state["z"] = first_output(s_i, b_i, c)
+                        for values, v in zip(lists, step(batch, y)):
+                            values.append(v)
+                if timed:
+                    self._eager_seconds += time.perf_counter() - start
+        finally:
+            if layer is not None:
+                del layer.forward  # back to the class's forward
         k = points.shape[0]
         columns = []
         for lists, split in zip(sums, self.splits):
@@ -673,12 +845,14 @@ class Landscape:
                 columns.append(per_batch.sum(1) / split.n)
         return torch.stack(columns, dim=1).cpu()
 
-    def _recompute_statistics(self, module: nn.Module) -> None:
+    def _recompute_statistics(self, module: nn.Module, before_batch=None) -> None:
         bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         for m in bns:
             m.reset_running_stats()
             m.train()
-        for batch in self.splits[0].batches:
+        for b, batch in enumerate(self.splits[0].batches):
+            if before_batch is not None:
+                before_batch(b)
             self._forward(module, batch)
         for m in bns:
             m.eval()

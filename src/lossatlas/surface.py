@@ -85,7 +85,7 @@ def _evaluate_cells(f: Landscape, center, dirs, coords: np.ndarray) -> dict[str,
     parts = []
     for i in range(0, len(coords), block):
         c = torch.as_tensor(coords[i : i + block], dtype=center.dtype, device=center.device)
-        parts.append(f.evaluate(torch.addmm(center.unsqueeze(0), c, stacked)))
+        parts.append(f.evaluate_span(center, stacked, c))
     return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
 
 
