@@ -301,7 +301,12 @@ def _span_case(model, X, y, bn="eval", workers=1, **kw):
 
 @pytest.mark.parametrize("bn", ["eval", "batch", "recompute"])
 @pytest.mark.parametrize("workers", [1, 2])
-def test_evaluate_span_equals_evaluate_and_uses_the_first_layer_tables(bn, workers):
+def test_evaluate_span_equals_evaluate_and_uses_the_first_layer_tables(bn, workers, monkeypatch):
+    import lossatlas.landscape as L
+
+    # The tests' CNN starts with a 3x3 conv on one channel (fan-in 9), below the fan-in where the
+    # shortcut pays; lift that limit so that its correctness on convolutions is tested too.
+    monkeypatch.setattr(L, "_SPAN_MIN_FAN_IN_PER_TABLE", 0)
     X, y = blobs(n=70, d_in=64, image=True)
     for model, kw in ((cnn(bn=True), {"batch_size": 32}), (mlp(d_in=64, bn=True), {"batch_size": 25})):
         model.train()
@@ -387,3 +392,13 @@ def test_evaluate_span_respects_the_memory_budget(monkeypatch):
     assert out["loss"][0].item() == pytest.approx(f.evaluate(f.origin + 0.1 * d[0] + 0.2 * d[1])["loss"].item())
     with pytest.raises(InputError, match="coords must have shape"):
         f.evaluate_span(f.origin, d, [[0.1, 0.2, 0.3]])
+
+
+def test_evaluate_span_skips_layers_too_thin_to_gain():
+    X, y = blobs(n=40, d_in=64, image=True)
+    model = cnn()  # first layer: fan-in 9 = 1 channel x 3 x 3, against 3 tables for a plane
+    f = Landscape(model, (X, y))
+    d = torch.stack(random_directions(model, n=2, seed=1))
+    out = f.evaluate_span(f.origin, d, [[0.3, -0.2]])
+    assert f._first and f._span_cache is None
+    assert torch.allclose(out["loss"], f.evaluate(f.origin + 0.3 * d[0] - 0.2 * d[1])["loss"], rtol=1e-6)
