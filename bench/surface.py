@@ -13,10 +13,13 @@ own process (this script re-run with ``--child``), with its default settings:
 - ``lossatlas``: ``la.plane(la.Landscape(model, (X, y)), center, dirs, span=1, steps=31)`` with
   the defaults: for the CNN two worker threads with one intra-op thread each
   (``workers="auto"``), eager, batches of 256, channels-last; for the MLP one worker, all data
-  in one batch. Variants: for the CNN ``workers=1`` (one stream with two intra-op threads) and
-  ``compile=True`` (one compiled worker, compiled in the first call); for the MLP ``workers=2``
-  and ``strategy="vmap"``; for both ``accuracy=False``, the loss alone, which is all that the
-  naive loop and ``loss-landscapes`` compute (the other rows compute loss and accuracy);
+  in one batch; ``plane`` goes through ``Landscape.evaluate_span``, which for the MLP starts
+  every point from its first layer's precomputed responses (the CNN's first conv is too thin for
+  that to pay, so it runs as before). Variants: for the CNN ``workers=1`` (one stream with two
+  intra-op threads) and ``compile=True`` (one compiled worker, compiled in the first call); for
+  the MLP ``workers=2`` and ``strategy="vmap"``; for both ``accuracy=False``, the loss alone,
+  which is all that the naive loop and ``loss-landscapes`` compute (the other rows compute loss
+  and accuracy);
 - ``naive loop``: for each point, copy it into every ``p.data`` and call the model on all data
   under ``torch.no_grad()``;
 - ``loss-landscapes``: ``loss_landscapes.random_plane(model, Loss(F.cross_entropy, X, y),
