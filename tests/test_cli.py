@@ -141,3 +141,18 @@ def test_train_trajectory_jump_embed_pipeline(tmp_path):
     assert (out / "figures" / "embedding_jump.png").exists()
     r = invoke("train", "--config", cfg, "--optimizer", "rmsprop", "--out", tmp_path / "bad")
     assert r.exit_code == 2 and "unknown optimizer" in r.output
+
+
+def test_demo_quick_runs_every_step(tmp_path):
+    # The README's main job (`make demo` runs it without --quick): every stage must run through.
+    out = tmp_path / "demo"
+    r = invoke("demo", "--quick", "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "done:" in r.output
+    for store in ("trajectory", "surface", "trajectory_plane", "jump", "embedding"):
+        assert (out / f"{store}.zarr").is_dir(), store
+    for fig in ("surface_contour", "trajectory_pca", "embedding_jump"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 0, fig
+    emb = xr.open_zarr(out / "embedding.zarr", consolidated=False)
+    assert [str(m) for m in emb["method"].values] == ["phate", "tsne", "umap", "pca"]
+    assert np.isfinite(emb["embedding"].values).all()
