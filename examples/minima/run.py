@@ -53,6 +53,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--retrain", type=int, default=10)
+    ap.add_argument("--retrain-lr", type=float, default=0.05,
+                    help="J&R learning rate (default: the training's, as Horoi et al. retrain with the original optimizer)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -70,7 +72,7 @@ def main() -> None:
         t = run.trajectory
         final = {k: round(float(t[k].values[-1]), 4) for k in ("loss", "accuracy", "test_loss", "test_accuracy")}
         samples = la.jump_retrain(model, data, seeds=range(4), step_sizes=(0.25, 0.5, 0.75, 1.0), epochs=args.retrain,
-                                  optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128)
+                                  optimizer="sgd", lr=args.retrain_lr, momentum=0.9, batch_size=128)
         emb = embed(samples, methods=METHODS, seed=0)
         arrays = {m: emb.embedding.sel({"method": m}).values for m in METHODS}
         sc = scores_of(emb)
