@@ -156,3 +156,15 @@ def test_demo_quick_runs_every_step(tmp_path):
     emb = xr.open_zarr(out / "embedding.zarr", consolidated=False)
     assert [str(m) for m in emb["method"].values] == ["phate", "tsne", "umap", "pca"]
     assert np.isfinite(emb["embedding"].values).all()
+
+
+def test_surface_of_other_settings_is_refused_or_replaced(tmp_path):
+    out = tmp_path / "run"
+    base = ["surface", "--model", "mlp", "--data", "digits", "--subset", 300, "--train-epochs", 1, "--out", out]
+    assert invoke(*base, "--steps", 5).exit_code == 0
+    r = invoke(*base, "--steps", 6)
+    assert r.exit_code == 2 and "different plane" in r.output and "--replace" in r.output
+    assert xr.open_zarr(out / "surface.zarr", consolidated=False).loss.shape == (5, 5)  # kept
+    r = invoke(*base, "--steps", 6, "--replace")
+    assert r.exit_code == 0, r.output
+    assert xr.open_zarr(out / "surface.zarr", consolidated=False).loss.shape == (6, 6)

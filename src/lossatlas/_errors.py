@@ -5,6 +5,10 @@ class InputError(ValueError):
     """Raised before any expensive work when an input cannot be used; the message says how to fix it."""
 
 
+class StoreMismatchError(InputError):
+    """A run directory already holds a product of the same name computed with other settings."""
+
+
 def require(condition: bool, message: str) -> None:
     """Raise :class:`InputError` with ``message`` unless ``condition`` holds."""
     if not condition:

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ._errors import InputError, require
+from ._errors import InputError, StoreMismatchError, require
 
 console = Console(stderr=False, highlight=False)
 app = typer.Typer(
@@ -127,6 +127,20 @@ def _save_model(run, model, src: Source, name: str = "model.pt") -> Path:
     return write_checkpoint(run.path / name, model.state_dict(), source=src.as_dict(), spec=getattr(model, "spec", None))
 
 
+def _replacing(replace: bool, run, name: str, compute):
+    """``compute()``; with ``replace``, a stored product of other settings is deleted and redone."""
+    try:
+        return compute()
+    except StoreMismatchError:
+        if not replace:
+            raise
+        import shutil
+
+        shutil.rmtree(run.zarr_path(name))
+        console.print(f"replacing {run.zarr_path(name)} (it held other settings)")
+        return compute()
+
+
 def _fail(exc: InputError) -> None:
     console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(2)
@@ -158,6 +172,7 @@ def surface(
     strategy: str = typer.Option("auto", help="auto, loop or vmap"),
     workers: str = typer.Option("auto", help="threads sharing out the points (loop strategy): auto or a number"),
     compile: str = typer.Option("auto", "--compile", help="torch.compile the loop: auto, yes or no"),
+    replace: bool = typer.Option(False, "--replace", help="redo a surface stored in OUT with other settings"),
     out: Path = typer.Option(Path("runs/surface"), help="run directory"),
 ):
     """A 1-D or 2-D loss surface around a model (Li et al.): surface.zarr and figures/."""
@@ -198,11 +213,13 @@ def surface(
                       workers=workers_v, compile=compile_v)
         t0 = time.perf_counter()
         if dims == 2:
-            ds = plane(f, span=span, steps=steps, norm=norm, ignore=ignore_v, seed=seed, store=run, name="surface", progress=True)
+            ds = _replacing(replace, run, "surface", lambda: plane(
+                f, span=span, steps=steps, norm=norm, ignore=ignore_v, seed=seed, store=run, name="surface", progress=True))
         else:
             (dvec,) = random_directions(net, n=1, norm=norm, ignore=ignore_v, seed=seed)
-            ds = line(f, f.origin, f.origin + dvec, steps=steps, extent=(-span, span), store=run, name="line",
-                      progress=True, attrs={"norm": norm, "ignore": ignore, "seed": seed})
+            ds = _replacing(replace, run, "line", lambda: line(
+                f, f.origin, f.origin + dvec, steps=steps, extent=(-span, span), store=run, name="line",
+                progress=True, attrs={"norm": norm, "ignore": ignore, "seed": seed}))
         seconds = time.perf_counter() - t0
         figures = plot.plot_surface_set(ds, run.figures, prefix="surface" if dims == 2 else "line")
         center = float(ds.loss.sel(x=0.0, y=0.0, method="nearest")) if dims == 2 else float(ds.loss.sel(t=0.0, method="nearest"))
@@ -325,6 +342,7 @@ def trajectory(
     samples: Optional[int] = typer.Option(None, help="evaluate the contours on a seeded subset"),
     seed: int = typer.Option(0, help="seed of the random directions of the comparison plot"),
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
+    replace: bool = typer.Option(False, "--replace", help="redo a trajectory plane stored with other settings"),
 ):
     """The optimizer's path on PCA directions over loss contours (Li et al. Fig. 9), and on random ones (Fig. 8)."""
     try:
@@ -343,8 +361,9 @@ def trajectory(
         xy = project(traj, final, dirs)
         ext = np.abs(xy).max(0) * (1 + margin) + 1e-12
         f = Landscape(net, d.train, bn=bn, samples=samples, seed=seed)
-        ds = plane(f, final, dirs, span=(-ext[0], ext[0], -ext[1], ext[1]), steps=steps, store=run,
-                   name="trajectory_plane", progress=True, attrs={"directions": "pca", "explained": ratios.tolist()})
+        ds = _replacing(replace, run, "trajectory_plane", lambda: plane(
+            f, final, dirs, span=(-ext[0], ext[0], -ext[1], ext[1]), steps=steps, store=run,
+            name="trajectory_plane", progress=True, attrs={"directions": "pca", "explained": ratios.tolist()}))
         lr_drops = [int(e) for e in traj.attrs.get("lr_drops", [])]
         epochs = traj.epoch.values
         plot.plot_trajectory(xy, epochs, explained=ratios, lr_drops=lr_drops, plane=ds, path=run.figures / "trajectory_pca",

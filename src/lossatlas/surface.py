@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ._errors import InputError, require
+from ._errors import InputError, StoreMismatchError, require
 from .landscape import Landscape
 from .space import Norm, make_directions, parse_ignore, parse_norm
 from .store import DONE, RunDir, provenance, read_attr
@@ -201,9 +201,9 @@ def plane(
     if run is not None and run.exists(name):
         old = run.open(name, load=False)
         if read_attr(old, "fingerprint") != meta["fingerprint"]:
-            raise InputError(
+            raise StoreMismatchError(
                 f"{run.zarr_path(name)} holds a different plane (other model, data, directions or grid); "
-                "choose another output directory or delete it to start over"
+                "choose another output directory, delete it to start over, or pass --replace (CLI)"
             )
         done = old[DONE].values.astype(bool)
         for k in f.keys:
