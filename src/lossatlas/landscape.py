@@ -608,8 +608,7 @@ class Landscape:
                 tables = self._span_tables(center, dirs)
             if tables is None:
                 return self._evaluate(points)
-            values = self._evaluate_loop(points, coords, tables)
-            return {k: values[:, i] for i, k in enumerate(self.keys)}
+            return self._named(self._evaluate_loop(points, coords, tables))
 
     def _first_layer(self):
         """``(module name, its parameter names, their entries)`` of the first layer the data meets
@@ -641,8 +640,8 @@ class Landscape:
         return self._first
 
     def _span_tables(self, center: torch.Tensor, dirs: torch.Tensor):
-        """Per split and batch, the first layer's outputs at ``center`` and along each direction,
-        stacked ``[1 + D, ...]``; None when the shortcut does not apply."""
+        """Per split and batch, the list of the first layer's outputs at ``center`` and along each
+        direction (1 + D tensors); None when the shortcut does not apply."""
         first = self._first_layer()
         if not first:
             return None
@@ -724,6 +723,10 @@ class Landscape:
             values = torch.cat(rows)
         else:
             values = self._evaluate_loop(points)
+        return self._named(values)
+
+    def _named(self, values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The columns of ``values`` [K, len(keys)] by name."""
         return {k: values[:, i] for i, k in enumerate(self.keys)}
 
     def _replica(self, i: int) -> "_Replica":
@@ -826,17 +829,20 @@ class Landscape:
         # Per-batch sums are only collected here; converting and adding them up happens once,
         # after the last point, so a point costs no more kernel launches than its forward passes.
         sums: list[list[list[torch.Tensor]]] = [[[] for _ in range(m)] for _ in self.splits]
+        # The single eager/compiled worker asks _step at every point (compile="auto" may switch it
+        # on mid-way); other workers, and any worker reading tables, run the replica eagerly.
+        switchable = single and tables is None
+
+        def replica_step(batch, y):
+            return self._module_values(rep.module, batch, y)
+
         try:
             for i, vec in enumerate(points):
-                timed = single and tables is None and self._compile_mode == "auto" and not self._compile
+                timed = switchable and self._compile_mode == "auto" and not self._compile
                 start = time.perf_counter() if timed else 0.0
+                step = self._step() if switchable else replica_step
                 if tables is not None:
                     c = coords[i].tolist()
-                    step = lambda batch, y: self._module_values(rep.module, batch, y)  # noqa: E731
-                elif single:
-                    step = self._step()
-                else:
-                    step = lambda batch, y: self._module_values(rep.module, batch, y)  # noqa: E731
                 rep.write(vec)
                 if recompute:
                     before = (lambda b: state.__setitem__("z", first_output(0, b, c))) if tables is not None else None
