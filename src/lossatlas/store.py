@@ -144,7 +144,7 @@ class RunDir:
     def save(self, name: str, ds: xr.Dataset, encoding: dict | None = None) -> Path:
         """Write a whole dataset (replacing any earlier one)."""
         path = self.zarr_path(name)
-        ds = _variable_length_strings(_clean_attrs(ds))
+        ds = for_zarr(ds)
         ds.to_zarr(path, mode="w", encoding=encoding, consolidated=False)
         return path
 
@@ -161,7 +161,7 @@ class RunDir:
 
         Only coordinates and attrs are written now; cells are filled by :meth:`write_cells`.
         """
-        ds = _variable_length_strings(_clean_attrs(template))
+        ds = for_zarr(template)
         ds = ds.chunk({d: chunks.get(d, n) for d, n in ds.sizes.items()})
         ds.to_zarr(self.zarr_path(name), mode="w", compute=False, encoding=encoding, consolidated=False)
         # The done mask is written now (all False); unwritten value chunks read back as NaN.
@@ -184,6 +184,12 @@ class RunDir:
 
     def done_mask(self, name: str) -> np.ndarray:
         return xr.open_zarr(self.zarr_path(name), consolidated=False)[DONE].values.astype(bool)
+
+
+def for_zarr(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` as every writer of a zarr store here writes it: attrs made JSON-safe, strings made
+    variable-length."""
+    return _variable_length_strings(_clean_attrs(ds))
 
 
 def _variable_length_strings(ds: xr.Dataset) -> xr.Dataset:

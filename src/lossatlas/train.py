@@ -28,7 +28,7 @@ from torch import nn
 from ._errors import InputError, require
 from .landscape import LOSSES
 from .space import ParamSpace
-from .store import RunDir, _clean_attrs, json_safe, provenance, read_attr
+from .store import RunDir, for_zarr, json_safe, provenance, read_attr
 
 
 class Optimizer(str, enum.Enum):
@@ -187,7 +187,7 @@ class _Recorder:
             ds = xr.Dataset(data, coords={n: (("point",), v) for n, v in coords.items()})
             path = self.run.zarr_path(self.name)
             ds.attrs = self.attrs  # every write: an append without attrs would erase them
-            ds = _clean_attrs(ds)
+            ds = for_zarr(ds)
             if self.count == 0:
                 enc = {"weights": {"chunks": (self.chunk, min(self.n_params, 2**22))}}
                 ds.to_zarr(path, mode="w", encoding=enc, consolidated=False)
