@@ -1,7 +1,13 @@
 """Small models and data shared by the tests."""
 
+import os
+
 import torch
 from torch import nn
+
+# The device every device-generic test passes explicitly: the suite runs on a GPU with
+# LOSSATLAS_TEST_DEVICE=cuda, and on the CPU otherwise.
+DEVICE = torch.device(os.environ.get("LOSSATLAS_TEST_DEVICE", "cpu"))
 
 
 def mlp(seed=0, d_in=16, hidden=12, classes=4, bn=False):

@@ -1,4 +1,5 @@
-"""The one exception type for bad input, so callers and the CLI can catch it in one place."""
+"""Errors for bad input and the checks that raise them (one enum parser, one integer check), so
+callers and the CLI catch bad input in one place."""
 
 
 class InputError(ValueError):
@@ -21,3 +22,34 @@ def missing_extra(package: str, extra: str) -> InputError:
         f"this feature needs the optional package {package!r}; install it with "
         f"`pip install 'lossatlas[{extra}]'` (or `pip install {package}`)"
     )
+
+
+def parse_enum(cls, value, what: str, hint: str = ""):
+    """``value`` as a member of the string enum ``cls`` (a member, its value or its name, in any
+    case), or an :class:`InputError` that lists the choices. The one enum parser of the project.
+
+    Examples
+    --------
+    >>> parse_enum(Norm, "Filter", "norm")
+    <Norm.FILTER: 'filter'>
+    """
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        key = value.strip().lower()
+        for member in cls:
+            if key in (str(member.value).lower(), member.name.lower()):
+                return member
+    raise InputError(f"unknown {what} {value!r}; choose one of {[m.value for m in cls]}{hint}")
+
+
+def positive_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int of at least ``minimum`` (bools and floats refused), or an
+    :class:`InputError`. The one integer check of the project."""
+    import numbers
+
+    require(
+        isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= minimum,
+        f"{name} must be an integer >= {minimum}, got {value!r}",
+    )
+    return int(value)

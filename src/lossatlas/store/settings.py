@@ -1,0 +1,58 @@
+"""Recorded settings of a stored product, and the refusal of a request with other settings.
+
+Every sampler that writes a store records, in the product's ``attrs["settings"]``, every setting
+that changes its values (centre and data fingerprints, direction seeds and rules, coordinates,
+batch-norm mode, evaluation subset, training settings and seeds). A later request is compared
+key by key; any difference raises :class:`StoreMismatchError` naming each key with both values.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from .._errors import StoreMismatchError
+from .files import json_safe
+
+SETTINGS = "settings"
+_MISSING = "(not recorded)"
+
+
+def normalized(settings: Mapping[str, Any]) -> dict:
+    """``settings`` as they read back from a store (JSON round trip: tuples become lists)."""
+    return json.loads(json.dumps(json_safe(dict(settings)), sort_keys=True, allow_nan=True))
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def differences(stored: Mapping | None, requested: Mapping) -> list[tuple[str, Any, Any]]:
+    """``(key, stored value, requested value)`` for every setting that differs (nested keys dotted)."""
+    a = _flatten(normalized(stored or {}))
+    b = _flatten(normalized(requested))
+    return [(k, a.get(k, _MISSING), b.get(k, _MISSING)) for k in sorted(set(a) | set(b)) if a.get(k, _MISSING) != b.get(k, _MISSING)]
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else v
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def mismatch(path, diffs: list[tuple[str, Any, Any]]) -> StoreMismatchError:
+    """The error for a store at ``path`` whose recorded settings differ by ``diffs``."""
+    lines = "; ".join(f"{k}: {_short(old)} stored, {_short(new)} asked" for k, old, new in diffs[:12])
+    more = f" (and {len(diffs) - 12} more)" if len(diffs) > 12 else ""
+    err = StoreMismatchError(
+        f"{path} holds results computed with other settings ({lines}{more}). Pass replace=True to "
+        "delete it and compute afresh, or write to another store or name"
+    )
+    err.path, err.diffs = str(path), diffs
+    return err
