@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import fnmatch
-import hashlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -18,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._errors import InputError, require
+from ._errors import InputError, parse_enum, positive_int, require
+from .store.files import fingerprint
 
 _NORM_TYPES = (
     nn.modules.batchnorm._NormBase,
@@ -45,28 +45,17 @@ class Ignore(str, enum.Enum):
 
 
 def parse_norm(norm: str | Norm) -> Norm:
-    try:
-        return Norm(norm)
-    except ValueError:
-        raise InputError(
-            f"unknown normalization {norm!r}; use one of {[n.value for n in Norm]}"
-        ) from None
+    """``norm`` as a :class:`Norm` (member, value or name)."""
+    return parse_enum(Norm, norm, "normalization")
 
 
 def parse_ignore(ignore) -> Ignore | tuple[str, ...]:
     """``"biasbn"``, ``None``/``"none"``, or glob patterns of parameter names to zero."""
     if ignore is None:
         return Ignore.NONE
-    if isinstance(ignore, Ignore):
-        return ignore
-    if isinstance(ignore, str):
-        try:
-            return Ignore(ignore)
-        except ValueError:
-            raise InputError(
-                f"unknown ignore rule {ignore!r}; use 'biasbn', None, or a list of "
-                "parameter-name patterns such as ['fc.*']"
-            ) from None
+    if isinstance(ignore, (str, Ignore)):
+        return parse_enum(Ignore, ignore, "ignore rule",
+                          hint=", None, or a list of parameter-name patterns such as ['fc.*']")
     patterns = tuple(ignore)
     require(all(isinstance(p, str) for p in patterns), "ignore patterns must be strings")
     return patterns
@@ -232,9 +221,8 @@ class ParamSpace:
         ]
 
     def fingerprint(self, vec: torch.Tensor) -> str:
-        """Short hash of a vector's exact values, for provenance and resume checks."""
-        data = vec.detach().cpu().contiguous().numpy().tobytes()
-        return hashlib.sha256(data).hexdigest()[:16]
+        """Short hash of a vector's exact values (any dtype or device), for provenance and resume checks."""
+        return fingerprint(vec)
 
 
 # -- directions ---------------------------------------------------------------------------
@@ -280,10 +268,13 @@ def normalize_direction(
     return d
 
 
-def gaussian(size: int, seed: int, dtype=torch.float32) -> torch.Tensor:
-    """A standard Gaussian vector drawn from its own generator, so global RNG state is untouched."""
-    gen = torch.Generator().manual_seed(int(seed))
-    return torch.randn(size, generator=gen, dtype=dtype)
+def gaussian(size: int, seed: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """A standard Gaussian vector drawn from its own generator on ``device`` (default CPU), so
+    global RNG state is untouched. The values depend on (seed, device type): a CUDA generator
+    draws another stream than the CPU one; save directions to reuse them across devices."""
+    device = torch.device(device if device is not None else "cpu")
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    return torch.randn(size, generator=gen, dtype=dtype, device=device)
 
 
 def direction_seeds(seed: int, n: int) -> list[int]:
@@ -332,11 +323,11 @@ def make_directions(
     space: ParamSpace, theta: torch.Tensor, n: int = 2, norm="filter", ignore="biasbn", seed: int = 0
 ) -> list[torch.Tensor]:
     """:func:`random_directions` for a parameter space and vector instead of a model."""
-    require(isinstance(n, int) and n >= 1, f"n must be a positive integer, got {n!r}")
+    positive_int("n", n)
     require(isinstance(seed, (int, np.integer)), f"seed must be an integer, got {seed!r}")
     space.check_vector(theta, "theta")
     return [
-        normalize_direction(space, gaussian(space.size, s, theta.dtype).to(theta.device), theta, norm, ignore)
+        normalize_direction(space, gaussian(space.size, s, theta.dtype, theta.device), theta, norm, ignore)
         for s in direction_seeds(int(seed), n)
     ]
 
