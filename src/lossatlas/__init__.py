@@ -1,5 +1,9 @@
 """lossatlas: sample, draw and measure the loss landscapes of PyTorch models.
 
+``import lossatlas`` is cheap: every public name below loads its module on first use, so that
+torch, xarray, matplotlib, scikit-learn and the optional extras (phate, umap, gudhi, dask) load
+only when something needs them.
+
 Examples
 --------
 >>> import lossatlas as la
@@ -13,8 +17,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-# Public names and the module that defines each; modules load on first use, so that
-# `import lossatlas` stays cheap and optional extras (phate, umap, gudhi, dask) load only if used.
+# Public names and the module that defines each. No module shares a name with a function
+# (`training` not `train`, `connectivity` not `connect`): importing a submodule sets the
+# package attribute of its name, which would hide the function.
 _EXPORTS = {
     "ParamSpace": "space",
     "random_directions": "space",
@@ -23,46 +28,50 @@ _EXPORTS = {
     "direction_between": "space",
     "cosine": "space",
     "RunDir": "store",
+    "InputError": "_errors",
+    "StoreMismatchError": "_errors",
+    "Source": "sources",
     "Landscape": "landscape",
     "line": "surface",
     "plane": "surface",
-    "train": "train",
-    "Run": "train",
-    "pca_directions": "trajectory",
-    "project": "trajectory",
+    "train": "training",
+    "Run": "training",
+    "TrainConfig": "training",
     "jump_retrain": "jump",
     "grid_sample": "jump",
     "naive_sample": "jump",
-    "PHATE": "embed",
-    "TSNE": "embed",
-    "UMAP": "embed",
-    "PCA": "embed",
-    "RandomProjection": "embed",
-    "demap": "embed",
-    "trajectory_continuity": "embed",
+    "hessian_eigenvalues": "curvature",
+    "hessian_trace": "curvature",
+    "spectral_density": "curvature",
+    "convexity_map": "curvature",
+    "connect": "connectivity",
+    "pca_directions": "trajectory",
+    "project": "trajectory",
+    "PHATE": "embedding",
+    "TSNE": "embedding",
+    "UMAP": "embedding",
+    "PCA": "embedding",
+    "RandomProjection": "embedding",
+    "demap": "embedding",
+    "trajectory_continuity": "embedding",
+    "embed": "embedding",
+    "persistence": "topology",
+    "total_persistence": "topology",
+    "predict": "prediction",
     "load_data": "data",
-    "InputError": "_errors",
 }
 
 _SUBMODULES = {
-    "space", "store", "landscape", "surface", "jump", "trajectory", "embed", "plot", "data",
-    "models", "cli",
+    "space", "store", "sources", "landscape", "surface", "training", "jump", "curvature", "sharpness",
+    "connectivity", "trajectory", "embedding", "topology", "prediction", "plot", "data", "models", "cli",
 }
 
-__all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
-
-
-# `train` is both a module and its main function. Importing the submodule anywhere would set the
-# package attribute to the module, so the function is bound here, once, after that import.
-from .train import train  # noqa: E402
-
-globals()["train"] = train
+__all__ = sorted(_EXPORTS) + sorted(_SUBMODULES - set(_EXPORTS))
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        value = getattr(module, name)
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value
         return value
     if name in _SUBMODULES:

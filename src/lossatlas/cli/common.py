@@ -1,0 +1,149 @@
+"""What every command shares: consoles, the source options, run directories and error output.
+
+Nothing here imports torch at module level, so ``lossatlas --help`` answers at once; the library
+is imported inside each command. Library errors never name flags; :func:`fail` translates the
+few that suggest a keyword (``replace=True``) into the flag that does the same (``--replace``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typing_extensions import Annotated
+
+from .._errors import InputError, require
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+MODEL_HELP = ("Built-in model (mlp, smallcnn, smallvgg, vgg9, resnet20, resnet56, resnet56-noshort, "
+              "wrn-16-2, ...) or package.module:factory")
+DATA_HELP = ("Built-in data set (digits, mnist1d, mnist5k, fashion-mnist, mnist, cifar10, cifar100), a .pt "
+             "file of X, y (and X_test, y_test), or package.module:factory")
+
+# The source options, the same on every command that needs a model (None: not given).
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help=MODEL_HELP)]
+ModelArgOpt = Annotated[Optional[List[str]], typer.Option("--model-arg", help="key=value for the model factory (repeatable)")]
+CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", help="state dict: torch.load(weights_only=True) or .safetensors")]
+DataOpt = Annotated[Optional[str], typer.Option("--data", help=DATA_HELP)]
+DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="directory of the data set's files")]
+DataSeedOpt = Annotated[Optional[int], typer.Option("--data-seed", help="seed of the train/test split and subsets (default 0)")]
+SubsetOpt = Annotated[Optional[int], typer.Option("--subset", help="seeded subset of the training set")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu, cuda, cuda:N or mps")]
+ReplaceOpt = Annotated[bool, typer.Option("--replace", help="redo a product stored in the run with other settings")]
+
+# What library messages suggest, and the flag that does it on the command line.
+_TRANSLATIONS = {"replace=True": "--replace", "device 'cpu' or 'auto'": "--device cpu (or auto)",
+                 "the device 'cpu'": "--device cpu"}
+
+
+def fail(exc: InputError) -> None:
+    """One red line on stderr with what to fix, exit code 2."""
+    text = str(exc)
+    for api, flag in _TRANSLATIONS.items():
+        text = text.replace(api, flag)
+    errors.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Run a command's body; bad input ends it with :func:`fail`."""
+    try:
+        yield
+    except InputError as exc:
+        fail(exc)
+
+
+def parse_kv(items: Optional[List[str]]) -> dict:
+    """``key=value`` pairs, values read as YAML scalars (``hidden=32`` is an int)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        require("=" in item, f"--model-arg takes key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{what} takes comma-separated numbers, got {text!r}") from None
+
+
+def pair(text: Optional[str], what: str) -> Optional[tuple[float, float]]:
+    if text is None:
+        return None
+    v = floats(text, what)
+    require(len(v) == 2 and v[0] < v[1], f"{what} takes min,max with min < max, got {text!r}")
+    return v[0], v[1]
+
+
+def source_flags(model=None, model_arg=None, checkpoint=None, data=None, data_root=None, data_seed=None,
+                 subset=None, **extra) -> dict:
+    """The source options that were given (None ones left out)."""
+    given = dict(model=model, model_args=parse_kv(model_arg) if model_arg else None,
+                 checkpoint=str(checkpoint) if checkpoint else None, data=data,
+                 data_root=str(data_root) if data_root else None, data_seed=data_seed, subset=subset, **extra)
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def resolve_source(run_path: Optional[Path], flags: dict, device: str, defaults: Optional[dict] = None):
+    """The command's :class:`~lossatlas.sources.Source` and its run directory (or None).
+
+    With a run directory that recorded a source, that source is used as recorded (its model
+    with the run's final weights, its split) and source options are refused: a command on a run
+    evaluates on exactly the run's data. Otherwise the options (with ``defaults``) make it.
+    """
+    from ..sources import Source
+    from ..store import RunDir
+
+    if run_path is not None:
+        run = RunDir(run_path, create=False)
+        require(run.has_source(), f"{run.path} records no source (config/source.yaml); is it a lossatlas run directory?")
+        require(not flags, f"{run.path} already records its model and data; drop "
+                f"{', '.join('--' + k.replace('_', '-').replace('model-args', 'model-arg') for k in flags)} or give no RUN")
+        recorded = run.read_source()
+        src = Source.from_dict(recorded, f"{run.path}/config/source.yaml").replace(device=device)
+        final = run.path / "model.pt"
+        if final.is_file():
+            src = src.replace(checkpoint=str(final))
+        return src, run
+    return Source.from_dict({**(defaults or {}), **flags, "device": device}, "the source options"), None
+
+
+def open_out(out: Path, src) -> Any:
+    """The output run directory, recording ``src`` there; a directory recording another source
+    (other model, data or split) is refused, so no command mixes two sources in one run."""
+    from ..store import RunDir, differences
+
+    run = RunDir(out)
+    record = {k: v for k, v in src.as_dict().items() if k != "device"}
+    if run.has_source():
+        stored = {k: v for k, v in run.read_source().items() if k != "device"}
+        diffs = [d for d in differences(stored, record) if d[0] not in ("checkpoint", "data_fingerprint")]
+        require(not diffs, f"{run.path} records another source ({'; '.join(f'{k}: {a} there, {b} now' for k, a, b in diffs)}); "
+                "write to another --out, or give the run directory as RUN to use its own source")
+    else:
+        run.write_source(record)
+    return run
+
+
+def record_fingerprint(run, data) -> None:
+    """Store the data's fingerprint in the run's source once (later rebuilds are checked against it)."""
+    src = run.read_source()
+    if src.get("data_fingerprint") is None:
+        run.write_source({**src, "data_fingerprint": data.fingerprint})
+
+
+def test_pair(data):
+    X, y = data.test
+    return (X, y) if X.shape[0] > 0 else None

@@ -1,0 +1,208 @@
+"""``lossatlas surface`` (Li et al.'s 1-D and 2-D plots) and ``lossatlas interpolate`` (their
+1-D interpolation between two minima)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from .._errors import require
+from .common import (CheckpointOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
+                     ReplaceOpt, SubsetOpt, console, open_out, pair, record_fingerprint, reported,
+                     resolve_source, source_flags, test_pair)
+
+# Training of a model given without a checkpoint (surface alone, no earlier `lossatlas train`).
+BUILTIN_TRAIN = dict(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=64)
+COMPILE = {"auto": "auto", "yes": True, "no": False}
+
+
+def _speed_options(workers: str, compile: str, strategy: str):
+    from ..landscape import Strategy
+    from .._errors import parse_enum
+
+    require(workers == "auto" or (workers.isdigit() and int(workers) >= 1),
+            f"--workers must be 'auto' or a positive integer, got {workers!r}")
+    workers_v = workers if workers == "auto" else int(workers)
+    require(compile in COMPILE, f"--compile must be auto, yes or no, got {compile!r}")
+    compile_v = COMPILE[compile]
+    several = workers_v not in ("auto", 1)
+    require(not (several and compile_v is True), "--compile yes runs one compiled worker: drop --workers or pass --workers 1")
+    require(not (several and strategy == "vmap"), "--workers above 1 needs --strategy loop (or auto on a CPU)")
+    parse_enum(Strategy, strategy, "--strategy")
+    return workers_v, compile_v
+
+
+def _directions(path: Optional[Path], net, n: int, norm: str, ignore, seed: int, device):
+    """Directions read from ``path`` when it exists (checked against the model), else drawn
+    with ``seed`` (and saved to ``path`` when one is given)."""
+    from ..space import ParamSpace, random_directions
+    from ..store import read_directions, write_directions
+
+    space = ParamSpace(net)
+    if path is not None and Path(path).exists():
+        dirs, meta = read_directions(path, names=space.names, size=space.size)
+        require(len(dirs) >= n, f"{path} holds {len(dirs)} directions; {n} are needed")
+        console.print(f"directions read from {path} ({meta.get('norm', '?')}-normalized, seed {meta.get('seed', '?')})")
+        return [d.to(device) for d in dirs[:n]], {**meta, "directions_file": str(path)}
+    dirs = random_directions(net, n=n, norm=norm, ignore=ignore, seed=seed)
+    meta = {"directions": "random", "norm": norm, "ignore": ignore if ignore is not None else "none", "seed": seed}
+    if path is not None:
+        write_directions(path, dirs, names=space.names, **meta)
+        console.print(f"directions saved to {path}")
+    return dirs, meta
+
+
+def surface(
+    run_path: Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="a run directory: its model, final weights and data split")] = None,
+    model: ModelOpt = None, model_arg: ModelArgOpt = None, checkpoint: CheckpointOpt = None, data: DataOpt = None,
+    data_root: DataRootOpt = None, data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
+    dims: int = typer.Option(2, help="1: a line along one random direction; 2: a plane"),
+    steps: int = typer.Option(31, help="grid points per axis (odd: the centre is a grid point)"),
+    span: float = typer.Option(1.0, help="coordinates run over [-span, span]"),
+    xrange: Optional[str] = typer.Option(None, help="xmin,xmax (overrides --span along x)"),
+    yrange: Optional[str] = typer.Option(None, help="ymin,ymax (overrides --span along y)"),
+    norm: str = typer.Option("filter", help="direction normalization: filter, layer, model, none"),
+    ignore: str = typer.Option("biasbn", help="biasbn (zero biases and BN weights) or none"),
+    bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    seed: int = typer.Option(0, help="seed of the random directions (only)"),
+    directions: Optional[Path] = typer.Option(None, help="directions file: read if it exists, else written (reuse across minima)"),
+    train_epochs: int = typer.Option(20, help="when no checkpoint is given, train the model this long first"),
+    strategy: str = typer.Option("auto", help="auto, loop or vmap"),
+    workers: str = typer.Option("auto", help="threads sharing out the points (loop strategy): auto or a number"),
+    compile: str = typer.Option("auto", "--compile", help="torch.compile the loop: auto, yes or no"),
+    tf32: bool = typer.Option(False, "--tf32", help="allow TF32 matmuls on CUDA (faster, ~1e-3 relative error)"),
+    replace: ReplaceOpt = False,
+    out: Optional[Path] = typer.Option(None, help="run directory (default RUN, else runs/surface)"),
+):
+    """A 1-D or 2-D loss surface around a model (Li et al.): surface.zarr or line.zarr, and figures/."""
+    with reported():
+        from .. import plot
+        from .._errors import parse_enum
+        from ..landscape import BatchNormMode, Landscape
+        from ..space import parse_ignore, parse_norm
+        from ..surface import center_value, line, plane
+
+        # Every option is checked before any data is loaded or any training starts.
+        require(dims in (1, 2), f"--dims must be 1 or 2, got {dims}")
+        require(steps >= 2, f"--steps must be at least 2, got {steps}")
+        require(span > 0, f"--span must be positive, got {span}")
+        xr_, yr_ = pair(xrange, "--xrange"), pair(yrange, "--yrange")
+        parse_norm(norm)
+        ignore_v = None if ignore == "none" else ignore
+        parse_ignore(ignore_v)
+        parse_enum(BatchNormMode, bn, "--bn")
+        require(samples is None or samples >= 1, f"--samples must be a positive number of samples, got {samples}")
+        require(train_epochs >= 0, f"--train-epochs must be >= 0, got {train_epochs}")
+        workers_v, compile_v = _speed_options(workers, compile, strategy)
+        src, _ = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
+        dev = src.resolve_device()
+        run = open_out(out or run_path or Path("runs/surface"), src)
+        bounds = (*(xr_ or (-span, span)), *(yr_ or (-span, span)))
+        settings = dict(dims=dims, steps=steps, span=span, xrange=xr_, yrange=yr_, norm=norm, ignore=ignore, bn=bn,
+                        samples=samples, seed=seed, directions=str(directions) if directions else None,
+                        train_epochs=train_epochs, strategy=strategy, workers=workers, compile=compile, tf32=tf32,
+                        device=str(dev))
+        run.write_config("surface", {"source": src.as_dict(), "surface": settings})
+
+        d = src.build_data()
+        record_fingerprint(run, d)
+        net = src.build_model(d).to(dev)
+        if not src.checkpoint and not (run.path / "model.pt").exists():
+            from ..store import write_checkpoint
+            from ..training import train
+
+            console.print(f"no checkpoint: training {src.model} on {d.name} for {train_epochs} epochs first")
+            train(net, d, seed=src.init_seed, epochs=train_epochs, device=dev, progress=True, **BUILTIN_TRAIN)
+            write_checkpoint(run.path / "model.pt", net.state_dict(), source=src.as_dict())
+        elif not src.checkpoint:
+            from ..models import load_checkpoint
+
+            load_checkpoint(net, run.path / "model.pt")
+        dirs, how = _directions(directions, net, dims, norm, ignore_v, seed, dev)
+        f = Landscape(net, d.train, bn=bn, test=test_pair(d), samples=samples, seed=src.data_seed, strategy=strategy,
+                      workers=workers_v, compile=compile_v, device=dev, tf32=tf32)
+        name = "surface" if dims == 2 else "line"
+        t0 = time.perf_counter()
+        if dims == 2:
+            ds = plane(f, f.origin, dirs, span=bounds, steps=steps, store=run, name=name, progress=True,
+                       replace=replace, attrs=how)
+        else:
+            ds = line(f, f.origin, f.origin + dirs[0], steps=steps, extent=bounds[:2], store=run, name=name,
+                      progress=True, replace=replace, attrs=how)
+        seconds = time.perf_counter() - t0
+        figures = plot.plot_surface_set(ds, run.figures, prefix=name)
+        center = center_value(ds, "loss")
+        run.update_summary(surface={"seconds": seconds, "points": int(ds.loss.size), "center_loss": center,
+                                    "min_loss": float(ds.loss.min()), "max_loss": float(ds.loss.max()),
+                                    "nonfinite": int(ds.attrs.get("n_nonfinite", 0))})
+        where = f"loss at the center {center:.4g}" if center is not None else "the grid has no centre point (even --steps)"
+        console.print(f"{int(ds.loss.size)} points in {seconds:.1f} s; {where}")
+        console.print(f"wrote {run.zarr_path(name)} and {len(figures)} figures in {run.figures}")
+
+
+def _endpoint(spec: Path, flags: dict, device: str):
+    """Source of one end of an interpolation: a run directory, or a checkpoint with the options."""
+    if spec.is_dir():
+        src, _ = resolve_source(spec, {}, device)
+        return src, spec.name
+    require(spec.is_file(), f"{spec} is neither a run directory nor a checkpoint file")
+    require("model" in flags, f"{spec} is a checkpoint: give --model (and --data) to build the model it belongs to")
+    src, _ = resolve_source(None, {**flags, "checkpoint": str(spec)}, device)
+    return src, spec.stem
+
+
+def interpolate(
+    a: Annotated[Path, typer.Argument(help="first model: a run directory or a checkpoint")],
+    b: Annotated[Path, typer.Argument(help="second model: a run directory or a checkpoint")],
+    model: ModelOpt = None, model_arg: ModelArgOpt = None, data: DataOpt = None, data_root: DataRootOpt = None,
+    data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
+    extent: str = typer.Option("-0.5,1.5", help="tmin,tmax of theta_a + t (theta_b - theta_a)"),
+    steps: int = typer.Option(101, help="points along the line"),
+    bn: str = typer.Option("auto", help="batch norm: auto (recompute when the model has BN), eval, batch, recompute"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    replace: ReplaceOpt = False,
+    out: Path = typer.Option(Path("runs/interpolate"), help="run directory"),
+):
+    """Loss and accuracy on the straight line between two minima (Li et al. Figs. 2-3): interpolation.zarr."""
+    with reported():
+        from .. import plot
+        from .._errors import parse_enum
+        from ..landscape import BatchNormMode, Landscape
+        from ..space import ParamSpace
+        from ..surface import line
+
+        ext = pair(extent, "--extent")
+        require(steps >= 2, f"--steps must be at least 2, got {steps}")
+        require(bn == "auto" or parse_enum(BatchNormMode, bn, "--bn"), "")
+        flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
+        src_a, label_a = _endpoint(a, flags, device)
+        src_b, label_b = _endpoint(b, flags, device)
+        dev = src_a.resolve_device()
+        run = open_out(out, src_a)
+        d = src_a.build_data()
+        net_a, net_b = src_a.build_model(d).to(dev), src_b.build_model(d).to(dev)
+        space = ParamSpace(net_a)
+        net_b_space = ParamSpace(net_b)
+        require(space == net_b_space, f"{a} and {b} have different parameters; interpolation needs one architecture")
+        has_bn = any(isinstance(m, __import__("torch").nn.modules.batchnorm._BatchNorm) for m in net_a.modules())
+        bn_v = ("recompute" if has_bn else "eval") if bn == "auto" else bn
+        run.write_config("interpolate", {"a": str(a), "b": str(b), "source_a": src_a.as_dict(), "source_b": src_b.as_dict(),
+                                         "extent": ext, "steps": steps, "bn": bn_v, "samples": samples})
+        f = Landscape(net_a, d.train, bn=bn_v, test=test_pair(d), samples=samples, seed=src_a.data_seed, device=dev)
+        theta_a, theta_b = space.vector(net_a), net_b_space.vector(net_b)
+        stats = {"recompute": "batch-norm statistics recomputed at every point on the training data",
+                 "eval": "the first model's stored batch-norm statistics at every point" if has_bn else "no batch norm",
+                 "batch": "each batch's own batch-norm statistics"}[bn_v]
+        ds = line(f, theta_a, theta_b, steps=steps, extent=ext, store=run, name="interpolation", progress=True,
+                  replace=replace, attrs={"label_a": label_a, "label_b": label_b, "bn_statistics": stats})
+        plot.plot_interpolation(ds, path=run.figures / "interpolation", title=f"{label_a} (t=0) to {label_b} (t=1)")
+        ends = {k: [float(ds[k].sel(t=t, method="nearest")) for t in (0.0, 1.0)] for k in ds.data_vars if k != "done"}
+        run.update_summary(interpolation={"ends": ends, "max_loss": float(ds.loss.max()), "bn": stats})
+        console.print(f"loss at t=0: {ends['loss'][0]:.4g}, t=1: {ends['loss'][1]:.4g}, highest on the line "
+                      f"{float(ds.loss.max()):.4g} ({stats})")
+        console.print(f"wrote {run.zarr_path('interpolation')} and figures in {run.figures}")
