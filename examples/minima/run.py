@@ -27,7 +27,7 @@ import xarray as xr
 
 import lossatlas as la
 from lossatlas import plot
-from lossatlas.embed import embed
+from lossatlas.embedding import embed
 from lossatlas.models import build
 
 METHODS = ("phate", "tsne", "umap", "pca")
