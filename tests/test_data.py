@@ -490,3 +490,226 @@ def test_input_errors(tmp_path):
         RandomShift1D(mode="reflect")
     with pytest.raises(InputError, match=r"\[N, C, H, W\]"):
         RandomCropFlip()(torch.zeros(3, 8, 8), _gen(0))
+
+
+# ---------------------------------------------------------------------------------------------
+# A user's own data: .pt files and factories get the options of built-in data
+# ---------------------------------------------------------------------------------------------
+
+
+def _user_tensors(n=120, n_test=40, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, 1, 20, 20, generator=g) * 3 + 1
+    y = torch.arange(n) % classes
+    Xt = torch.randn(n_test, 1, 20, 20, generator=g)
+    yt = torch.arange(n_test) % classes
+    return X, y, Xt, yt
+
+
+def test_pt_data_subset_augment_and_random_labels_apply(tmp_path):
+    # On the old code load_tensors took no options and the CLI dropped them: .pt data were
+    # silently used whole, unaugmented and with true labels.
+    from lossatlas.data import load_tensors
+
+    X, y, Xt, yt = _user_tensors()
+    path = tmp_path / "mine.pt"
+    torch.save({"X": X, "y": y, "X_test": Xt, "y_test": yt}, path)
+    plain = load_tensors(path)
+    assert torch.equal(plain.train[0], X) and torch.equal(plain.test[1], yt) and plain.augment is None
+    d = load_tensors(path, subset=40, test_subset=20, augment=True, random_labels=0.5, seed=3)
+    assert len(d.train[1]) == 40 and len(d.test[1]) == 20
+    assert _class_counts(d.true_train_y, 4).tolist() == [10] * 4  # stratified, as for built-in data
+    assert _class_counts(d.test[1], 4).tolist() == [5] * 4
+    assert d.augment == RandomCropFlip(pad=4, flip=False)
+    assert d.info["random_labels_count"] == 20 and 0 < d.info["labels_changed_fraction"] <= 0.5
+    assert 0 <= int(d.train[1].min()) and int(d.train[1].max()) < 4
+    # Every selected sample is one of the file's samples, with its true label.
+    rows = {tuple(r.flatten().tolist()[:5]): int(lab) for r, lab in zip(X, y)}
+    assert all(rows[tuple(r.flatten().tolist()[:5])] == int(lab) for r, lab in zip(d.train[0], d.true_train_y))
+    desc = d.describe()
+    assert desc["info"]["subset"] == 40 and desc["info"]["test_subset"] == 20
+    assert desc["args"]["random_labels"] == 0.5 and desc["args"]["augment"] is True
+    assert desc["augment"] == repr(RandomCropFlip(pad=4, flip=False))
+    # Same options, same data; another seed, another subset.
+    assert load_tensors(path, subset=40, test_subset=20, augment=True, random_labels=0.5, seed=3).fingerprint == d.fingerprint
+    assert load_tensors(path, subset=40, seed=4).fingerprint != load_tensors(path, subset=40, seed=3).fingerprint
+    # Without a test pair, test_fraction holds out a stratified test split.
+    torch.save({"X": X, "y": y}, tmp_path / "train_only.pt")
+    split = load_tensors(tmp_path / "train_only.pt", test_fraction=0.25)
+    assert len(split.test[1]) == 30 and sorted(_class_counts(split.test[1], 4).tolist()) == [7, 7, 8, 8]
+    assert len(load_tensors(tmp_path / "train_only.pt").test[1]) == 0
+    with pytest.raises(InputError, match="test_fraction does not apply"):
+        load_tensors(path, test_fraction=0.2)
+    with pytest.raises(InputError, match="larger than the training set"):
+        load_tensors(path, subset=121)
+
+
+def test_pt_data_keeps_token_ids_and_refuses_labels_it_cannot_randomize(tmp_path):
+    from lossatlas.data import load_tensors
+
+    tokens = torch.randint(0, 50, (30, 7))
+    torch.save({"X": tokens, "y": torch.arange(30) % 3}, tmp_path / "tok.pt")
+    d = load_tensors(tmp_path / "tok.pt", subset=9)
+    assert d.train[0].dtype == torch.int64 and d.num_classes == 3
+    assert _class_counts(d.train[1], 3).tolist() == [3, 3, 3]
+    with pytest.raises(InputError, match="built-in transform only for images"):
+        load_tensors(tmp_path / "tok.pt", augment=True)
+    torch.save({"X": torch.randn(30, 2), "y": torch.randn(30)}, tmp_path / "reg.pt")
+    r = load_tensors(tmp_path / "reg.pt", subset=10, seed=1)
+    assert len(r.train[1]) == 10 and r.num_classes == 0 and r.info["subset_stratified"] is False
+    with pytest.raises(InputError, match="random_labels needs class labels"):
+        load_tensors(tmp_path / "reg.pt", random_labels=0.1)
+    torch.save({"X": torch.randn(30, 2), "y": torch.zeros(30, dtype=torch.long), "X_test": torch.randn(3, 2)},
+               tmp_path / "half.pt")
+    with pytest.raises(InputError, match="both X_test and y_test"):
+        load_tensors(tmp_path / "half.pt")
+
+
+def test_split_falls_back_to_a_shuffle_where_stratification_cannot_apply():
+    from lossatlas.data.split import stratified_choice, stratified_split
+
+    y = np.array([0] * 10 + [1])  # a class with one sample
+    train, test, stratified = stratified_split(y, 3, random_state=0)
+    assert not stratified and sorted(np.concatenate([train, test]).tolist()) == list(range(11))
+    idx, stratified = stratified_choice(np.arange(20) % 10, 5, random_state=0)  # fewer than the classes
+    assert not stratified and len(set(idx.tolist())) == 5
+    a, _, _ = stratified_split(np.arange(40) % 4, 8, random_state=1)
+    b, _, _ = stratified_split(np.arange(40) % 4, 8, random_state=1)
+    assert np.array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recorded data: describe() rebuilds the same split; a run's normalization statistics reused
+# ---------------------------------------------------------------------------------------------
+
+
+def test_describe_rebuilds_exactly_the_same_data(tmp_path):
+    from lossatlas.data import load_recorded, load_tensors
+
+    d = load_data("digits", seed=5, subset=300, test_subset=100, random_labels=0.3, augment=True)
+    stored = yaml.safe_load(yaml.safe_dump(d.describe()))  # as a run directory keeps it
+    args = stored["args"]
+    assert args["seed"] == 5 and args["subset"] == 300 and args["test_subset"] == 100
+    assert args["normalization"] == [d.mean.double().tolist(), d.std.double().tolist()]
+    again = load_recorded(stored)
+    assert again.fingerprint == d.fingerprint and torch.equal(again.train[0], d.train[0])
+    assert torch.equal(again.true_train_y, d.true_train_y) and again.augment == d.augment
+    # A record whose files changed is refused, not silently re-split.
+    X, y, Xt, yt = _user_tensors()
+    path = tmp_path / "mine.pt"
+    torch.save({"X": X, "y": y, "X_test": Xt, "y_test": yt}, path)
+    p = load_tensors(path, subset=60, normalize=True, seed=2)
+    record = json.loads(json.dumps(p.describe()))
+    assert load_recorded(record).fingerprint == p.fingerprint
+    torch.save({"X": X + 1, "y": y, "X_test": Xt, "y_test": yt}, path)
+    with pytest.raises(InputError, match="fingerprint"):
+        load_recorded(record)
+    custom = load_data("digits", subset=50, augment=lambda x, g: x)
+    with pytest.raises(InputError, match="user's own transform"):
+        load_recorded(custom.describe())
+    assert load_recorded(custom.describe(), augment=custom.augment).fingerprint == custom.fingerprint
+
+
+def test_given_normalization_is_applied_exactly():
+    raw = load_data("digits", seed=0, normalize=False)
+    d = load_data("digits", seed=0, normalization=(0.5, [0.25]))
+    assert torch.allclose(d.train[0], (raw.train[0] - 0.5) / 0.25) and d.info["normalization"] == "given"
+    assert d.mean.tolist() == [0.5] and d.std.tolist() == [0.25]
+    # Re-evaluating a run on part of its data: its own statistics, not those of the part.
+    run = load_data("digits", seed=0)
+    part = load_data("digits", seed=0, subset=50, normalization=tuple(run.describe()["args"]["normalization"]))
+    fresh = load_data("digits", seed=0, subset=50)
+    assert torch.equal(part.test[0], run.test[0]) and not torch.equal(fresh.test[0], run.test[0])
+    with pytest.raises(InputError, match="3 values but the data have 1 channel"):
+        load_data("digits", normalization=([0.1, 0.2, 0.3], 1.0))
+    with pytest.raises(InputError, match="std must be positive"):
+        load_data("digits", normalization=(0.0, 0.0))
+    with pytest.raises(InputError, match="normalize=True"):
+        load_data("digits", normalize=False, normalization=(0.0, 1.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data factories
+# ---------------------------------------------------------------------------------------------
+
+FACTORY_MODULE = '''
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+
+class Squares(Dataset):
+    def __len__(self):
+        return 30
+
+    def __getitem__(self, i):
+        return torch.full((1, 4), float(i)), i % 3
+
+
+def pairs(n=40):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 1, 4, generator=g), torch.arange(n) % 4
+
+
+def four():
+    X, y = pairs(40)
+    return X[:30], y[:30], X[30:], y[30:]
+
+
+def loader():
+    return DataLoader(Squares(), batch_size=7, shuffle=True)
+
+
+def loaders():
+    X, y = pairs(40)
+    return (DataLoader(TensorDataset(X[:30], y[:30]), batch_size=8),
+            DataLoader(TensorDataset(X[30:], y[30:]), batch_size=8))
+
+
+def dicts():
+    return DataLoader([{"input_ids": torch.zeros(3)}] * 4, batch_size=2)
+
+
+def nothing():
+    return 42
+'''
+
+
+def test_load_factory_returns_and_options(tmp_path, monkeypatch):
+    from lossatlas.data import load_any, load_factory
+
+    pkg = tmp_path / "userdata_h3"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "make.py").write_text(FACTORY_MODULE)
+    monkeypatch.chdir(tmp_path)  # importable from the working directory, as under python -m
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+
+    d = load_factory("userdata_h3.make:pairs", factory_args={"n": 24}, subset=12, seed=1)
+    assert len(d.train[1]) == 12 and d.num_classes == 4 and d.name == "userdata_h3.make:pairs"
+    assert d.describe()["args"]["factory_args"] == {"n": 24}
+    four = load_factory("userdata_h3.make:four", test_subset=4)
+    assert len(four.train[1]) == 30 and len(four.test[1]) == 4 and four.info["split"] == "given"
+    before = torch.random.get_rng_state()
+    dl = load_factory("userdata_h3.make:loader", test_fraction=0.2, random_labels=0.5, seed=2)
+    assert torch.equal(torch.random.get_rng_state(), before)  # a shuffling loader drew nothing globally
+    assert len(dl.train[1]) == 24 and len(dl.test[1]) == 6 and dl.input_shape == (1, 4)
+    assert sorted(torch.cat([dl.train[0], dl.test[0]])[:, 0, 0].tolist()) == [float(i) for i in range(30)]
+    both = load_any("userdata_h3.make:loaders", normalize=True)
+    assert len(both.test[1]) == 10 and abs(both.train[0].mean().item()) < 1e-5
+
+    with pytest.raises(InputError, match="dict batches.*Landscape"):
+        load_factory("userdata_h3.make:dicts")
+    with pytest.raises(InputError, match="returned int"):
+        load_factory("userdata_h3.make:nothing")
+    with pytest.raises(InputError, match="does not take the arguments"):
+        load_factory("userdata_h3.make:pairs", factory_args={"size": 3})
+    with pytest.raises(InputError, match="cannot import"):
+        load_factory("userdata_h3.nowhere:pairs")
+    with pytest.raises(InputError, match="no 'missing'"):
+        load_factory("userdata_h3.make:missing")
+    with pytest.raises(InputError, match="package.module:factory"):
+        load_factory("userdata_h3.make")
+    with pytest.raises(InputError, match="subset"):
+        load_factory("userdata_h3.make:pairs", subset=0)  # options checked before the factory runs
+    with pytest.raises(InputError, match="unknown data"):
+        load_any("no-such-thing")
