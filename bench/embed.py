@@ -1,4 +1,4 @@
-"""Benchmark of lossatlas.embed against the plain packages (phate, scikit-learn, umap-learn).
+"""Benchmark of lossatlas.embedding against the plain packages (phate, scikit-learn, umap-learn).
 
 Two parts, each timed against a reference measured in the same run:
 
@@ -103,7 +103,7 @@ def worker(variant, store):
     warnings.simplefilter("ignore")
     import phate  # noqa: F401  (imports are not part of the timing)
 
-    from lossatlas import embed as E
+    import lossatlas.embedding as E
 
     base = peak_gib()
     load = 0.0
@@ -157,7 +157,7 @@ def part_small_set():
     from sklearn.decomposition import PCA as SkPCA
     from sklearn.manifold import TSNE as SkTSNE
 
-    from lossatlas import embed as E
+    import lossatlas.embedding as E
 
     X, jump, epoch = synthetic_jump_retrain()
     print(f"\n## J&R-sized set: {X.shape[0]} points x {X.shape[1]} params (float32, in memory)")
@@ -272,7 +272,7 @@ def main():
     if args.worker:
         worker(args.worker, args.store)
         return
-    print(f"# lossatlas.embed benchmark ({os.cpu_count()} CPUs; float64 matmul {matmul_gflops():.0f} GFLOP/s; "
+    print(f"# lossatlas.embedding benchmark ({os.cpu_count()} CPUs; float64 matmul {matmul_gflops():.0f} GFLOP/s; "
           f"load average {os.getloadavg()[0]:.1f})", flush=True)
     if not args.skip_set:
         part_small_set()

@@ -69,3 +69,11 @@ def test_pca_on_a_training_run_and_errors():
     bad.weights.values[3, 2] = np.nan
     with pytest.raises(InputError, match="NaN"):
         pca_directions(bad, 2)
+
+
+def test_final_must_have_one_entry_per_parameter():
+    # The old code broadcast a wrong-sized reference into a bare numpy ValueError (or sliced it).
+    with pytest.raises(InputError, match="final must have 500 entries"):
+        pca_directions(synthetic(), 2, final=np.zeros(3))
+    dirs, _ = pca_directions(synthetic(), 2, final=np.zeros(500))  # any reference: same directions
+    np.testing.assert_allclose(dirs[0], pca_directions(synthetic(), 2)[0][0], atol=1e-7)

@@ -1,4 +1,4 @@
-"""Tests of lossatlas.embed: oracles (X X^T, scikit-learn PCA, the plain phate package, extended
+"""Tests of lossatlas.embedding: oracles (X X^T, scikit-learn PCA, the plain phate package, extended
 precision), invariances (isometries score exactly 1), round trips through zarr, and errors."""
 
 import sys
@@ -10,7 +10,8 @@ import xarray as xr
 from sklearn.base import clone
 from sklearn.decomposition import PCA as SkPCA
 
-from lossatlas import embed as E
+import lossatlas.embedding as E
+from lossatlas.embedding import gram as gram_module
 from lossatlas._errors import InputError
 
 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated.*")
@@ -83,7 +84,7 @@ def test_streaming_never_holds_the_weights(tmp_path, monkeypatch):
     X = (rng.standard_normal((400, 20_000)) + 1.0).astype(np.float32)  # 32 MB of weights
     path = _store(tmp_path, X, chunk=10, compress=False)
     del X
-    monkeypatch.setattr(E, "_COLUMN_BLOCK_BYTES", 2**20)  # small float64 temporaries, to see the rest
+    monkeypatch.setattr(gram_module, "_COLUMN_BLOCK_BYTES", 2**20)  # small float64 temporaries, to see the rest
     budget = 8 * 2**20
     ds = xr.open_zarr(path)
     ds["weights"][:1].values  # first read: one-off imports and caches, not streaming
@@ -414,3 +415,10 @@ def test_missing_umap_gives_install_hint(monkeypatch, small_tree):
     monkeypatch.setitem(sys.modules, "umap", None)
     with pytest.raises(InputError, match=r"umap-learn.*lossatlas\[embed\]"):
         E.UMAP().fit(small_tree[0])
+
+
+def test_embed_computes_pca_components_when_asked(small_tree):
+    # embed() used to fit PCA on the Gram alone, so options={"pca": {"components": True}} raised.
+    X, _, _ = small_tree
+    ds = E.embed(X, methods=("pca",), scores=False, options={"pca": {"components": True}})
+    np.testing.assert_allclose(ds["embedding"].values[0], E.PCA().fit(X).embedding_, atol=1e-12)
