@@ -302,11 +302,11 @@ def _span_case(model, X, y, bn="eval", workers=1, **kw):
 @pytest.mark.parametrize("bn", ["eval", "batch", "recompute"])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_evaluate_span_equals_evaluate_and_uses_the_first_layer_tables(bn, workers, monkeypatch):
-    import lossatlas.landscape as L
+    import lossatlas.landscape.tables as L
 
     # The tests' CNN starts with a 3x3 conv on one channel (fan-in 9), below the fan-in where the
     # shortcut pays; lift that limit so that its correctness on convolutions is tested too.
-    monkeypatch.setattr(L, "_SPAN_MIN_FAN_IN_PER_TABLE", 0)
+    monkeypatch.setattr(L, "SPAN_MIN_FAN_IN_PER_TABLE", 0)
     X, y = blobs(n=70, d_in=64, image=True)
     for model, kw in ((cnn(bn=True), {"batch_size": 32}), (mlp(d_in=64, bn=True), {"batch_size": 25})):
         model.train()
@@ -380,11 +380,11 @@ def test_evaluate_span_falls_back_where_the_shortcut_would_be_wrong(make):
 
 
 def test_evaluate_span_respects_the_memory_budget(monkeypatch):
-    import lossatlas.landscape as L
+    import lossatlas.landscape.tables as L
 
     X, y = blobs(n=40)
     model = mlp()
-    monkeypatch.setattr(L, "_SPAN_TABLE_BYTES", 1000)  # 3 tables of 40 x 12 floats do not fit
+    monkeypatch.setattr(L, "SPAN_TABLE_BYTES", 1000)  # 3 tables of 40 x 12 floats do not fit
     f = Landscape(model, (X, y))
     d = torch.stack(random_directions(model, n=2, seed=1))
     out = f.evaluate_span(f.origin, d, [[0.1, 0.2]])

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-import lossatlas.landscape as L
+import lossatlas.landscape.compiled as L
 from lossatlas._errors import InputError
 from lossatlas.landscape import Landscape, tune_allocator
 from lossatlas.space import random_directions
@@ -43,7 +43,7 @@ def test_compiled_loop_matches_eager_and_does_not_recompile_per_point(monkeypatc
         assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6), k
 
     # compile="auto" starts eager and switches once enough time went into eager evaluation.
-    monkeypatch.setattr(L, "_COMPILE_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(L, "COMPILE_AFTER_SECONDS", 0.0)
     auto = Landscape(model, (X, y), workers=1, **kw)
     assert auto._compile_mode == "auto" and not auto._compile
     c = auto.evaluate(pts)

@@ -1,0 +1,77 @@
+"""Gradients and Hessian-vector products of the mean loss, functions of theta alone.
+
+Each call borrows a model copy of its own from a :class:`~.replicas.ModulePool` built from a
+pristine template (copied at construction, before any evaluation), and never the modules that
+evaluation writes points into. Two consequences:
+
+- the result depends on theta alone, never on what was evaluated before (under
+  ``bn="recompute"`` evaluation leaves the statistics of its last point in its modules);
+- ``grad`` and ``hvp`` may run in several threads at once, and beside an evaluation
+  (``torch.func.functional_call`` swaps a module's parameters while it runs: on a shared module
+  another thread would compute with them).
+
+Batch norm: ``bn="eval"`` uses the model's running statistics, ``bn="batch"`` each batch's own
+(differentiated through, as in training). ``bn="recompute"`` first re-estimates the running
+statistics at theta on the training data, exactly as evaluation does, so that the value returned
+equals ``evaluate(theta)``; the derivatives are then taken with those statistics held fixed (the
+gradient of the eval-mode network at theta, which is what a Hessian of a trained network in eval
+mode measures; differentiating through the re-estimation pass is not supported).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .problem import Problem, Split
+from .replicas import FunctionalModel, ModulePool
+
+
+class Derivatives:
+    """``grad`` and ``hvp`` of a :class:`~.problem.Problem` on borrowed model copies."""
+
+    def __init__(self, problem: Problem, pool: ModulePool):
+        self.problem, self.pool = problem, pool
+
+    def _loss(self, module, split: Split):
+        names = [e.name for e in self.problem.space.entries]
+        buffers = dict(module.named_buffers())
+        problem = self.problem
+
+        def loss(flat, batch, y):
+            params = dict(zip(names, problem.space.split(flat)))
+            out = problem.output(FunctionalModel(module, params, buffers), batch)
+            return problem.loss_sum(out, y) / split.n
+
+        return loss
+
+    def _prepare(self, replica, theta: torch.Tensor) -> None:
+        if self.problem.recompute:
+            with torch.no_grad():
+                replica.write(theta)
+                self.problem.recompute_statistics(replica.module)
+
+    def grad(self, theta: torch.Tensor, split: str = "train") -> tuple[float, torch.Tensor]:
+        from torch.func import grad_and_value
+
+        s = self.problem.split(split)
+        with self.pool.borrow() as replica:
+            self._prepare(replica, theta)
+            fn = grad_and_value(self._loss(replica.module, s))
+            g, total = torch.zeros_like(theta), 0.0
+            for batch, y in zip(s.batches, s.targets):
+                gb, vb = fn(theta, batch, y)
+                g += gb
+                total += float(vb)
+        return total, g
+
+    def hvp(self, theta: torch.Tensor, v: torch.Tensor, split: str = "train") -> torch.Tensor:
+        from torch.func import grad, jvp
+
+        s = self.problem.split(split)
+        with self.pool.borrow() as replica:
+            self._prepare(replica, theta)
+            g = grad(self._loss(replica.module, s))
+            out = torch.zeros_like(theta)
+            for batch, y in zip(s.batches, s.targets):
+                out += jvp(lambda t: g(t, batch, y), (theta,), (v,))[1]
+        return out
