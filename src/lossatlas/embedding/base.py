@@ -11,6 +11,7 @@ from lossatlas._errors import positive_int, require
 
 from .gram import Gram, gram_from_source
 from .inputs import Source, as_source
+from .methods import parse_metric
 from .resources import threads_for
 
 __all__ = ["EmbeddingEstimator", "param_names"]
@@ -63,8 +64,17 @@ class EmbeddingEstimator(BaseEstimator):
         return self.fit_source(source)
 
     def validate(self) -> None:
-        """Raise an InputError for a setting that cannot work, before any data are read."""
+        """Raise an InputError for a setting that cannot work, before any data are read.
+
+        Checks the settings most methods share (``n_components``, and ``metric`` and ``seed``
+        where the method takes them); subclasses add their own.
+        """
         positive_int("n_components", self.n_components)
+        params = self.get_params()
+        if "metric" in params:
+            parse_metric(self.metric)
+        if "seed" in params:
+            positive_int("seed", self.seed, minimum=0)
 
     def check_n_points(self, n: int) -> None:
         """Raise an InputError when ``n`` points are too few for these settings."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lossatlas._errors import positive_int, require
+from lossatlas._errors import require
 
 from .base import EmbeddingEstimator
 from .gram import Gram, pca_from_gram
@@ -147,10 +147,6 @@ class RandomProjection(EmbeddingEstimator):
         self.n_components = n_components
         self.seed = seed
         self.chunk = chunk
-
-    def validate(self) -> None:
-        super().validate()
-        positive_int("seed", self.seed, minimum=0)
 
     def check_n_points(self, n: int) -> None:
         require(n >= 1, "RandomProjection needs at least one point")

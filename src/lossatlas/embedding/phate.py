@@ -117,11 +117,9 @@ class PHATE(EmbeddingEstimator):
 
     def validate(self) -> None:
         super().validate()
-        parse_metric(self.metric)
         parse_metric(self.mds_metric)
         positive_int("knn", self.knn)
         positive_int("n_pca", self.n_pca)
-        positive_int("seed", self.seed, minimum=0)
         require(self.decay is None or (isinstance(self.decay, numbers.Real) and self.decay > 0),
                 f"decay must be a positive number or None, got {self.decay!r}")
         require(self.t == "auto" or (isinstance(self.t, numbers.Integral) and self.t >= 1),

@@ -63,8 +63,6 @@ class TSNE(EmbeddingEstimator):
 
     def validate(self) -> None:
         super().validate()
-        parse_metric(self.metric)
-        positive_int("seed", self.seed, minimum=0)
         require(self.n_components <= 3, f"t-SNE embeds in 1 to 3 dimensions, got n_components={self.n_components}")
         require(isinstance(self.perplexity, numbers.Real) and self.perplexity > 0,
                 f"perplexity must be a positive number, got {self.perplexity!r}")

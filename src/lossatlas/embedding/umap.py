@@ -11,7 +11,6 @@ from lossatlas._errors import missing_extra, positive_int, require
 
 from .base import EmbeddingEstimator
 from .gram import Gram
-from .methods import parse_metric
 
 __all__ = ["UMAP"]
 
@@ -50,8 +49,6 @@ class UMAP(EmbeddingEstimator):
 
     def validate(self) -> None:
         super().validate()
-        parse_metric(self.metric)
-        positive_int("seed", self.seed, minimum=0)
         positive_int("n_neighbors", self.n_neighbors, 2)
         require(isinstance(self.min_dist, numbers.Real) and self.min_dist >= 0,
                 f"min_dist must be a non-negative number, got {self.min_dist!r}")
