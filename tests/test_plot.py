@@ -532,3 +532,93 @@ def test_persistence_diagram(tmp_path):
     close(fig)
     fig = lp.plot_persistence({0: np.zeros((0, 2)), 1: []})
     close(fig)
+
+
+# ------------------------------------------------------------------ interpolation (Li et al. Figs. 2-3)
+
+
+def make_interpolation(bn="recompute", test=True):
+    ds = make_line(test=test)
+    ds.attrs = {"label_a": "batch 128", "label_b": "batch 8192"}
+    if bn is not None:
+        ds.attrs["bn"] = bn
+    return ds
+
+
+def test_interpolation_twin_axes_named_ends_and_bn_note(tmp_path):
+    ds = make_interpolation()
+    fig = lp.plot_interpolation(ds, path=tmp_path / "interp")
+    assert_written(tmp_path.glob("interp.*"))
+    ax, ax2 = fig.axes
+    for a, var in ((ax, "loss"), (ax2, "accuracy")):
+        data = [ln for ln in a.lines if not ln.get_label().startswith("_")]
+        assert [ln.get_linestyle() for ln in data] == ["-", "--"]  # train solid, test dashed
+        scale = 100.0 if var == "accuracy" else 1.0
+        np.testing.assert_allclose(data[0].get_ydata(), scale * ds[var].values)
+        np.testing.assert_allclose(data[1].get_ydata(), scale * ds[f"test_{var}"].values)
+    assert ax.get_ylabel() == "loss" and ax2.get_ylabel() == "accuracy (%)"
+    # The two models are named at t = 0 and t = 1.
+    marks = {t.get_text(): t.xy[0] for t in ax.texts}
+    assert marks == {"batch 128": 0.0, "batch 8192": 1.0}
+    title = ax.get_title()
+    assert title.startswith("batch 128 (t = 0) to batch 8192 (t = 1)")
+    assert "recomputed at every point" in title and "bn='recompute'" in title
+    close(fig)
+    fig = lp.plot_interpolation(make_interpolation(bn="eval"), log=True, title="SB vs LB")
+    assert fig.axes[0].get_yscale() == "log"
+    assert fig.axes[0].get_title() == "SB vs LB\nbatch norm: stored running statistics (bn='eval')"
+    close(fig)
+
+
+def test_interpolation_without_bn_test_data_or_names():
+    ds = make_interpolation(bn=None, test=False)
+    ds.attrs = {}
+    fig = lp.plot_interpolation(ds)
+    ax = fig.axes[0]
+    assert "batch norm" not in ax.get_title() and {t.get_text() for t in ax.texts} == {"A", "B"}
+    for a in fig.axes:
+        assert [ln.get_linestyle() for ln in a.lines if not ln.get_label().startswith("_")] == ["-"]
+    close(fig)
+    # The same figure as plot_line (one drawing for both), only the marks and the note differ.
+    ds = make_line()
+    ds.attrs = {"label_start": "small", "label_end": "large"}
+    a, b = lp.plot_line(ds), lp.plot_interpolation(ds)
+    for x, y in zip(a.axes, b.axes):
+        assert [ln.get_linestyle() for ln in x.lines] == [ln.get_linestyle() for ln in y.lines]
+    assert {t.get_text() for t in b.axes[0].texts} == {"small", "large"}
+    close(a, b)
+    with pytest.raises(InputError, match="dim 't'"):
+        lp.plot_interpolation(make_plane())
+
+
+def test_line_marks_nonfinite_points():
+    ds = make_interpolation()
+    loss = ds["loss"].values.copy()
+    loss[[5, 9]] = [np.nan, np.inf]
+    ds["loss"] = ("t", loss)
+    fig = lp.plot_interpolation(ds)
+    ax = fig.axes[0]
+    crosses = [c for c in scatter_collections(ax) if collection_is_marker(c, "x")]
+    assert len(crosses) == 1
+    np.testing.assert_allclose(crosses[0].get_offsets()[:, 0], ds["t"].values[[5, 9]])
+    assert "2 points diverged" in ax.get_title() and "recomputed" in ax.get_title()
+    assert any("diverged" in t.get_text() for t in fig.legends[0].get_texts())
+    close(fig)
+
+
+def test_nonfinite_coordinates_are_counted():
+    samples = make_samples()
+    emb = np.random.default_rng(6).normal(size=(samples.sizes["point"], 2))
+    emb[3] = np.nan
+    fig = lp.plot_embedding(emb, samples, title="PHATE")
+    assert "1 point with NaN/inf coordinates (not drawn)" in fig.axes[0].get_title()
+    close(fig)
+    fig = lp.plot_embedding_panel({"PHATE": emb, "PCA": np.nan_to_num(emb)}, samples)
+    titles = [a.get_title() for a in fig.axes if a.get_title()]
+    assert "NaN/inf" in titles[0] and titles[1] == "PCA"
+    close(fig)
+    coords = np.stack([np.linspace(0, 1, 6), np.linspace(0, 1, 6)], axis=1)
+    coords[-1] = np.inf
+    fig = lp.plot_trajectory(coords, range(6))
+    assert "1 snapshot with NaN/inf coordinates" in fig.axes[0].get_title()
+    close(fig)
