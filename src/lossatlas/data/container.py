@@ -99,6 +99,7 @@ class Data:
 
         Examples
         --------
+        >>> from lossatlas.data import load_data
         >>> d = load_data("digits", subset=100)
         >>> sorted(d.describe())[:3]
         ['args', 'augment', 'fingerprint']

@@ -14,8 +14,8 @@ import torch
 
 from .._errors import InputError, require
 from .container import Data, RawData
-from .prepare import check_options, prepare
-from .tensors import raw_from_arrays
+from .prepare import check_options
+from .tensors import prepare_user_data, raw_from_arrays
 
 __all__ = ["load_factory", "read_loader"]
 
@@ -80,17 +80,18 @@ def _raw_from_result(result: Any, spec: str) -> RawData:
 
     where = f"the data factory {spec}"
     if isinstance(result, DataLoader):
-        return raw_from_arrays(*read_loader(result, where), where=where)
+        return raw_from_arrays(*read_loader(result, where), where=where, source=spec)
     if isinstance(result, Mapping):
         require("X" in result and "y" in result, f"{where} returned a dict without 'X' and 'y'; return {_RETURNS}")
-        return raw_from_arrays(result["X"], result["y"], result.get("X_test"), result.get("y_test"), where=where)
+        return raw_from_arrays(result["X"], result["y"], result.get("X_test"), result.get("y_test"), where=where,
+                               source=spec)
     if isinstance(result, (tuple, list)):
         if len(result) == 2 and all(isinstance(r, DataLoader) for r in result):
             x, y = read_loader(result[0], f"{where} (train loader)")
             x_test, y_test = read_loader(result[1], f"{where} (test loader)")
-            return raw_from_arrays(x, y, x_test, y_test, where=where)
+            return raw_from_arrays(x, y, x_test, y_test, where=where, source=spec)
         if len(result) in (2, 4):
-            return raw_from_arrays(*result, where=where)
+            return raw_from_arrays(*result, where=where, source=spec)
     raise InputError(f"{where} returned {type(result).__name__}; it must return {_RETURNS}")
 
 
@@ -137,9 +138,9 @@ def load_factory(
     --------
     >>> data = load_factory("mypkg.data:make", factory_args={"n": 1000}, subset=500)   # doctest: +SKIP
     """
-    check_options(seed=seed, test_fraction=test_fraction, normalize=normalize, normalization=normalization,
-                  augment=augment, random_labels=random_labels, subset=subset, test_subset=test_subset,
-                  dtype=dtype, dtype_optional=True)
+    options = dict(seed=seed, test_fraction=test_fraction, normalize=normalize, normalization=normalization,
+                   augment=augment, random_labels=random_labels, subset=subset, test_subset=test_subset, dtype=dtype)
+    check_options(**options, dtype_optional=True)
     require(isinstance(spec, str) and ":" in spec,
             f"a data factory is given as package.module:factory, got {spec!r}")
     require(factory_args is None or isinstance(factory_args, Mapping),
@@ -160,14 +161,5 @@ def load_factory(
     # An error inside the factory is the user's own and keeps its traceback.
     result = factory(**kwargs)
     raw = _raw_from_result(result, spec)
-    require(test_fraction is None or raw.x_test is None,
-            f"the data factory {spec} returned a test set, so test_fraction does not apply; leave it None "
-            "(use test_subset=N to evaluate on fewer test samples)")
-    args = {"loader": "load_factory", "spec": spec, "factory_args": kwargs, "seed": int(seed),
-            "test_fraction": test_fraction, "normalize": normalize, "random_labels": float(random_labels),
-            "subset": subset, "test_subset": test_subset,
-            "dtype": None if dtype is None else str(dtype).replace("torch.", "")}
-    return prepare(raw, name=spec, seed=int(seed), test_fraction=test_fraction, split="given",
-                   normalize=normalize, normalization=normalization, augment=augment, augment_name=None,
-                   random_labels=float(random_labels), subset=subset, test_subset=test_subset, dtype=dtype,
-                   args=args)
+    return prepare_user_data(raw, name=spec, record={"loader": "load_factory", "spec": spec, "factory_args": kwargs},
+                             **options)

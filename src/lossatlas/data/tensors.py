@@ -13,7 +13,7 @@ from .._errors import InputError, require
 from .container import Data, RawData
 from .prepare import check_options, prepare
 
-__all__ = ["load_tensors", "raw_from_arrays"]
+__all__ = ["load_tensors", "prepare_user_data", "raw_from_arrays"]
 
 
 def _tensor(value: Any, label: str, where: str) -> torch.Tensor:
@@ -24,11 +24,14 @@ def _tensor(value: Any, label: str, where: str) -> torch.Tensor:
     raise InputError(f"{where}: {label} must be a tensor or a NumPy array, got {type(value).__name__}")
 
 
-def raw_from_arrays(x: Any, y: Any, x_test: Any = None, y_test: Any = None, *, where: str) -> RawData:
+def raw_from_arrays(x: Any, y: Any, x_test: Any = None, y_test: Any = None, *, where: str,
+                    source: str | None = None) -> RawData:
     """Check a user's ``(X, y[, X_test, y_test])`` and wrap them as :class:`RawData` (values as given).
 
     Integer labels give ``num_classes = max label + 1`` over both sets; other targets (floats,
     several per sample) give 0 classes, and then subsets are plain seeded draws, not stratified.
+
+    ``where`` names the arrays in messages; ``source`` (default ``where``) is recorded as their origin.
 
     Raises
     ------
@@ -62,7 +65,7 @@ def raw_from_arrays(x: Any, y: Any, x_test: Any = None, y_test: Any = None, *, w
         low = min(int(y.min()), int(y_test.min()) if y_test is not None and y_test.numel() else 0)
         require(low >= 0, f"{where}: integer labels must be class indices >= 0; the smallest is {low}")
         classes = top + 1
-    return RawData(x, y, x_test, y_test, 1.0, classes, [str(i) for i in range(classes)], where)
+    return RawData(x, y, x_test, y_test, 1.0, classes, [str(i) for i in range(classes)], source or where)
 
 
 def load_tensors(
@@ -118,9 +121,9 @@ def load_tensors(
     >>> torch.save({"X": X, "y": y}, "mydata.pt")                                # doctest: +SKIP
     >>> data = load_tensors("mydata.pt", subset=500, random_labels=0.2, seed=1)  # doctest: +SKIP
     """
-    check_options(seed=seed, test_fraction=test_fraction, normalize=normalize, normalization=normalization,
-                  augment=augment, random_labels=random_labels, subset=subset, test_subset=test_subset,
-                  dtype=dtype, dtype_optional=True)
+    options = dict(seed=seed, test_fraction=test_fraction, normalize=normalize, normalization=normalization,
+                   augment=augment, random_labels=random_labels, subset=subset, test_subset=test_subset, dtype=dtype)
+    check_options(**options, dtype_optional=True)
     require(isinstance(path, (str, os.PathLike)), f"path must be a file path, got {type(path).__name__}")
     path = Path(path).expanduser()
     require(path.is_file(), f"data file {path} does not exist")
@@ -133,14 +136,30 @@ def load_tensors(
         f"{path} must hold a dict with tensors 'X' and 'y' (and optionally 'X_test', 'y_test')",
     )
     raw = raw_from_arrays(obj["X"], obj["y"], obj.get("X_test"), obj.get("y_test"), where=str(path))
+    return prepare_user_data(raw, name=path.stem, record={"loader": "load_tensors", "path": str(path.resolve())},
+                             **options)
+
+
+def prepare_user_data(raw: RawData, *, name: str, record: dict, seed: int, test_fraction: float | None,
+                      normalize: bool, normalization: Any, augment: bool | Callable, random_labels: float,
+                      subset: int | None, test_subset: int | None, dtype: torch.dtype | None) -> Data:
+    """The pipeline for a user's own arrays (a file or a factory), ``record`` naming the loader.
+
+    Examples
+    --------
+    >>> raw = raw_from_arrays(torch.randn(8, 2), torch.arange(8) % 2, where="example")
+    >>> prepare_user_data(raw, name="example", record={"loader": "example"}, seed=0, test_fraction=0.25,
+    ...                   normalize=False, normalization=None, augment=False, random_labels=0.0,
+    ...                   subset=None, test_subset=None, dtype=None).test[0].shape
+    torch.Size([2, 2])
+    """
     require(test_fraction is None or raw.x_test is None,
-            f"{path} holds a test set (X_test, y_test), so test_fraction does not apply; leave it None "
+            f"{name} has a test set (X_test, y_test), so test_fraction does not apply; leave it None "
             "(use test_subset=N to evaluate on fewer test samples)")
-    args = {"loader": "load_tensors", "path": str(path.resolve()), "seed": int(seed),
-            "test_fraction": test_fraction, "normalize": normalize, "random_labels": float(random_labels),
-            "subset": subset, "test_subset": test_subset,
+    args = {**record, "seed": int(seed), "test_fraction": test_fraction, "normalize": normalize,
+            "random_labels": float(random_labels), "subset": subset, "test_subset": test_subset,
             "dtype": None if dtype is None else str(dtype).replace("torch.", "")}
-    return prepare(raw, name=path.stem, seed=int(seed), test_fraction=test_fraction, split="given",
+    return prepare(raw, name=name, seed=int(seed), test_fraction=test_fraction, split="given",
                    normalize=normalize, normalization=normalization, augment=augment, augment_name=None,
                    random_labels=float(random_labels), subset=subset, test_subset=test_subset, dtype=dtype,
                    args=args)
