@@ -8,7 +8,8 @@ evaluation writes points into. Two consequences:
   ``bn="recompute"`` evaluation leaves the statistics of its last point in its modules);
 - ``grad`` and ``hvp`` may run in several threads at once, and beside an evaluation
   (``torch.func.functional_call`` swaps a module's parameters while it runs: on a shared module
-  another thread would compute with them).
+  another thread would compute with them). Only the forward-mode part of ``hvp`` takes turns
+  across threads, because torch keeps forward-mode AD levels process-wide.
 
 Batch norm: ``bn="eval"`` uses the model's running statistics, ``bn="batch"`` each batch's own
 (differentiated through, as in training). ``bn="recompute"`` first re-estimates the running
@@ -20,10 +21,17 @@ mode measures; differentiating through the re-estimation pass is not supported).
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from .problem import Problem, Split
 from .replicas import FunctionalModel, ModulePool
+
+
+# Forward-mode AD levels are process-wide in torch (one stack, entered and left in order), so
+# forward-over-reverse products from two threads at once break each other's levels: they take turns.
+_FORWARD_AD = threading.Lock()
 
 
 class Derivatives:
@@ -72,6 +80,7 @@ class Derivatives:
             self._prepare(replica, theta)
             g = grad(self._loss(replica.module, s))
             out = torch.zeros_like(theta)
-            for batch, y in zip(s.batches, s.targets):
-                out += jvp(lambda t: g(t, batch, y), (theta,), (v,))[1]
+            with _FORWARD_AD:
+                for batch, y in zip(s.batches, s.targets):
+                    out += jvp(lambda t: g(t, batch, y), (theta,), (v,))[1]
         return out
