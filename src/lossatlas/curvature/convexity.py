@@ -1,0 +1,134 @@
+"""Li et al.'s convexity map: ``|lambda_min / lambda_max|`` of the Hessian over a plane.
+
+Where the ratio is near 0 the landscape is locally convex (the most negative curvature is
+negligible beside the largest positive one); large values mark pronounced non-convexity. Each
+cell is an independent pair of eigenvalue solves, so cells go to any
+``concurrent.futures.Executor`` (threads, processes, a Dask cluster's executor).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .._errors import positive_int, require
+from .eigen import hessian_eigenvalues
+from .operators import point_settings, resolve_theta
+
+
+def cell_seed(seed: int, i: int, j: int) -> int:
+    """The start-vector seed of cell ``(i, j)``: independent of the order cells run in."""
+    return int(np.random.SeedSequence([int(seed), int(i), int(j)]).generate_state(1)[0])
+
+
+def convexity_cell(
+    f, point, *, tol: float = 1e-2, maxiter=None, seed: int = 0, method="lanczos", split="train", ignore=None
+) -> tuple[float, float]:
+    """``(lambda_min, lambda_max)`` of the Hessian at ``point`` (NaN where the loss is not finite).
+
+    Li et al.'s code solves to ``tol=1e-2``, the default here.
+
+    Examples
+    --------
+    >>> lo, hi = convexity_cell(f, f.origin)
+    """
+    values = hessian_eigenvalues(f, point, k=1, which="both", tol=tol, maxiter=maxiter, seed=seed,
+                                 method=method, split=split, ignore=ignore)
+    if values.numel() == 0 or not torch.isfinite(values).all():
+        return math.nan, math.nan
+    return float(values[-1]), float(values[0])
+
+
+def convexity_map(
+    f,
+    center,
+    dirs,
+    span: float = 1.0,
+    steps: int = 11,
+    *,
+    executor=None,
+    tol: float = 1e-2,
+    maxiter: int | None = None,
+    seed: int = 0,
+    method="lanczos",
+    split: str = "train",
+    ignore=None,
+):
+    """Hessian eigenvalue extremes and their ratio on a plane, as Li et al.'s heat maps.
+
+    Parameters
+    ----------
+    f : Landscape
+    center : Tensor or None
+        Centre of the plane (default ``f.origin``).
+    dirs : two 1-D tensors
+        The plane's directions (e.g. filter-normalized ``random_directions``); cell ``(i, j)``
+        is at ``center + x[i] * dirs[0] + y[j] * dirs[1]`` as in :func:`lossatlas.plane`.
+    span : float
+        ``x = y = linspace(-span, span, steps)``.
+    steps : int
+        Cells per axis; coarser than a loss plane (each cell costs two eigenvalue solves).
+    executor : concurrent.futures.Executor, optional
+        Runs the cells (one task each); None computes them in this process, in order.
+    tol, maxiter, method, split, ignore
+        As for :func:`hessian_eigenvalues` (default ``tol`` 1e-2, as in Li et al.'s code).
+    seed : int
+        Start vectors: cell ``(i, j)`` uses :func:`cell_seed` ``(seed, i, j)``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``lambda_min``, ``lambda_max`` and ``ratio = |lambda_min / lambda_max|`` over
+        ``("x", "y")``; attrs ``nan_cells`` (cells whose loss or curvature was not finite) and
+        ``settings``.
+
+    Examples
+    --------
+    >>> dirs = random_directions(model, n=2, seed=0)
+    >>> ds = convexity_map(f, f.origin, dirs, span=1.0, steps=11)
+    >>> ds["ratio"].plot(vmin=0, vmax=0.5)
+    """
+    import xarray as xr
+
+    center = resolve_theta(f, center)
+    dirs = [resolve_theta(f, d) for d in dirs]
+    require(len(dirs) == 2, f"a plane needs two directions, got {len(dirs)}")
+    steps = positive_int("steps", steps)
+    require(isinstance(span, (int, float)) and span > 0, f"span must be a positive number, got {span!r}")
+    coords = np.linspace(-span, span, steps)
+    kw = dict(tol=tol, maxiter=maxiter, method=method, split=split, ignore=ignore)
+    cells = [(i, j) for i in range(steps) for j in range(steps)]
+
+    def point(i, j):
+        return center + float(coords[i]) * dirs[0] + float(coords[j]) * dirs[1]
+
+    lo = np.full((steps, steps), np.nan)
+    hi = np.full((steps, steps), np.nan)
+    if executor is None:
+        results = [convexity_cell(f, point(i, j), seed=cell_seed(seed, i, j), **kw) for i, j in cells]
+    else:
+        futures = [executor.submit(convexity_cell, f, point(i, j), seed=cell_seed(seed, i, j), **kw) for i, j in cells]
+        results = [fut.result() for fut in futures]
+    for (i, j), (a, b) in zip(cells, results):
+        lo[i, j], hi[i, j] = a, b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(lo / hi)
+    ratio[~np.isfinite(ratio)] = np.nan
+    settings = {
+        **point_settings(f, center),
+        "dirs": [f.space.fingerprint(d) for d in dirs],
+        "span": float(span), "steps": steps, "tol": float(tol), "maxiter": maxiter, "seed": int(seed),
+        "method": str(getattr(method, "value", method)), "split": split,
+        "ignore": ignore if ignore is None or isinstance(ignore, str) else list(ignore),
+    }
+    return xr.Dataset(
+        {
+            "lambda_min": (("x", "y"), lo),
+            "lambda_max": (("x", "y"), hi),
+            "ratio": (("x", "y"), ratio),
+        },
+        coords={"x": coords, "y": coords},
+        attrs={"nan_cells": int(np.isnan(lo).sum()), "settings": settings},
+    )
