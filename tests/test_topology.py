@@ -288,3 +288,100 @@ def test_missing_gudhi_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "gudhi", None)
     with pytest.raises(InputError, match="lossatlas\\[topology\\]"):
         graph_persistence(_cycle(4), np.arange(4.0))
+
+
+# --------------------------------------------------------------------------------------------------
+# figures (lossatlas.plot.topology)
+
+
+class _FittedPHATE2D(_FittedPHATE):
+    def __init__(self, potential, embedding):
+        super().__init__(potential)
+        self.embedding_ = embedding
+
+
+def _two_minima():
+    rng = np.random.default_rng(5)
+    out = {}
+    for name, noise in (("good", 0.0), ("bad", 0.3)):
+        z = rng.normal(size=(80, 2))
+        f = (z**2).sum(1) + noise * rng.normal(size=80) ** 2
+        out[name] = (_FittedPHATE2D(np.log1p(cdist(z, z)), z), f)
+    return out
+
+
+def test_persistence_diagram_figure_titles_carry_total_persistence(tmp_path):
+    from lossatlas.plot.topology import plot_persistence_diagrams
+
+    minima = _two_minima()
+    diagrams = {name: persistence(emb, f, k=8) for name, (emb, f) in minima.items()}
+    fig = plot_persistence_diagrams(diagrams, path=tmp_path / "pd")
+    axes = fig.axes
+    assert len(axes) == 4  # D0 over D1, one column per minimum
+    titles = " | ".join(ax.get_title() for ax in axes)
+    for d in diagrams.values():
+        for dim in (0, 1):
+            assert f"{total_persistence(d[dim]):.3g}" in titles
+    assert (tmp_path / "pd.png").stat().st_size > 0 and (tmp_path / "pd.pdf").stat().st_size > 0
+    assert len(plot_persistence_diagrams(list(diagrams.values()), separate=False).axes) == 2
+
+
+def test_knn_graph_figure_draws_every_edge_and_flags_nan_values():
+    from matplotlib.collections import LineCollection
+
+    from lossatlas.plot.topology import plot_knn_graph, plot_minima_topology
+
+    emb, f = _two_minima()["bad"]
+    f = f.copy()
+    f[7] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # NaN values are drawn as marks, not as warnings
+        fig = plot_knn_graph(emb, f, k=8)
+    ax = fig.axes[0]
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(lines) == 1 and len(lines[0].get_segments()) == knn_graph(emb, 8).nnz // 2
+    assert "1 point with NaN/inf loss" in ax.get_title()
+    with pytest.warns(RuntimeWarning, match="NaN or inf"):
+        fig = plot_minima_topology({**_two_minima(), "nan": (emb, f)}, k=8)
+    assert sum(1 for a in fig.axes if a.get_title()) == 6  # 3 embeddings + 3 diagrams (+ colorbars)
+
+
+def test_persistence_against_test_loss_reports_spearman():
+    from scipy.stats import spearmanr
+
+    from lossatlas.plot.topology import plot_persistence_vs_test_loss
+
+    rng = np.random.default_rng(6)
+    tp = rng.gamma(2.0, size=24)
+    tl = 0.3 + 0.1 * tp + 0.05 * rng.normal(size=24)
+    wd = np.repeat([0.0, 1e-4, 1e-3], 8)
+    tl[0] = np.nan
+    fig = plot_persistence_vs_test_loss(tp, tl, color=wd)
+    title = fig.axes[0].get_title()
+    rho = spearmanr(tl[1:], tp[1:]).statistic
+    assert f"= {rho:.2f}" in title and "n = 23" in title and "1 network with NaN/inf" in title
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["0", "0.0001", "0.001"]
+    with pytest.raises(InputError, match="test_loss 23"):
+        plot_persistence_vs_test_loss(tp, tl[1:])
+
+
+@pytest.mark.filterwarnings("ignore:phate")
+def test_a_fitted_phate_and_its_samples_feed_persistence_directly():
+    from lossatlas.embedding import PHATE
+
+    rng = np.random.default_rng(7)
+    t = np.linspace(0, 1, 15)
+    weights = np.concatenate([np.outer(np.exp(-4 * t), rng.normal(size=12)) + 0.02 * rng.normal(size=(15, 12))
+                              for _ in range(4)])
+    samples = xr.Dataset({"weights": (("point", "param"), weights),
+                          "loss": ("point", (weights**2).sum(1)), "test_loss": ("point", 1 + (weights**2).sum(1))})
+    emb = PHATE(metric="euclidean", knn=4, seed=0).fit(samples)
+    assert emb.potential_.shape[0] == 60
+    import lossatlas as la
+
+    got = la.persistence(emb, values=samples["loss"], k=10)  # the Public API of DESIGN.md
+    want = persistence(emb.potential_, samples["loss"].values, k=10)
+    assert la.total_persistence(got[0], p=2) == total_persistence(want[0])
+    for d in (0, 1):
+        _same(got[d], want[d])
+    _same(persistence(emb, "test_loss", samples=samples, k=10)[0], want[0] + np.array([1.0, 1.0]))

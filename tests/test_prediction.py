@@ -1,4 +1,4 @@
-"""Tests of lossatlas.predict: above chance on features that carry the class, near chance on the
+"""Tests of lossatlas.prediction: above chance on features that carry the class, near chance on the
 scrambled control, the returned statistics, quintile classes, chance, the permutation test, errors."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from lossatlas._errors import InputError
-from lossatlas.predict import CLASSIFIERS, chance_level, permutation_test, predict, quintile_classes, scramble
+from lossatlas.prediction import CLASSIFIERS, chance_level, permutation_test, predict, quintile_classes, scramble
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,9 @@ def test_predict_is_well_above_chance_on_features_that_carry_the_class_and_near_
     X, y = _networks(n=45, noise=10)
     chance = chance_level(y)
     assert chance == pytest.approx(1 / 3)
-    good = predict(X, y, folds=3, seed=0)
+    import lossatlas as la
+
+    good = la.predict(X, y, folds=3, seed=0)
     assert set(good) == {"mean", "sem", "classifiers"}
     assert list(good["classifiers"]) == list(CLASSIFIERS) and len(CLASSIFIERS) == 11
     acc = np.array(list(good["classifiers"].values()))
@@ -42,7 +44,7 @@ def test_predict_is_well_above_chance_on_features_that_carry_the_class_and_near_
 
 
 def test_randomness_comes_from_the_seed_only():
-    from lossatlas.predict import classifiers
+    from lossatlas.prediction import classifiers
 
     for name, pipe in classifiers(seed=5).items():
         model = pipe[-1]
