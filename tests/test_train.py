@@ -153,6 +153,6 @@ def test_bad_input():
 def test_la_train_stays_the_function_after_submodule_imports():
     import importlib
 
-    importlib.import_module("lossatlas.train")
-    importlib.import_module("lossatlas.jump")  # imports lossatlas.train internally
+    importlib.import_module("lossatlas.training")
+    importlib.import_module("lossatlas.jump")  # imports lossatlas.training internally
     assert callable(la.train) and la.train.__name__ == "train"
