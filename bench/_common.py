@@ -42,25 +42,44 @@ def digits(image: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return (X.reshape(-1, 1, 8, 8) if image else X), y
 
 
-def matmul_gflops(n: int = 2048, seconds: float = 2.0) -> float:
+def synchronize(device) -> None:
+    """Wait for the device's queued work (timings on a GPU must not stop at a kernel launch)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def matmul_gflops(n: int = 2048, seconds: float = 2.0, device="cpu", tf32: bool = False) -> float:
     """Float32 ``n x n @ n x n`` matmul throughput, in GFLOP/s (best repetition).
 
     The best repetition estimates what the machine can do; the median would mostly measure how
-    busy it is.
+    busy it is. On CUDA ``tf32`` picks TF32 or full float32 for the measurement (torch's switch
+    is restored afterwards); on a CPU it has no effect.
     """
+    device = torch.device(device)
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen)
-    b = torch.randn(n, n, generator=gen)
-    out = torch.empty(n, n)
-    torch.mm(a, b, out=out)  # warm-up: thread pool, page faults of `out`
-    best = float("inf")
-    start = time.perf_counter()
-    reps = 0
-    while reps < 3 or time.perf_counter() - start < seconds:
-        t = time.perf_counter()
-        torch.mm(a, b, out=out)
-        best = min(best, time.perf_counter() - t)
-        reps += 1
+    a = torch.randn(n, n, generator=gen).to(device)
+    b = torch.randn(n, n, generator=gen).to(device)
+    out = torch.empty(n, n, device=device)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        torch.mm(a, b, out=out)  # warm-up: thread pool, page faults of `out`, cuBLAS handles
+        synchronize(device)
+        best = float("inf")
+        start = time.perf_counter()
+        reps = 0
+        while reps < 3 or time.perf_counter() - start < seconds:
+            t = time.perf_counter()
+            torch.mm(a, b, out=out)
+            synchronize(device)
+            best = min(best, time.perf_counter() - t)
+            reps += 1
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
     return 2 * n**3 / best / 1e9
 
 

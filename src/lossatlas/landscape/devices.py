@@ -74,6 +74,13 @@ def resolve_device(device=None, model: torch.nn.Module | None = None) -> torch.d
     return dev
 
 
+def prefers_vmap(device: torch.device) -> bool:
+    """Whether ``strategy="auto"`` starts from the vmap engine on ``device``: off the CPU, where
+    one large kernel per layer beats a loop of small ones (on a CPU the loop is faster,
+    ``bench/surface.py``)."""
+    return device.type != "cpu"
+
+
 class _Precision:
     """Process-wide state of :func:`float32_precision`."""
 

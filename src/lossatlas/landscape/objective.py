@@ -37,7 +37,7 @@ from ..store import fingerprint as _hash
 from .allocator import tune_allocator as _tune_allocator
 from .batches import as_batches, batch_len, default_forward, default_target, map_tensors, model_output
 from .derivatives import Derivatives
-from .devices import float32_precision, resolve_device
+from .devices import float32_precision, prefers_vmap, resolve_device
 from .losses import resolve_loss
 from .loop import LoopEngine
 from .problem import Problem, Split
@@ -202,7 +202,7 @@ class Landscape:
         has_conv2d = any(isinstance(m, nn.Conv2d) for m in model.modules())
         auto = strategy is Strategy.AUTO
         if auto:
-            strategy = Strategy.LOOP if self.device.type == "cpu" or recompute else Strategy.VMAP
+            strategy = Strategy.VMAP if prefers_vmap(self.device) and not recompute else Strategy.LOOP
         if strategy is Strategy.VMAP and recompute:
             raise InputError("bn='recompute' needs strategy='loop' (statistics are re-estimated point by point)")
         if batch_size is None and has_conv:
