@@ -34,6 +34,12 @@ def weights(m):
     return ParamSpace(m).vector(m)
 
 
+def same(a, b):
+    """Bit-identical on the CPU; on a GPU, whose convolution kernels need not be deterministic run to
+    run, within a tolerance far below what one different dropout mask changes."""
+    return torch.equal(a, b) if DEVICE.type == "cpu" else torch.allclose(a, b, atol=1e-5)
+
+
 def run_one(seed, **kw):
     m = net(0)
     train(m, data(), seed=seed, **{**KW, **kw})
@@ -42,8 +48,8 @@ def run_one(seed, **kw):
 
 def test_dropout_draws_from_the_run_generator_and_changes_the_run():
     # Without the stream the masks would differ run to run; with it the run's seed decides them.
-    assert torch.equal(run_one(3), run_one(3))
-    assert not torch.equal(run_one(3), run_one(4))
+    assert same(run_one(3), run_one(3))
+    assert not torch.allclose(run_one(3), run_one(4), atol=1e-3)
 
 
 def test_threads_give_the_sequential_weights_with_dropout():
@@ -51,7 +57,7 @@ def test_threads_give_the_sequential_weights_with_dropout():
     with ThreadPoolExecutor(2) as ex:  # two trainings at once, each with its own masks
         threaded = list(ex.map(run_one, (3, 4)))
     for a, b in zip(seq, threaded):
-        assert torch.equal(a, b)
+        assert same(a, b)
 
 
 @pytest.mark.parametrize("mode", ["sequential", "vmap"])
@@ -107,7 +113,7 @@ def test_resume_after_interruption_is_identical_with_dropout(tmp_path, mode):
     assert t.sizes["point"] == 2 * 4
     for a, b in zip(full, resumed):
         if mode == "sequential":
-            assert torch.equal(weights(a), weights(b))
+            assert same(weights(a), weights(b))
         else:
             assert torch.allclose(weights(a), weights(b), atol=1e-6)
 
@@ -130,7 +136,7 @@ def test_sequential_list_resumes_inside_its_second_model(tmp_path):
     calls = []
     t = train([net(0), net(1)], data(), seed=[3, 4], store=tmp_path, progress=lambda d, n: calls.append(d), **kw).trajectory
     assert calls == [1]  # only model 1's last epoch was left
-    np.testing.assert_array_equal(t.weights.values, full.weights.values)
+    assert same(torch.as_tensor(t.weights.values), torch.as_tensor(full.weights.values))
     np.testing.assert_array_equal(t.run.values, full.run.values)
 
 
@@ -150,10 +156,10 @@ def test_random_draws_outside_dropout_use_the_run_generator():
         assert torch.equal(state, torch.get_rng_state())
         return weights(m)
 
-    assert torch.equal(run(5), run(5))
+    assert same(run(5), run(5))
     with ThreadPoolExecutor(2) as ex:
         a, b = ex.map(run, (5, 6))
-    assert torch.equal(a, run(5)) and torch.equal(b, run(6))
+    assert same(a, run(5)) and same(b, run(6))
 
 
 def test_vmap_ensemble_refuses_other_random_draws():
@@ -179,10 +185,13 @@ def test_stream_masks_match_torch_dropout_semantics():
         y = nn.functional.dropout(x, 0.25, training=True)
         z = nn.functional.dropout2d(x, 0.5, training=True)
         same = nn.functional.dropout(x, 0.25, training=False)
+        x2 = torch.ones(8, 8, device=DEVICE)
+        in_place = nn.Dropout(0.5, inplace=True)(x2)
     assert set(torch.unique(y).tolist()) <= {0.0, float(torch.tensor(1 / 0.75))}
     assert abs(float((y == 0).float().mean()) - 0.25) < 0.02
     per_channel = z.reshape(64, 16, -1)
     assert bool(((per_channel == 0).all(-1) | (per_channel == 2).all(-1)).all())  # whole channels
     assert same is x
+    assert in_place is x2 and bool((x2 == 0).any()) and bool((x2 == 2).any())
     state = RunGenerators(0, DEVICE).dropout.get_state()
     assert not torch.equal(state, gens.dropout.get_state())  # the masks came from the run's generator

@@ -104,18 +104,20 @@ def draw_mask(shape: Sequence[int], p: float, dtype: torch.dtype, generator: tor
     return torch.empty(tuple(shape), dtype=dtype, device=generator.device).bernoulli_(1 - p, generator=generator)
 
 
-def _apply(kind: _Kind, x: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
+def _apply(kind: _Kind, x: torch.Tensor, mask: torch.Tensor, p: float, inplace: bool = False) -> torch.Tensor:
     if kind.alpha:  # keeps the mean and variance of SELU activations, as torch's alpha dropout
         a = 1.0 / ((_ALPHA**2 * p + 1) * (1 - p)) ** 0.5 if p < 1 else 0.0
         b = (mask - 1) * (_ALPHA * a) + _ALPHA * a * p
-        return x * (mask * a) + b
-    return x * mask * (1.0 / (1 - p) if p < 1 else 0.0)
+        return x.mul_(mask * a).add_(b) if inplace else x * (mask * a) + b
+    scale = 1.0 / (1 - p) if p < 1 else 0.0
+    return x.mul_(mask).mul_(scale) if inplace else x * mask * scale
 
 
 _SIGNATURES: dict[Callable, inspect.Signature] = {}
 
 
-def _dropout_args(func, args, kwargs) -> tuple[torch.Tensor, float, bool]:
+def _dropout_args(func, args, kwargs) -> tuple[torch.Tensor, float, bool, bool]:
+    """``(input, p, training, inplace)`` of a dropout call, however its arguments were passed."""
     if func not in _SIGNATURES:
         try:
             _SIGNATURES[func] = inspect.signature(func)
@@ -124,15 +126,16 @@ def _dropout_args(func, args, kwargs) -> tuple[torch.Tensor, float, bool]:
     sig = _SIGNATURES[func]
     if sig is None:
         bound = dict(zip(("input", "p", "train"), args), **kwargs)
-        x, p, training = bound["input"], bound["p"], bound["train"]
+        x, p, training, inplace = bound["input"], bound["p"], bound["train"], False
     else:
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
-        x, p, training = bound.arguments["input"], bound.arguments["p"], bound.arguments["training"]
+        a = bound.arguments
+        x, p, training, inplace = a["input"], a["p"], a["training"], a.get("inplace", False)
     p = float(p)
     if not 0 <= p <= 1:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    return x, p, bool(training)
+    return x, p, bool(training), bool(inplace)
 
 
 # -- every other random draw ------------------------------------------------------------------
@@ -188,7 +191,7 @@ class RandomStream(TorchFunctionMode):
         kwargs = kwargs or {}
         kind = _KINDS.get(func)
         if kind is not None:
-            x, p, training = _dropout_args(func, args, kwargs)
+            x, p, training, inplace = _dropout_args(func, args, kwargs)
             if not training or p == 0:
                 return x
             shape = _mask_shape(kind, x)
@@ -205,7 +208,7 @@ class RandomStream(TorchFunctionMode):
                 self.used += 1
             else:
                 mask = draw_mask(shape, p, x.dtype, self.generator)
-            return _apply(kind, x, mask, p)
+            return _apply(kind, x, mask, p, inplace)
         if (func in _FACTORIES or func in _FROM_TENSOR) and kwargs.get("generator") is None:
             if self.generator is None:
                 raise InputError(

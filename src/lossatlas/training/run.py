@@ -74,6 +74,8 @@ def resolve_device(device, models: Sequence[nn.Module]) -> torch.device:
     if dev.type == "cuda":
         require(torch.cuda.is_available(), f"device {str(dev)!r} was asked for, but CUDA is not available here; use 'cpu'")
         require(dev.index is None or dev.index < torch.cuda.device_count(), f"device {str(dev)!r} does not exist here")
+        if dev.index is None:  # "cuda" is the current device: named by index, as a model's tensors name it
+            dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 
