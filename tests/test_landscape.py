@@ -12,7 +12,7 @@ from lossatlas._errors import InputError
 from lossatlas.landscape import Landscape
 from lossatlas.space import ParamSpace, random_directions
 
-from helpers import blobs, cnn, mlp, train_briefly
+from helpers import DEVICE, blobs, cnn, mlp, train_briefly
 
 
 def snapshot(model):
@@ -50,8 +50,8 @@ def test_user_model_is_bit_identical_afterwards(bn):
     model.train()  # a training-mode model with BN and dropout is the hardest case
     model[1].running_mean += 0.3
     snap = snapshot(model)
-    f = Landscape(model, (X, y), bn=bn, test=(X[:16], y[:16]))
-    d = random_directions(model, n=2, seed=0)
+    f = Landscape(model, (X, y), bn=bn, test=(X[:16], y[:16]), device=DEVICE)
+    d = [t.to(DEVICE) for t in random_directions(model, n=2, seed=0)]
     f.evaluate(torch.stack([f.origin, f.origin + d[0]]))
     if bn != "recompute":
         f.grad(f.origin)
@@ -65,7 +65,7 @@ def test_evaluate_matches_manual_loop_and_batches_average_correctly():
     model = train_briefly(mlp(), X, y)
     d = random_directions(model, n=1, seed=1)[0]
     pts = torch.stack([ParamSpace(model).vector(model) + a * d for a in (0.0, 0.5, -1.0)])
-    f = Landscape(model, (X, y), batch_size=32)  # 100 = 32+32+32+4: uneven batches
+    f = Landscape(model, (X, y), batch_size=32, device=DEVICE)  # 100 = 32+32+32+4: uneven batches
     out = f.evaluate(pts)
     for k, p in enumerate(pts):
         loss, acc = manual_loss(model, p, X, y)
@@ -80,9 +80,10 @@ def test_loop_and_vmap_strategies_agree(bn):
     model.train()
     model(X)  # give BN non-trivial running statistics
     model.eval()
-    d = random_directions(model, n=2, seed=2)
-    f_loop = Landscape(model, (X, y), bn=bn, strategy="loop", batch_size=32, test=(X[:20], y[:20]))
-    f_vmap = Landscape(model, (X, y), bn=bn, strategy="vmap", batch_size=32, chunk=3, test=(X[:20], y[:20]))
+    d = [t.to(DEVICE) for t in random_directions(model, n=2, seed=2)]
+    f_loop = Landscape(model, (X, y), bn=bn, strategy="loop", batch_size=32, test=(X[:20], y[:20]), device=DEVICE)
+    f_vmap = Landscape(model, (X, y), bn=bn, strategy="vmap", batch_size=32, chunk=3, test=(X[:20], y[:20]),
+                       device=DEVICE)
     pts = torch.stack([f_loop.origin + a * d[0] + b * d[1] for a, b in [(0, 0), (0.3, -0.2), (-1, 1), (0.5, 0.5)]])
     a, b = f_loop.evaluate(pts), f_vmap.evaluate(pts)
     assert a.keys() == b.keys() == {"loss", "accuracy", "test_loss", "test_accuracy"}
@@ -98,17 +99,17 @@ def test_batchnorm_modes_mean_what_they_say():
         model(X * 3 + 1)  # running stats from other data than the evaluation data
     model.eval()
     theta = ParamSpace(model).vector(model)
-    ev = Landscape(model, (X, y), bn="eval").evaluate(theta)["loss"].item()
+    ev = Landscape(model, (X, y), bn="eval", device=DEVICE).evaluate(theta)["loss"].item()
     assert ev == pytest.approx(manual_loss(model, theta, X, y, bn_eval=True)[0], rel=1e-5)
     # "batch": the statistics of the (single) evaluation batch, as a train-mode forward.
-    batch = Landscape(model, (X, y), bn="batch").evaluate(theta)["loss"].item()
+    batch = Landscape(model, (X, y), bn="batch", device=DEVICE).evaluate(theta)["loss"].item()
     m = copy.deepcopy(model).train()
     with torch.no_grad():
         ref = F.cross_entropy(m(X), y).item()
     assert batch == pytest.approx(ref, rel=1e-5)
     # "recompute": running statistics re-estimated on the data, then eval mode: with one
     # full batch the mean equals the batch mean, the variance the unbiased batch variance.
-    rec = Landscape(model, (X, y), bn="recompute").evaluate(theta)["loss"].item()
+    rec = Landscape(model, (X, y), bn="recompute", device=DEVICE).evaluate(theta)["loss"].item()
     m = copy.deepcopy(model)
     m[2].reset_running_stats()
     m[2].momentum = None
@@ -135,8 +136,8 @@ def test_dataloader_dict_batches_and_forward_adapter():
 
     w = Wrapped(model)
     batches = [{"inputs": {"pixels": X[i : i + 20]}, "labels": y[i : i + 20]} for i in range(0, 50, 20)]
-    f_dict = Landscape(w, batches, forward=lambda m, b: m(**b["inputs"]))
-    f_tensor = Landscape(model, DataLoader(TensorDataset(X, y), batch_size=7))
+    f_dict = Landscape(w, batches, forward=lambda m, b: m(**b["inputs"]), device=DEVICE)
+    f_tensor = Landscape(model, DataLoader(TensorDataset(X, y), batch_size=7), device=DEVICE)
     theta = ParamSpace(model).vector(model)
     assert f_dict.evaluate(theta)["loss"].item() == pytest.approx(f_tensor.evaluate(theta)["loss"].item(), rel=1e-6)
 
@@ -178,7 +179,7 @@ def test_grad_and_hvp_against_autograd():
 
 def test_nan_point_is_recorded_not_fatal_and_landscape_pickles():
     X, y = blobs(n=30)
-    f = Landscape(mlp(), (X, y))
+    f = Landscape(mlp(), (X, y), device=DEVICE)
     bad = f.origin.clone()
     bad[0] = float("nan")
     out = f.evaluate(torch.stack([f.origin, bad]))

@@ -10,11 +10,11 @@ copies), ``problem`` (what every engine computes), ``devices`` (device choice, T
 from .allocator import tune_allocator
 from .batches import as_batches, default_forward, default_target
 from .devices import float32_precision, resolve_device
-from .losses import LOSSES
+from .losses import LOSSES, resolve_loss
 from .objective import BatchNormMode, Landscape, Strategy
 from .threads import process_threads, shared_intra_op
 
 __all__ = [
     "LOSSES", "BatchNormMode", "Landscape", "Strategy", "as_batches", "default_forward", "default_target",
-    "float32_precision", "process_threads", "resolve_device", "shared_intra_op", "tune_allocator",
+    "float32_precision", "process_threads", "resolve_device", "resolve_loss", "shared_intra_op", "tune_allocator",
 ]

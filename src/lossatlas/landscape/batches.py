@@ -10,7 +10,7 @@ same batches, so the data is fixed once, at construction.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import torch
 from torch.utils import _pytree as pytree

@@ -98,12 +98,13 @@ class LoopEngine:
         def replica_step(batch, y):
             return problem.batch_values(rep.module, batch, y)
 
+        coord_rows = coords.tolist() if tables is not None else None  # one transfer, not one per point
         try:
             for i, vec in enumerate(points):
                 timed = switchable and self.compile.timing
                 start = time.perf_counter() if timed else 0.0
                 step = self.compile.step() if switchable else replica_step
-                c = coords[i].tolist() if tables is not None else None
+                c = coord_rows[i] if tables is not None else None
                 rep.write(vec)
                 if problem.recompute:
                     before = None

@@ -191,6 +191,8 @@ class Landscape:
         chunk = chunk if chunk == "auto" else positive_int("chunk", chunk)
         require(isinstance(tf32, bool), f"tf32 must be True or False, got {tf32!r}")
         require(isinstance(accuracy, bool), f"accuracy must be True or False, got {accuracy!r}")
+        require(test is not None or test_samples is None,
+                "test_samples is given but no test data; pass test=(X, y) or leave test_samples=None")
         self.device = resolve_device(device, model)
         self.tf32 = tf32
         self.space = ParamSpace(model)
@@ -245,8 +247,6 @@ class Landscape:
         splits = [self._make_split("train", data, samples, seed, "samples", "the training data", fold)]
         if test is not None:
             splits.append(self._make_split("test", test, test_samples, seed + 1, "test_samples", "the test data", fold))
-        elif test_samples is not None:
-            raise InputError("test_samples is given but no test data; pass test=(X, y) or leave test_samples=None")
         if fold:
             for s in splits:
                 require(s.n >= 2, f"bn={self.bn.value!r} normalizes with statistics of the data, which needs "

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .._errors import InputError
 from ..space import ParamSpace
 from .batches import model_output
 from .replicas import BATCH_NORM
@@ -56,8 +57,6 @@ class Problem:
         for s in self.splits:
             if s.name == name:
                 return s
-        from .._errors import InputError
-
         raise InputError(f"no {name!r} data in this landscape; splits: {[s.name for s in self.splits]}")
 
     def output(self, module: nn.Module, batch) -> torch.Tensor:
