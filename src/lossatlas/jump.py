@@ -5,27 +5,31 @@ step size ``c`` jump to ``theta_0 + c * v`` and retrain from there, recording th
 losses at the jump (epoch 0) and after every epoch. The low-loss regions that training actually
 traverses are sampled this way. Grid sampling (a 3-D grid on three random directions) and naive
 sampling (random directions times step sizes) are the static baselines of Horoi et al. Table 1.
+
+Every sampler records the settings that change its values in ``attrs["settings"]``; a store
+holding other settings is refused (:class:`~lossatlas.StoreMismatchError`) unless
+``replace=True``, and an interrupted sampler resumes where it stopped. With a store, weights go to
+disk block by block: no (points x params) matrix is ever held in memory.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import shutil
 from concurrent.futures import Executor
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import xarray as xr
 from torch import nn
 
-from ._errors import InputError, require
+from ._errors import positive_int, require
 from .landscape import Landscape
+from .progress import progress_bar
 from .space import ParamSpace, direction_seeds, gaussian, make_directions, normalize_direction, parse_ignore, parse_norm
-from .store import RunDir, provenance
-from .surface import _progress
-from .train import TrainConfig, as_train_data, train
+from .store import DONE, RunDir, fingerprint, provenance, read_attr
+from .surface import check_store, evaluate_cells, evaluation_settings, open_store, point_block, rule_text
+from .training import TrainConfig, as_train_data, train
 
 
 def _jump_directions(space: ParamSpace, theta: torch.Tensor, seeds, norm, ignore) -> list[torch.Tensor]:
@@ -62,6 +66,7 @@ def jump_retrain(
     executor: Executor | None = None,
     progress: bool | Callable = False,
     train_seed: int = 0,
+    replace: bool = False,
     **train_options,
 ) -> xr.Dataset:
     """Jump-and-retrain sampling around ``model``'s parameters (Horoi et al. section 3.1).
@@ -83,7 +88,11 @@ def jump_retrain(
     norm, ignore
         Direction normalization (default Li et al.'s filter normalization, biases and BN zeroed).
     store : RunDir or path, optional
-        Runs stream to ``store/NAME.runs/`` (each resumable), then gather into ``NAME.zarr``.
+        Runs stream to ``store/NAME.runs/`` (each resumable), then gather into ``NAME.zarr``. A
+        store made with other settings (centre, data, seeds, step sizes, direction rules,
+        training settings, train seed) raises :class:`~lossatlas.StoreMismatchError`.
+    replace : bool
+        Delete a store of other settings (and its unfinished runs) and compute afresh.
     executor : concurrent.futures.Executor, optional
         Runs are independent tasks (e.g. a Dask cluster's executor); give ``store`` with it.
     train_seed : int
@@ -92,7 +101,7 @@ def jump_retrain(
     Returns
     -------
     xarray.Dataset with ``weights`` (point, param), ``loss``, ``accuracy`` (and ``test_*``),
-    coords ``seed``, ``step_size``, ``epoch``, ``run``.
+    coords ``seed``, ``step_size``, ``epoch``, ``run``; ``attrs["train"]`` the training settings.
 
     Examples
     --------
@@ -107,43 +116,67 @@ def jump_retrain(
     require(all(c > 0 for c in step_sizes), f"step sizes must be positive, got {step_sizes}")
     cfg = dict(optimizer=optimizer, lr=lr, momentum=momentum, epochs=int(epochs), batch_size=batch_size,
                weight_decay=weight_decay, **train_options)
-    TrainConfig(**cfg).validate()  # bad settings fail here, before any run starts
-    parse_norm(norm), parse_ignore(ignore)
-    as_train_data(data, test)
+    tc = TrainConfig(**cfg).validate()  # bad settings fail here, before any run starts
+    full = tc.as_dict()
+    full.pop("seed", None)  # each run's seed is train_seed + r, recorded as train_seed
+    norm_e, rule = parse_norm(norm), parse_ignore(ignore)
+    td = as_train_data(data, test)
     space = ParamSpace(model)
     theta0 = space.vector(model)
     space.check_vector(theta0, "model's parameter vector")
-    dirs = _jump_directions(space, theta0, seeds, norm, ignore)
     runs = [(si, ci) for si in range(len(seeds)) for ci in range(len(step_sizes))]
-    run_dir = RunDir(store) if store is not None and not isinstance(store, RunDir) else store
+    run_dir = open_store(store)
     require(executor is None or run_dir is not None, "with an executor, give store= so that runs write their results")
 
+    settings = {
+        "kind": "jump_retrain",
+        "center_fingerprint": space.fingerprint(theta0),
+        # Retraining starts from the model's buffers (batch-norm statistics) too.
+        "buffers_fingerprint": fingerprint({k: b for k, b in model.named_buffers()}),
+        "data": td.settings(tc.augment),
+        "seeds": seeds,
+        "step_sizes": step_sizes,
+        "norm": norm_e.value,
+        "ignore": rule_text(rule),
+        "train": full,
+        "train_seed": int(train_seed),
+        "device": theta0.device.type,  # random directions are drawn on the model's device
+    }
     attrs = {
         **provenance(),
         "kind": "jump",
         "sampling": "jump_retrain",
         "seeds": seeds,
         "step_sizes": step_sizes,
-        "norm": parse_norm(norm).value,
-        "ignore": ignore if isinstance(ignore, str) or ignore is None else list(ignore),
-        "center_fingerprint": space.fingerprint(theta0),
-        "train": {k: v for k, v in cfg.items()},
+        "norm": norm_e.value,
+        "ignore": rule_text(rule),
+        "center_fingerprint": settings["center_fingerprint"],
+        "train": full,
+        "train_seed": int(train_seed),
         "n_params": space.size,
+        "settings": settings,
     }
-    if run_dir is not None and run_dir.exists(name):
-        done = run_dir.open(name, load=False)
-        if done.attrs.get("center_fingerprint") == attrs["center_fingerprint"] and done.attrs.get("complete"):
-            return done
     scratch = f"{name}.runs"
+    if run_dir is not None:
+        if check_store(run_dir, name, settings, replace, "jump_retrain"):
+            if read_attr(run_dir.open(name, load=False), "complete"):
+                return run_dir.open(name, load=False)
+        else:
+            # Runs left without a record of their settings cannot be trusted to match: start over.
+            run_dir.remove(scratch)
+            # A marker with the settings, so that an interrupted set of runs is resumed only
+            # with the same settings; the gathered runs replace it at the end.
+            run_dir.save(name, xr.Dataset(attrs={**attrs, "complete": False}))
+    dirs = _jump_directions(space, theta0, seeds, norm_e, rule)
 
     def task(r):
         si, ci = runs[r]
         theta = theta0 + step_sizes[ci] * dirs[si]
         coords = {"seed": [seeds[si]], "step_size": [step_sizes[ci]], "run": [r]}
-        return (model, theta, data, test, cfg, train_seed + r, coords, run_dir, f"{scratch}/run-{r:04d}")
+        return (model, theta, data, test, cfg, int(train_seed) + r, coords, run_dir, f"{scratch}/run-{r:04d}")
 
     parts: list[xr.Dataset] = []
-    with _progress(progress, len(runs), f"jump & retrain: {len(runs)} runs") as advance:
+    with progress_bar(progress, len(runs), f"jump & retrain: {len(runs)} runs") as advance:
         if executor is None:
             for r in range(len(runs)):
                 out = _retrain_one(*task(r))
@@ -161,36 +194,77 @@ def jump_retrain(
     ds.attrs = attrs
     if run_dir is None:
         return ds
-    out = ds.chunk({"point": epochs + 1})
+    out = ds.chunk({"point": int(epochs) + 1})  # streamed from the runs' stores, run by run
     out.attrs["complete"] = True
     run_dir.save(name, out)
-    shutil.rmtree(run_dir.path / scratch, ignore_errors=True)  # the runs now live in NAME.zarr
+    run_dir.remove(scratch)  # the runs now live in NAME.zarr
     return run_dir.open(name, load=False)
 
 
-def _static_samples(f: Landscape, center, blocks, n: int, attrs, coord_vars, store, name, progress):
-    """Evaluate the points of ``blocks`` (pairs of coords [k, m] and m directions), keeping weights."""
-    from .surface import _evaluate_cells
+# -- static baselines ----------------------------------------------------------------------
 
-    values = {k: np.empty(n) for k in f.keys}
-    weights = np.empty((n, f.space.size), np.float32)
-    i = 0
-    with _progress(progress, n, f"{attrs['sampling']} sampling: {n} points") as advance:
-        for c, dirs in blocks:
-            out = _evaluate_cells(f, center, dirs, c)
-            for k in f.keys:
-                values[k][i : i + len(c)] = out[k]
+def _static_samples(f: Landscape, center, blocks, n: int, attrs: dict, settings: dict, coord_vars: dict,
+                    store, name: str, progress, replace: bool, chunk: int, span: bool) -> xr.Dataset:
+    """Evaluate the points of ``blocks`` (``(first point, coords [k, m], m directions)``) and keep
+    their weights: in memory without a store, else written block by block into ``name.zarr``.
+    ``span``: evaluate through :func:`evaluate_cells` (first-layer tables, worth it when many
+    blocks share their directions) rather than point by point."""
+    run = open_store(store)
+    attrs = {**attrs, "settings": settings}
+    values = {k: np.full(n, np.nan) for k in f.keys}
+    done = np.zeros(n, bool)
+    weights = None
+    if run is not None and check_store(run, name, settings, replace, attrs["sampling"] + " sampling"):
+        done = run.done_mask(name)
+        if done.all():
+            return run.open(name, load=False)
+    elif run is not None:
+        # The layout only: a lazy (dask) array stands for the weights, nothing of their size is made
+        # (the store's grid layout chunks through dask anyway; a NumPy stand-in would be copied).
+        import dask.array as da
+
+        empty = da.full((n, f.space.size), np.nan, dtype=np.float32, chunks=(chunk, 2**20))
+        data = {"weights": (("point", "param"), empty), DONE: (("point",), done)}
+        data.update({k: (("point",), v) for k, v in values.items()})
+        coords = {k: (("point",), np.asarray(v)) for k, v in coord_vars.items()}
+        run.create_grid(name, xr.Dataset(data, coords=coords, attrs=attrs), chunks={"point": chunk, "param": 2**20})
+        for k, v in coord_vars.items():  # the layout writes index coords only
+            run.write_variable(name, k, np.asarray(v))
+    else:
+        weights = np.empty((n, f.space.size), np.float32)
+    with progress_bar(progress, int((~done).sum()), f"{attrs['sampling']} sampling: {n} points") as advance:
+        for i, c, dirs in blocks:
+            k = len(c)
+            if done[i : i + k].all():
+                continue
             ct = torch.as_tensor(c, dtype=center.dtype, device=center.device)
-            weights[i : i + len(c)] = (center.unsqueeze(0) + ct @ torch.stack(dirs)).cpu().numpy()
-            i += len(c)
-            advance(len(c))
+            points = center.unsqueeze(0) + ct @ torch.stack(list(dirs))
+            if span:
+                out = evaluate_cells(f, center, dirs, c)
+            else:
+                out = {key: v.cpu().numpy() for key, v in f.evaluate(points).items()}
+            w = points.cpu().float().numpy()
+            if run is None:
+                weights[i : i + k] = w
+                for key in f.keys:
+                    values[key][i : i + k] = out[key]
+            else:
+                run.write_cells(name, {"weights": w, **out}, (slice(i, i + k),))
+            done[i : i + k] = True
+            advance(k)
+    if run is not None:
+        run.update_attrs(name, attrs)
+        return run.open(name, load=False)
     data = {"weights": (("point", "param"), weights)}
     data.update({k: (("point",), v) for k, v in values.items()})
-    ds = xr.Dataset(data, coords={k: (("point",), v) for k, v in coord_vars.items()}, attrs=attrs)
-    if store is not None:
-        run = RunDir(store) if not isinstance(store, RunDir) else store
-        run.save(name, ds.chunk({"point": 64}))
-    return ds
+    return xr.Dataset(data, coords={k: (("point",), v) for k, v in coord_vars.items()}, attrs=attrs)
+
+
+def _prepare_center(f: Landscape, center) -> torch.Tensor:
+    require(isinstance(f, Landscape), f"expected a Landscape, got {type(f).__name__}")
+    center = f.origin if center is None else torch.as_tensor(center)
+    f.space.check_vector(center, "center")
+    return center.to(f.origin.device, f.origin.dtype)
 
 
 def grid_sample(
@@ -202,9 +276,10 @@ def grid_sample(
     norm: str = "filter",
     ignore="biasbn",
     seed: int = 0,
-    store=None,
+    store: RunDir | str | None = None,
     name: str = "grid",
-    progress=False,
+    progress: bool | Callable = False,
+    replace: bool = False,
 ) -> xr.Dataset:
     """Grid sampling (Horoi et al. 2022): a 3-D grid on three random directions around the minimum.
 
@@ -213,31 +288,44 @@ def grid_sample(
     Chebyshev, then Euclidean distance, excluding the center itself, as the paper does) are
     evaluated, so the count matches a J&R set exactly while the points stay on the grid.
 
+    With ``store``, the weights stream into ``store/name.zarr`` block by block (never all in
+    memory), an interrupted sampling resumes, and a store of other settings is refused unless
+    ``replace=True``.
+
     Examples
     --------
     >>> g = grid_sample(f, n_points=640, span=1.0, seed=0)
     """
-    require(isinstance(n_points, int) and n_points >= 1, f"n_points must be a positive integer, got {n_points!r}")
+    n_points = positive_int("n_points", n_points)
     require(span > 0, f"span must be positive, got {span}")
-    center = f.origin if center is None else center
-    f.space.check_vector(center, "center")
-    center = center.to(f.origin.device, f.origin.dtype)
-    dirs = make_directions(f.space, center, 3, norm, ignore, seed)
+    norm_e, rule = parse_norm(norm), parse_ignore(ignore)
+    center = _prepare_center(f, center)
     m = 3
     while m**3 - 1 < n_points:
         m += 2
     axis = np.linspace(-span, span, m)
+    axis[m // 2] = 0.0
     g = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
     cheb, eucl = np.abs(g).max(1), np.linalg.norm(g, axis=1)
     order = np.lexsort((eucl, cheb))
     order = order[cheb[order] > 0][:n_points]
     coords = g[order]
-    attrs = {**provenance(), "kind": "samples", "sampling": "grid", "span": span, "per_axis": m, "seed": seed,
-             "norm": parse_norm(norm).value, "center_fingerprint": f.space.fingerprint(center)}
+    settings = {"kind": "grid", "center_fingerprint": f.space.fingerprint(center), "n_points": n_points,
+                "span": float(span), "seed": int(seed), "norm": norm_e.value, "ignore": rule_text(rule),
+                "device": center.device.type, **evaluation_settings(f)}
+    attrs = {**provenance(), "kind": "samples", "sampling": "grid", "span": float(span), "per_axis": m, "seed": int(seed),
+             "norm": norm_e.value, "ignore": rule_text(rule), "center_fingerprint": settings["center_fingerprint"]}
     cv = {"gx": coords[:, 0], "gy": coords[:, 1], "gz": coords[:, 2],
           "step_size": np.abs(coords).max(1), "epoch": np.zeros(len(coords), int)}
-    blocks = ((coords[i : i + 32], dirs) for i in range(0, len(coords), 32))
-    return _static_samples(f, center, blocks, len(coords), attrs, cv, store, name, progress)
+    block = point_block(f, 32)
+
+    def blocks() -> Iterator:
+        dirs = make_directions(f.space, center, 3, norm_e, rule, seed)
+        for i in range(0, len(coords), block):
+            yield i, coords[i : i + block], dirs
+
+    return _static_samples(f, center, blocks(), len(coords), attrs, settings, cv, store, name, progress, replace,
+                           block, span=True)
 
 
 def naive_sample(
@@ -249,36 +337,46 @@ def naive_sample(
     norm: str = "filter",
     ignore="biasbn",
     seed: int = 0,
-    store=None,
+    store: RunDir | str | None = None,
     name: str = "naive",
-    progress=False,
+    progress: bool | Callable = False,
+    replace: bool = False,
 ) -> xr.Dataset:
     """Naive sampling (Horoi et al. 2022): ``theta_0 + c * theta_i`` for random directions ``theta_i``.
 
-    ``n_points / len(step_sizes)`` filter-normalized directions, each at every step size.
+    ``n_points / len(step_sizes)`` filter-normalized directions, each at every step size. With
+    ``store``, the weights stream into ``store/name.zarr`` one direction at a time, an
+    interrupted sampling resumes, and a store of other settings is refused unless
+    ``replace=True``.
 
     Examples
     --------
     >>> s = naive_sample(f, n_points=640, step_sizes=(0.25, 0.5, 0.75, 1.0), seed=0)
     """
     step_sizes = [float(c) for c in step_sizes]
-    require(isinstance(n_points, int) and n_points >= 1, f"n_points must be a positive integer, got {n_points!r}")
+    n_points = positive_int("n_points", n_points)
+    require(bool(step_sizes) and all(c > 0 for c in step_sizes), f"step sizes must be positive, got {step_sizes}")
     require(n_points % len(step_sizes) == 0,
             f"n_points={n_points} is not a multiple of the {len(step_sizes)} step sizes")
-    center = f.origin if center is None else center
-    f.space.check_vector(center, "center")
+    norm_e, rule = parse_norm(norm), parse_ignore(ignore)
+    center = _prepare_center(f, center)
     n_dirs = n_points // len(step_sizes)
     direction = np.repeat(np.arange(n_dirs), len(step_sizes))
     steps = np.tile(step_sizes, n_dirs)
-    center = center.to(f.origin.device, f.origin.dtype)
     seeds = direction_seeds(int(seed), n_dirs)  # direction k of `seed`, as make_directions draws it
 
-    def blocks():  # one direction at a time: never n_dirs x params in memory
-        for s in seeds:
-            d = normalize_direction(f.space, gaussian(f.space.size, s, center.dtype).to(center.device), center, norm, ignore)
-            yield np.asarray(step_sizes)[:, None], [d]
+    def blocks() -> Iterator:  # one direction at a time: never n_dirs x params in memory
+        for k, s in enumerate(seeds):
+            d = normalize_direction(f.space, gaussian(f.space.size, s, center.dtype, center.device), center, norm_e, rule)
+            yield k * len(step_sizes), np.asarray(step_sizes)[:, None], [d]
 
-    attrs = {**provenance(), "kind": "samples", "sampling": "naive", "seed": seed, "step_sizes": step_sizes,
-             "norm": parse_norm(norm).value, "center_fingerprint": f.space.fingerprint(center)}
+    settings = {"kind": "naive", "center_fingerprint": f.space.fingerprint(center), "n_points": n_points,
+                "step_sizes": step_sizes, "seed": int(seed), "norm": norm_e.value, "ignore": rule_text(rule),
+                "device": center.device.type, **evaluation_settings(f)}
+    attrs = {**provenance(), "kind": "samples", "sampling": "naive", "seed": int(seed), "step_sizes": step_sizes,
+             "norm": norm_e.value, "ignore": rule_text(rule), "center_fingerprint": settings["center_fingerprint"]}
     cv = {"direction": direction, "step_size": steps, "epoch": np.zeros(n_points, int)}
-    return _static_samples(f, center, blocks(), n_points, attrs, cv, store, name, progress)
+    # Each direction serves only len(step_sizes) points: too few for first-layer tables, which are
+    # set up and checked per direction, to pay (measured: the tables cost more than they saved).
+    return _static_samples(f, center, blocks(), n_points, attrs, settings, cv, store, name, progress, replace,
+                           len(step_sizes), span=False)

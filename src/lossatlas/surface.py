@@ -1,13 +1,14 @@
 """1-D lines and 2-D planes of the loss landscape (Li et al. sections 3-4).
 
-Grids are evaluated row by row from the center and the directions (never as a full
-points x params matrix), optionally streamed into a run directory where an interrupted plane
-resumes with only its missing cells computed.
+Grids are evaluated block by block from the center and the directions (never as a full
+points x params matrix), optionally streamed into a run directory. A stored grid records every
+setting that changes its values (``attrs["settings"]``); an interrupted grid resumes with only
+its missing cells computed, and a request with other settings is refused
+(:class:`~lossatlas.StoreMismatchError`) unless ``replace=True``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from concurrent.futures import Executor, as_completed
 from typing import Callable, Sequence
@@ -16,16 +17,44 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ._errors import InputError, StoreMismatchError, require
+from ._errors import InputError, StoreMismatchError, positive_int, require
 from .landscape import Landscape
-from .space import Norm, make_directions, parse_ignore, parse_norm
-from .store import DONE, RunDir, provenance, read_attr
+from .progress import progress_bar
+from .space import make_directions, parse_ignore, parse_norm
+from .store import DONE, RunDir, fingerprint, provenance
 
 # Largest block of points materialized at once, in bytes (chunks of rows of a grid).
 _POINT_BLOCK_BYTES = 256 * 2**20
+# Points of a line evaluated (and stored, and resumed) together.
+_LINE_BLOCK = 16
+
+_BN_STATISTICS = {
+    "eval": "the running statistics of the Landscape's model at every point (they are not interpolated)",
+    "batch": "each evaluation batch's own statistics",
+    "recompute": "statistics re-estimated on the training data at every point",
+}
 
 
-def _coords(span, steps) -> tuple[np.ndarray, np.ndarray]:
+# -- grids and their centre ----------------------------------------------------------------
+
+def _axis(lo: float, hi: float, n: int) -> np.ndarray:
+    a = np.linspace(lo, hi, n)
+    # linspace can miss 0 by an ulp; a coordinate that is 0 up to rounding is made exactly 0 so
+    # that the centre cell is the center itself.
+    i = int(np.argmin(np.abs(a)))
+    if abs(a[i]) <= 1e-9 * (hi - lo):
+        a[i] = 0.0
+    return a
+
+
+def grid_axes(span, steps) -> tuple[np.ndarray, np.ndarray]:
+    """The coordinates ``(x, y)`` of a plane for ``span`` and ``steps`` (see :func:`plane`).
+
+    Examples
+    --------
+    >>> grid_axes((-1.0, 2.0, -0.5, 0.5), (4, 3))
+    (array([-1.,  0.,  1.,  2.]), array([-0.5,  0. ,  0.5]))
+    """
     if isinstance(steps, (int, np.integer)):
         nx = ny = int(steps)
     else:
@@ -43,21 +72,55 @@ def _coords(span, steps) -> tuple[np.ndarray, np.ndarray]:
             bx, by = (span[0], span[1]), (span[2], span[3])
         else:
             raise InputError(f"span must be a number, (min, max) or (xmin, xmax, ymin, ymax), got {span!r}")
+        require(all(math.isfinite(s) for s in span), f"span must be finite, got {span!r}")
         require(bx[0] < bx[1] and by[0] < by[1], f"span ranges must be increasing, got {span!r}")
-    return np.linspace(*bx, nx), np.linspace(*by, ny)
+    return _axis(*bx, nx), _axis(*by, ny)
 
 
-def _hash(*parts) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        if isinstance(p, torch.Tensor):
-            h.update(p.detach().cpu().contiguous().numpy().tobytes())
-        elif isinstance(p, np.ndarray):
-            h.update(np.ascontiguousarray(p).tobytes())
-        else:
-            h.update(repr(p).encode())
-    return h.hexdigest()[:16]
+def _zero_index(axis: np.ndarray) -> int | None:
+    hits = np.flatnonzero(axis == 0.0)
+    return int(hits[0]) if len(hits) else None
 
+
+def center_index(ds: xr.Dataset) -> tuple[int, ...] | None:
+    """Index of the grid cell at the center (every coordinate exactly 0), or None when the grid
+    has none (an even number of steps on a symmetric range, or a range without 0).
+
+    Examples
+    --------
+    >>> center_index(plane(f, steps=5))
+    (2, 2)
+    """
+    if "center_index" in ds.attrs:
+        stored = ds.attrs["center_index"]
+        return None if stored is None else tuple(int(i) for i in stored)
+    dims = [d for d in ("x", "y") if d in ds.dims] or [d for d in ("t",) if d in ds.dims]
+    require(bool(dims), "center_index needs a plane (dims x, y) or a line (dim t)")
+    idx = [_zero_index(np.asarray(ds[d].values, float)) for d in dims]
+    return None if any(i is None for i in idx) else tuple(idx)
+
+
+def center_value(ds: xr.Dataset, var: str = "loss") -> float | None:
+    """The value of ``var`` at the grid's centre cell, exactly (no nearest-cell guess), or None
+    when the grid has no centre cell. NaN when the centre diverged or is not computed yet.
+
+    Examples
+    --------
+    >>> center_value(plane(f, steps=5))       # the model's own loss
+    0.0312
+    >>> center_value(plane(f, steps=4)) is None
+    True
+    """
+    require(var in ds, f"no variable {var!r} in the dataset; it has {sorted(ds.data_vars)}")
+    idx = center_index(ds)
+    if idx is None:
+        return None
+    if DONE in ds and not bool(ds[DONE].values[idx]):
+        return float("nan")
+    return float(ds[var].values[idx])
+
+
+# -- evaluation ----------------------------------------------------------------------------
 
 def _as_tensor(v) -> torch.Tensor:
     return v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
@@ -75,47 +138,73 @@ def _check_inputs(f: Landscape, center, dirs, n_dirs: int) -> tuple[torch.Tensor
     return center.to(dev, dt), [d.to(dev, dt) for d in dirs]
 
 
-def _evaluate_cells(f: Landscape, center, dirs, coords: np.ndarray) -> dict[str, np.ndarray]:
+def point_block(f: Landscape, limit: int | None = None) -> int:
+    """How many parameter vectors of ``f`` fit in one block of at most 256 MiB (capped at ``limit``)."""
+    n = max(1, _POINT_BLOCK_BYTES // (f.space.size * f.origin.element_size()))
+    return n if limit is None else max(1, min(n, int(limit)))
+
+
+def evaluate_cells(f: Landscape, center: torch.Tensor, dirs: Sequence[torch.Tensor], coords) -> dict[str, np.ndarray]:
     """Values at ``center + sum_k coords[:, k] * dirs[k]`` for a set of cells.
 
-    Points are built in blocks of at most ``_POINT_BLOCK_BYTES``, never all at once.
+    Points are built in blocks of at most 256 MiB, never all at once.
+
+    Examples
+    --------
+    >>> evaluate_cells(f, f.origin, dirs, np.array([[0.0, 0.0], [0.5, -0.5]]))["loss"]
+    array([0.0312, 0.9310])
     """
-    block = max(1, _POINT_BLOCK_BYTES // (f.space.size * center.element_size()))
-    stacked = torch.stack(dirs)
+    coords = np.asarray(coords, dtype=float).reshape(len(coords), len(dirs))
+    block = point_block(f)
+    stacked = torch.stack(list(dirs))
     parts = []
     for i in range(0, len(coords), block):
         c = torch.as_tensor(coords[i : i + block], dtype=center.dtype, device=center.device)
         parts.append(f.evaluate_span(center, stacked, c))
-    return {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
+    return {k: torch.cat([p[k] for p in parts]).cpu().numpy() for k in parts[0]}
 
 
-def _progress(progress, total: int, description: str):
-    """A context that yields ``advance(n)``: a rich bar, a user callback, or nothing."""
-    import contextlib
+# -- recorded settings ---------------------------------------------------------------------
 
-    if progress is True:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+def evaluation_settings(f: Landscape) -> dict:
+    """The settings of ``f`` that change the values it computes: its data (the exact samples,
+    so the evaluation subset and its seed), loss, batch-norm mode and the values computed.
 
-        @contextlib.contextmanager
-        def bar():
-            with Progress(
-                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), transient=False,
-            ) as p:
-                task = p.add_task(description, total=total)
-                yield lambda n: p.advance(task, n)
+    Examples
+    --------
+    >>> evaluation_settings(f)["bn"]
+    'eval'
+    """
+    return {
+        "data_fingerprint": f.fingerprint,
+        "loss": f.loss_name,
+        "bn": f.bn.value,
+        "values": list(f.keys),
+        "samples": {str(k): int(v) for k, v in f.n_samples.items()},
+    }
 
-        return bar()
-    if callable(progress):
-        state = {"done": 0}
 
-        def advance(n):
-            state["done"] += n
-            progress(state["done"], total)
+def open_store(store) -> RunDir | None:
+    """``store`` as a :class:`RunDir` (a path is opened, created if needed), or None."""
+    return store if store is None or isinstance(store, RunDir) else RunDir(store)
 
-        return contextlib.nullcontext(advance)
-    return contextlib.nullcontext(lambda n: None)
 
+def check_store(run: RunDir, name: str, settings: dict, replace: bool, what: str) -> bool:
+    """:meth:`RunDir.check`, with a refusal that says which kind of product differs."""
+    try:
+        return run.check(name, settings, replace)
+    except StoreMismatchError as err:
+        new = StoreMismatchError(f"asked for a different {what}: {err}")
+        new.path, new.diffs = getattr(err, "path", None), getattr(err, "diffs", None)
+        raise new from None
+
+
+def rule_text(rule) -> str | list:
+    """An ignore rule as recorded in attrs and settings."""
+    return list(rule) if isinstance(rule, tuple) else rule.value
+
+
+# -- planes --------------------------------------------------------------------------------
 
 def plane(
     f: Landscape,
@@ -133,6 +222,7 @@ def plane(
     executor: Executor | None = None,
     attrs: dict | None = None,
     save_directions: bool = True,
+    replace: bool = False,
 ) -> xr.Dataset:
     """The loss on a 2-D grid: ``loss[i, j]`` at ``center + x[i]*dirs[0] + y[j]*dirs[1]``.
 
@@ -142,12 +232,20 @@ def plane(
     center : Tensor, optional
         Default ``f.origin`` (the model's parameters).
     dirs : two 1-D tensors, optional
-        Default: two random directions drawn with ``norm``, ``ignore`` and ``seed``.
+        The caller's directions (e.g. PCA directions, or directions saved with an earlier plane
+        to draw two minima on the same axes). Default: two random directions drawn with
+        ``norm``, ``ignore`` and ``seed``. Either way their fingerprints are recorded.
     span : float, (min, max) or (xmin, xmax, ymin, ymax)
-        ``x = linspace(-span, span, steps)``; the same for ``y``.
+        A number ``s``: ``x = y = linspace(-s, s, steps)``. A pair: the same range on both axes.
+        Four numbers: asymmetric ranges, ``x`` on ``[xmin, xmax]`` and ``y`` on ``[ymin, ymax]``.
     steps : int or (nx, ny)
+        Points per axis. The grid has a centre cell (``attrs["center_index"]``) only when 0 is
+        one of the coordinates of both axes, e.g. an odd ``steps`` on a symmetric range.
     store : RunDir or path, optional
-        Stream the grid into ``store/name.zarr``; an interrupted plane resumes there.
+        Stream the grid into ``store/name.zarr``; an interrupted plane resumes there. A store
+        holding a plane of other settings raises :class:`~lossatlas.StoreMismatchError`.
+    replace : bool
+        Delete a stored plane of other settings and compute afresh.
     progress : bool or callable(done, total)
     executor : concurrent.futures.Executor, optional
         Rows are submitted as independent tasks (e.g. a Dask cluster's executor).
@@ -157,139 +255,136 @@ def plane(
     Returns
     -------
     xarray.Dataset with dims ``("x", "y")``: ``loss``, ``accuracy`` (classification),
-    ``test_loss``/``test_accuracy`` (with test data), ``done``; optionally ``direction``
-    (direction, param).
+    ``test_loss``/``test_accuracy`` (with test data), ``done``; optionally ``directions``
+    (direction, param). ``attrs["settings"]`` holds every setting that changes the values.
 
     Examples
     --------
     >>> f = Landscape(model, (X, y))
     >>> ds = plane(f, span=1.0, steps=31, seed=0)
-    >>> ds.loss.sel(x=0, y=0)
+    >>> center_value(ds)                       # the model's own loss
+    >>> wide = plane(f, span=(-0.5, 1.5, -1.0, 1.0), steps=(41, 21))
     """
-    xs, ys = _coords(span, steps)
+    xs, ys = grid_axes(span, steps)
     norm_e = parse_norm(norm)
     rule = parse_ignore(ignore)
     if dirs is None:
-        base = f.origin if center is None else center
+        base = f.origin if center is None else _as_tensor(center)
         f.space.check_vector(base, "center")
         dirs = make_directions(f.space, base.to(f.origin.device, f.origin.dtype), 2, norm_e, rule, seed)
-        how = {"directions": "random", "norm": norm_e.value, "ignore": _rule_text(rule), "seed": int(seed)}
+        how = {"directions": "random", "norm": norm_e.value, "ignore": rule_text(rule), "seed": int(seed)}
     else:
         how = {"directions": "given"}
     center, dirs = _check_inputs(f, center, list(dirs), 2)
-    how.update(attrs or {})
+    dir_prints = [f.space.fingerprint(d) for d in dirs]
+    settings = {
+        "kind": "plane",
+        "center_fingerprint": f.space.fingerprint(center),
+        "directions": {"how": how["directions"], **{k: v for k, v in how.items() if k != "directions"},
+                       "fingerprints": dir_prints},
+        "x": [float(xs[0]), float(xs[-1]), len(xs)],
+        "y": [float(ys[0]), float(ys[-1]), len(ys)],
+        **evaluation_settings(f),
+    }
+    ci, cj = _zero_index(xs), _zero_index(ys)
+    d0, d1 = dirs[0].double(), dirs[1].double()
     meta = {
         **provenance(),
         **how,
+        **(attrs or {}),
         "kind": "plane",
         "loss_name": f.loss_name,
         "bn": f.bn.value,
-        "samples": json_dict(f.n_samples),
+        "samples": settings["samples"],
         "data_fingerprint": f.fingerprint,
-        "center_fingerprint": f.space.fingerprint(center),
-        "direction_fingerprints": [f.space.fingerprint(d) for d in dirs],
+        "center_fingerprint": settings["center_fingerprint"],
+        "direction_fingerprints": dir_prints,
         "direction_norms": [float(d.norm()) for d in dirs],
-        "direction_cosine": float(torch.dot(dirs[0].double(), dirs[1].double()) / (dirs[0].double().norm() * dirs[1].double().norm())),
+        "direction_cosine": float(torch.dot(d0, d1) / (d0.norm() * d1.norm())),
+        "center_index": None if ci is None or cj is None else [ci, cj],
         "n_params": f.space.size,
+        "settings": settings,
+        "fingerprint": fingerprint(settings),
     }
-    meta["fingerprint"] = _hash(meta["data_fingerprint"], meta["center_fingerprint"], meta["direction_fingerprints"], xs, ys, f.keys)
 
     shape = (len(xs), len(ys))
     values = {k: np.full(shape, np.nan) for k in f.keys}
     done = np.zeros(shape, bool)
-    run = RunDir(store) if isinstance(store, (str, bytes)) or hasattr(store, "__fspath__") else store
-    if run is not None and run.exists(name):
-        old = run.open(name, load=False)
-        if read_attr(old, "fingerprint") != meta["fingerprint"]:
-            raise StoreMismatchError(
-                f"{run.zarr_path(name)} holds a different plane (other model, data, directions or grid); "
-                "choose another output directory, delete it to start over, or pass --replace (CLI)"
-            )
-        done = old[DONE].values.astype(bool)
-        for k in f.keys:
-            values[k] = old[k].values.astype(float)
+    run = open_store(store)
+    kept = dirs if save_directions else None
+    if run is not None and check_store(run, name, settings, replace, "plane"):
+        values, done = _stored(run, name, f.keys)
         meta["resumed_cells"] = int(done.sum())
     elif run is not None:
-        template = _dataset(xs, ys, values, done, meta, dirs if save_directions else None, f)
-        run.create_grid(name, template, chunks={"x": 1, "param": 2**20})
-        if save_directions:
-            _write_directions(run, name, dirs)
+        run.create_grid(name, _dataset({"x": xs, "y": ys}, values, done, meta, kept), chunks={"x": 1, "param": 2**20})
+        if kept is not None:
+            run.write_variable(name, "directions", _directions_array(kept))
 
     # One row of the grid is one task: the unit of progress, of resumption and of scale-out.
-    tasks = [[i] for i in range(len(xs)) if not done[i].all()]
+    tasks = [i for i in range(len(xs)) if not done[i].all()]
 
-    def cells(rows):
-        pending = [(i, j) for i in rows for j in range(len(ys)) if not done[i, j]]
-        return pending, np.array([[xs[i], ys[j]] for i, j in pending])
+    def cells(i):
+        pending = [j for j in range(len(ys)) if not done[i, j]]
+        return pending, np.array([[xs[i], ys[j]] for j in pending])
 
-    def record(rows, pending, result):
-        for n, (i, j) in enumerate(pending):
-            for k in f.keys:
-                values[k][i, j] = result[k][n]
-            done[i, j] = True
+    def record(i, pending, result):
+        for k in f.keys:
+            values[k][i, pending] = result[k]
+        done[i, pending] = True
         if run is not None:
-            for i in rows:
-                part = {k: values[k][i : i + 1] for k in f.keys}
-                run.write_cells(name, part, (slice(i, i + 1), slice(None)))
+            run.write_cells(name, {k: values[k][i : i + 1] for k in f.keys}, (slice(i, i + 1), slice(None)))
 
     total = int((~done).sum())
-    with _progress(progress, total, f"plane {shape[0]}x{shape[1]}") as advance:
+    with progress_bar(progress, total, f"plane {shape[0]}x{shape[1]}") as advance:
         if executor is None:
-            for rows in tasks:
-                pending, coords = cells(rows)
-                record(rows, pending, _evaluate_cells(f, center, dirs, coords))
+            for i in tasks:
+                pending, coords = cells(i)
+                record(i, pending, evaluate_cells(f, center, dirs, coords))
                 advance(len(pending))
         else:
             futures = {}
-            for rows in tasks:
-                pending, coords = cells(rows)
-                futures[executor.submit(_evaluate_cells, f, center, dirs, coords)] = (rows, pending)
+            for i in tasks:
+                pending, coords = cells(i)
+                futures[executor.submit(evaluate_cells, f, center, dirs, coords)] = (i, pending)
             for fut in as_completed(futures):
-                rows, pending = futures[fut]
-                record(rows, pending, fut.result())
+                i, pending = futures[fut]
+                record(i, pending, fut.result())
                 advance(len(pending))
 
-    meta["n_nonfinite"] = int(sum((~np.isfinite(values[k]) & done).sum() for k in f.keys if k.endswith("loss")))
-    ds = _dataset(xs, ys, values, done, meta, dirs if save_directions else None, f)
+    meta["n_nonfinite"] = _nonfinite(values, done)
+    ds = _dataset({"x": xs, "y": ys}, values, done, meta, kept)
     if run is not None:
-        _write_final_attrs(run, name, ds.attrs)
+        run.update_attrs(name, ds.attrs)
     return ds
 
 
-def _rule_text(rule) -> str | list:
-    return list(rule) if isinstance(rule, tuple) else rule.value
+def _stored(run: RunDir, name: str, keys) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The values and done mask of a stored grid, to resume it."""
+    old = run.open(name)
+    return {k: old[k].values.astype(float) for k in keys}, old[DONE].values.astype(bool)
 
 
-def json_dict(d: dict) -> dict:
-    return {str(k): int(v) for k, v in d.items()}
+def _nonfinite(values: dict[str, np.ndarray], done: np.ndarray) -> int:
+    return int(sum((~np.isfinite(v) & done).sum() for k, v in values.items() if k.endswith("loss")))
 
 
-def _dataset(xs, ys, values, done, meta, dirs, f: Landscape) -> xr.Dataset:
-    data = {k: (("x", "y"), v) for k, v in values.items()}
-    data[DONE] = (("x", "y"), done.copy())
+def _directions_array(dirs) -> np.ndarray:
+    return torch.stack(list(dirs)).cpu().float().numpy()
+
+
+def _dataset(coords: dict, values, done, meta, dirs=None) -> xr.Dataset:
+    dims = tuple(coords)
+    data = {k: (dims, v.copy()) for k, v in values.items()}
+    data[DONE] = (dims, done.copy())
     if dirs is not None:
-        data["directions"] = (("direction", "param"), torch.stack(dirs).cpu().float().numpy())
-    ds = xr.Dataset(data, coords={"x": xs, "y": ys}, attrs=dict(meta))
+        data["directions"] = (("direction", "param"), _directions_array(dirs))
+    ds = xr.Dataset(data, coords=coords, attrs=dict(meta))
     for k in values:
         ds[k].attrs["long_name"] = k.replace("_", " ")
     return ds
 
 
-def _write_directions(run: RunDir, name: str, dirs) -> None:
-    arr = torch.stack(dirs).cpu().float().numpy()
-    import zarr
-
-    zarr.open_group(str(run.zarr_path(name)), mode="r+")["directions"][...] = arr
-
-
-def _write_final_attrs(run: RunDir, name: str, attrs: dict) -> None:
-    import zarr
-
-    from .store import _clean_attrs
-
-    group = zarr.open_group(str(run.zarr_path(name)), mode="r+")
-    group.attrs.update(_clean_attrs(xr.Dataset(attrs=attrs)).attrs)
-
+# -- lines ---------------------------------------------------------------------------------
 
 def line(
     f: Landscape,
@@ -302,47 +397,100 @@ def line(
     name: str = "line",
     progress: bool | Callable = False,
     attrs: dict | None = None,
+    replace: bool = False,
 ) -> xr.Dataset:
-    """The loss along ``start + t * (end - start)`` for ``t`` in ``linspace(*extent, steps)``.
+    """The loss along ``(1 - t) * start + t * end`` for ``t`` in ``linspace(*extent, steps)``.
 
     With ``start`` and ``end`` two minimizers this is the 1-D linear interpolation of Goodfellow
-    et al. used by Li et al. (Fig. 2); with ``end = start + d`` it is a 1-D slice along ``d``.
+    et al. used by Li et al. (Figs. 2-3); with ``end = start + d`` it is a 1-D slice along ``d``.
+    The points at ``t = 0`` and ``t = 1`` are exactly ``start`` and ``end`` (and evaluated as
+    :meth:`Landscape.evaluate` does), so with ``bn="eval"`` and no batch norm the ends are each
+    model's own loss. With batch norm, ``attrs["bn_statistics"]`` says which statistics were
+    used: under ``bn="eval"`` those of ``f``'s model at every ``t``; ``bn="recompute"`` is the
+    honest choice between two models.
+
+    Parameters
+    ----------
+    f : Landscape
+        Its test data, if any, gives ``test_loss``/``test_accuracy`` along the line.
+    start, end : Tensor
+        Parameter vectors; ``start=None`` is ``f.origin``.
+    store : RunDir or path, optional
+        Stream the line into ``store/name.zarr`` in blocks; an interrupted line resumes with
+        only its missing points computed, and a line of other settings is refused.
+    replace : bool
+        Delete a stored line of other settings and compute afresh.
+
+    Returns
+    -------
+    xarray.Dataset with dim ``t``: ``loss``, ``accuracy`` (and ``test_*``), ``done``.
 
     Examples
     --------
     >>> ds = line(f, theta_small_batch, theta_large_batch, steps=51, extent=(-0.5, 1.5))
-    >>> ds.loss.sel(t=0.0)
+    >>> ds.loss.sel(t=0.0), ds.loss.sel(t=1.0)
     """
-    require(isinstance(steps, (int, np.integer)) and steps >= 2, f"steps must be an integer >= 2, got {steps!r}")
-    require(len(extent) == 2 and extent[0] < extent[1], f"extent must be an increasing pair, got {extent!r}")
-    start = f.origin if start is None else start
+    steps = positive_int("steps", steps, minimum=2)
+    require(len(extent) == 2 and float(extent[0]) < float(extent[1]), f"extent must be an increasing pair, got {extent!r}")
     start, (end,) = _check_inputs(f, start, [end], 1)
-    ts = np.linspace(float(extent[0]), float(extent[1]), int(steps))
-    delta = end - start
+    ts = _axis(float(extent[0]), float(extent[1]), steps)
+    one = np.flatnonzero(np.abs(ts - 1.0) <= 1e-9 * (ts[-1] - ts[0]))
+    ts[one] = 1.0  # t = 1 exactly, so that the point there is exactly `end`
+    settings = {
+        "kind": "line",
+        "start_fingerprint": f.space.fingerprint(start),
+        "end_fingerprint": f.space.fingerprint(end),
+        "t": [float(ts[0]), float(ts[-1]), steps],
+        **evaluation_settings(f),
+    }
+    c = _zero_index(ts)
     meta = {
         **provenance(),
         **(attrs or {}),
         "kind": "line",
         "loss_name": f.loss_name,
         "bn": f.bn.value,
+        "has_batch_norm": bool(f.has_bn),
+        "bn_statistics": _BN_STATISTICS[f.bn.value] if f.has_bn else "no batch norm",
+        "samples": settings["samples"],
         "data_fingerprint": f.fingerprint,
-        "start_fingerprint": f.space.fingerprint(start),
-        "end_fingerprint": f.space.fingerprint(end),
-        "distance": float(delta.norm()),
+        "start_fingerprint": settings["start_fingerprint"],
+        "end_fingerprint": settings["end_fingerprint"],
+        "distance": float((end - start).norm()),
+        "center_index": None if c is None else [c],
         "n_params": f.space.size,
+        "settings": settings,
+        "fingerprint": fingerprint(settings),
     }
-    values = {k: np.full(len(ts), np.nan) for k in f.keys}
-    block = 16
-    with _progress(progress, len(ts), "line") as advance:
-        for i in range(0, len(ts), block):
-            coords = ts[i : i + block, None]
-            result = _evaluate_cells(f, start, [delta], coords)
+    values = {k: np.full(steps, np.nan) for k in f.keys}
+    done = np.zeros(steps, bool)
+    block = point_block(f, _LINE_BLOCK)
+    run = open_store(store)
+    if run is not None and check_store(run, name, settings, replace, "line"):
+        values, done = _stored(run, name, f.keys)
+        meta["resumed_cells"] = int(done.sum())
+    elif run is not None:
+        run.create_grid(name, _dataset({"t": ts}, values, done, meta), chunks={"t": block})
+
+    total = int((~done).sum())
+    with progress_bar(progress, total, f"line of {steps} points") as advance:
+        for i in range(0, steps, block):
+            todo = np.flatnonzero(~done[i : i + block]) + i
+            if not len(todo):
+                continue
+            t = torch.as_tensor(ts[todo], dtype=start.dtype, device=start.device)
+            # (1 - t) a + t b rather than a + t (b - a): exact at both ends.
+            points = torch.outer(1 - t, start) + torch.outer(t, end)
+            result = f.evaluate(points)
             for k in f.keys:
-                values[k][i : i + len(coords)] = result[k]
-            advance(len(coords))
-    meta["n_nonfinite"] = int(sum((~np.isfinite(values[k])).sum() for k in f.keys if k.endswith("loss")))
-    ds = xr.Dataset({k: (("t",), v) for k, v in values.items()}, coords={"t": ts}, attrs=meta)
-    if store is not None:
-        run = RunDir(store) if not isinstance(store, RunDir) else store
-        run.save(name, ds)
+                values[k][todo] = result[k].cpu().numpy()
+            done[todo] = True
+            if run is not None:
+                region = slice(i, min(i + block, steps))
+                run.write_cells(name, {k: values[k][region] for k in f.keys}, (region,))
+            advance(len(todo))
+    meta["n_nonfinite"] = _nonfinite(values, done)
+    ds = _dataset({"t": ts}, values, done, meta)
+    if run is not None:
+        run.update_attrs(name, ds.attrs)
     return ds
