@@ -209,3 +209,18 @@ def test_seeded_and_restricted():
     full = torch.zeros(f.space.size)
     full[keep] = v
     assert torch.allclose(op.matvec(v), f.hvp(f.origin, full)[keep])
+
+
+def test_density_and_convexity_figures(tmp_path):
+    from lossatlas.plot.curvature import plot_convexity_map, plot_spectral_density
+
+    f, _ = quadratic([4.0, 1.0, -1.0, 0.5])
+    fig = plot_spectral_density(spectral_density(f, bins=200), path=tmp_path / "density")
+    assert fig.axes[0].get_yscale() == "log" and (tmp_path / "density.png").exists()
+    ds = convexity_map(f, None, [torch.eye(4, dtype=torch.float64)[0], torch.eye(4, dtype=torch.float64)[1]],
+                       steps=3, tol=1e-6)
+    ds["ratio"][0, 0] = np.nan  # a diverged cell is masked and counted, not dropped silently
+    fig = plot_convexity_map(ds, path=tmp_path / "convexity")
+    mesh = fig.axes[0].collections[0]
+    assert mesh.get_clim() == (0.0, 0.5) and "1 cell diverged" in fig.axes[0].get_title()
+    assert (tmp_path / "convexity.pdf").exists()

@@ -1,0 +1,130 @@
+"""A quadratic Bezier curve between two minima, trained as in Garipov et al. (2018).
+
+The curve ``phi(t) = (1 - t)^2 a + 2 t (1 - t) c + t^2 b`` keeps its ends at the two minima;
+only the bend ``c`` is trained, from the midpoint, by SGD with momentum on
+``E_{t ~ U(0, 1)} L(phi(t))``: one ``t`` per mini-batch. This works on any model through
+flat parameter vectors (no curve layers to rewrite the model with, unlike
+timgaripov/dnn-mode-connectivity). Batch-norm statistics are recomputed at each evaluated ``t``
+(a Landscape with ``bn="recompute"``): without it, as in the reference code's pitfall, the
+curve's ends do not reproduce the minima's losses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._errors import positive_int, require
+from ..curvature.operators import generator_for
+from .objective import training_loss
+from .path import check_endpoints, endpoint_settings, path_dataset
+
+
+def garipov_schedule(lr: float, fraction: float) -> float:
+    """Garipov et al.'s learning rate at ``fraction`` of training: constant for the first half,
+    then linear down to 1% at 90%, then 1%."""
+    if fraction <= 0.5:
+        return lr
+    if fraction <= 0.9:
+        return lr * (1.0 - (fraction - 0.5) / 0.4 * 0.99)
+    return lr * 0.01
+
+
+def bezier_point(a: torch.Tensor, c: torch.Tensor, b: torch.Tensor, t) -> torch.Tensor:
+    """``(1 - t)^2 a + 2 t (1 - t) c + t^2 b`` for a scalar ``t`` or a [K] array of them ([K, P])."""
+    tt = torch.as_tensor(t, dtype=a.dtype, device=a.device)
+    if tt.dim() == 1:
+        tt = tt.unsqueeze(1)
+    return (1 - tt) ** 2 * a + 2 * tt * (1 - tt) * c + tt**2 * b
+
+
+def bezier_curve(
+    f,
+    theta_a,
+    theta_b,
+    *,
+    model=None,
+    data=None,
+    loss=None,
+    steps: int = 1000,
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    batch_size: int = 128,
+    points: int = 61,
+    seed: int = 0,
+    forward=None,
+    target=None,
+):
+    """Train the bend of a quadratic Bezier curve between two minima and evaluate the curve.
+
+    Parameters
+    ----------
+    f : Landscape
+        Evaluates the curve (``bn="recompute"`` for batch-norm models: statistics at each t).
+    theta_a, theta_b : Tensor
+        The two minima (the curve's fixed ends).
+    model, data : optional
+        The architecture and its training data, to train on mini-batches with train-mode
+        batch norm (required for batch-norm models). Without them the bend is trained on
+        ``f``'s own loss over all its data (exact gradients, one ``t`` per step).
+    loss : str or callable, optional
+        Training loss (default: the landscape's loss name).
+    steps : int
+        SGD steps (one mini-batch and one ``t`` each). Garipov et al. train 600 epochs on
+        CIFAR; the default is scaled for small models.
+    lr, momentum, weight_decay : float
+        SGD with momentum on ``c`` with Garipov et al.'s schedule (:func:`garipov_schedule`;
+        their momentum 0.9; weight decay off by default so the curve minimizes the plain
+        loss the barrier is measured on).
+    batch_size : int
+        Mini-batch size for tensor ``data``.
+    points : int
+        Values of ``t`` evaluated (Garipov et al. use 61).
+    seed : int
+        The ``t`` draws and the batch order (a generator on the landscape's device).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``t``: as :func:`linear_path`, plus ``bend`` (over ``param``) and
+        ``train_loss_trace`` (over ``step``: the mini-batch loss of each step).
+
+    Examples
+    --------
+    >>> ds = bezier_curve(f, theta_a, theta_b, model=model, data=(X, y), steps=500)
+    >>> ds.attrs["barrier"] < linear_path(f, theta_a, theta_b).attrs["barrier"]
+    True
+    """
+    a, b = check_endpoints(f, theta_a, theta_b)
+    steps = positive_int("steps", steps)
+    points = positive_int("points", points, minimum=2)
+    require(lr > 0, f"lr must be positive, got {lr}")
+    require(0 <= momentum < 1, f"momentum must be in [0, 1), got {momentum}")
+    require(weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}")
+    gen = generator_for(seed, a.device)
+    objective = training_loss(f, model, data, loss, batch_size=batch_size, generator=gen,
+                              forward=forward, target=target)
+    c = 0.5 * (a + b)
+    buf = torch.zeros_like(c)
+    trace = np.empty(steps)
+    batches = objective.batches()
+    for s in range(steps):
+        t = float(torch.rand((), generator=gen, device=a.device))
+        value, g = objective.value_and_grad(bezier_point(a, c, b, t), next(batches))
+        trace[s] = value
+        # d phi / d c = 2 t (1 - t) I
+        grad_c = 2 * t * (1 - t) * g + weight_decay * c
+        buf.mul_(momentum).add_(grad_c)
+        c = c - garipov_schedule(lr, s / steps) * buf
+        if not torch.isfinite(c).all():
+            trace[s + 1:] = np.nan
+            break  # a diverged bend is kept and flagged by the NaN losses of its curve
+    t_grid = np.linspace(0.0, 1.0, points)
+    settings = {
+        "method": "bezier", "steps": steps, "lr": float(lr), "momentum": float(momentum),
+        "weight_decay": float(weight_decay), "batch_size": int(batch_size), "points": points,
+        "seed": int(seed), "minibatches": data is not None, **endpoint_settings(f, a, b),
+    }
+    extra = {"data": {"bend": ("param", c.detach().cpu().numpy()), "train_loss_trace": ("step", trace)}}
+    return path_dataset(f, t_grid, lambda i, j: bezier_point(a, c, b, t_grid[i:j]), "bezier", settings, extra)

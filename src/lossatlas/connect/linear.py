@@ -1,0 +1,44 @@
+"""The straight path between two minima (Goodfellow et al.'s 1-D interpolation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._errors import positive_int
+from .path import check_endpoints, endpoint_settings, path_dataset
+
+
+def linear_path(f, theta_a, theta_b, *, points: int = 61):
+    """Loss and metrics along ``(1 - t) theta_a + t theta_b`` for ``t`` in [0, 1].
+
+    Parameters
+    ----------
+    f : Landscape
+        With ``bn="recompute"`` (or ``"batch"``) for models with batch norm.
+    theta_a, theta_b : Tensor
+        The two minima.
+    points : int
+        Values of ``t`` (evenly spaced, both ends included).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``t``: ``loss`` (and ``accuracy``, ``test_*`` when ``f`` has them); attrs
+        ``barrier`` (highest loss minus the mean of the ends), ``saddle_t``, ``settings``.
+
+    Examples
+    --------
+    >>> ds = linear_path(f, theta_a, theta_b)
+    >>> ds.attrs["barrier"]
+    """
+    a, b = check_endpoints(f, theta_a, theta_b)
+    points = positive_int("points", points, minimum=2)
+    t = np.linspace(0.0, 1.0, points)
+
+    def at(i, j):
+        tt = torch.as_tensor(t[i:j], dtype=a.dtype, device=a.device).unsqueeze(1)
+        return (1 - tt) * a + tt * b
+
+    settings = {"method": "linear", "points": points, **endpoint_settings(f, a, b)}
+    return path_dataset(f, t, at, "linear", settings)
