@@ -35,7 +35,7 @@ def data():
     return X.to(DEVICE), y.to(DEVICE)
 
 
-BASE = dict(seeds=[0], step_sizes=[1.0], epochs=1, batch_size=16, lr=0.01)
+BASE = dict(seeds=[0], step_sizes=[1.0], epochs=1, batch_size=16, lr=0.01, device=DEVICE)
 
 
 def assert_refused(call, setting):

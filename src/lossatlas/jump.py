@@ -29,7 +29,7 @@ from .progress import progress_bar
 from .space import ParamSpace, direction_seeds, gaussian, make_directions, normalize_direction, parse_ignore, parse_norm
 from .store import DONE, RunDir, fingerprint, provenance, read_attr
 from .surface import check_store, evaluate_cells, evaluation_settings, open_store, point_block, rule_text
-from .training import TrainConfig, as_train_data, train
+from .training import TrainConfig, as_train_data, resolve_device, train
 
 
 def _jump_directions(space: ParamSpace, theta: torch.Tensor, seeds, norm, ignore) -> list[torch.Tensor]:
@@ -38,11 +38,11 @@ def _jump_directions(space: ParamSpace, theta: torch.Tensor, seeds, norm, ignore
     return [make_directions(space, theta, 1, norm, ignore, int(s))[0] for s in seeds]
 
 
-def _retrain_one(model, theta, data, test, cfg: dict, seed: int, coords: dict, store, name: str) -> xr.Dataset:
+def _retrain_one(model, theta, data, test, cfg: dict, seed: int, coords: dict, store, name: str, device) -> xr.Dataset:
     """One J&R run: a copy of ``model`` at ``theta``, retrained (module-level so it pickles)."""
     m = copy.deepcopy(model)
     ParamSpace(m).assign(m, theta)
-    run = train(m, data, seed=seed, test=test, store=store, name=name, run_coords=coords, **cfg)
+    run = train(m, data, seed=seed, test=test, store=store, name=name, run_coords=coords, device=device, **cfg)
     return run.trajectory.load() if store is None else None
 
 
@@ -67,6 +67,7 @@ def jump_retrain(
     progress: bool | Callable = False,
     train_seed: int = 0,
     replace: bool = False,
+    device=None,
     **train_options,
 ) -> xr.Dataset:
     """Jump-and-retrain sampling around ``model``'s parameters (Horoi et al. section 3.1).
@@ -97,6 +98,9 @@ def jump_retrain(
         Runs are independent tasks (e.g. a Dask cluster's executor); give ``store`` with it.
     train_seed : int
         Base seed of the runs' data order and augmentation (run ``r`` uses ``train_seed + r``).
+    device : torch.device or str, optional
+        Where the runs train (``"auto"``: CUDA when available); default the model's device. The
+        directions are drawn there too.
 
     Returns
     -------
@@ -121,8 +125,9 @@ def jump_retrain(
     full.pop("seed", None)  # each run's seed is train_seed + r, recorded as train_seed
     norm_e, rule = parse_norm(norm), parse_ignore(ignore)
     td = as_train_data(data, test)
+    dev = resolve_device(device, [model])
     space = ParamSpace(model)
-    theta0 = space.vector(model)
+    theta0 = space.vector(model).to(dev)
     space.check_vector(theta0, "model's parameter vector")
     runs = [(si, ci) for si in range(len(seeds)) for ci in range(len(step_sizes))]
     run_dir = open_store(store)
@@ -140,7 +145,7 @@ def jump_retrain(
         "ignore": rule_text(rule),
         "train": full,
         "train_seed": int(train_seed),
-        "device": theta0.device.type,  # random directions are drawn on the model's device
+        "device": dev.type,  # the runs train there, and their random directions are drawn there
     }
     attrs = {
         **provenance(),
@@ -173,7 +178,7 @@ def jump_retrain(
         si, ci = runs[r]
         theta = theta0 + step_sizes[ci] * dirs[si]
         coords = {"seed": [seeds[si]], "step_size": [step_sizes[ci]], "run": [r]}
-        return (model, theta, data, test, cfg, int(train_seed) + r, coords, run_dir, f"{scratch}/run-{r:04d}")
+        return (model, theta, data, test, cfg, int(train_seed) + r, coords, run_dir, f"{scratch}/run-{r:04d}", dev)
 
     parts: list[xr.Dataset] = []
     with progress_bar(progress, len(runs), f"jump & retrain: {len(runs)} runs") as advance:

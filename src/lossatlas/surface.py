@@ -446,12 +446,12 @@ def line(
     c = _zero_index(ts)
     meta = {
         **provenance(),
+        "has_batch_norm": bool(f.has_bn),
+        "bn_statistics": _BN_STATISTICS[f.bn.value] if f.has_bn else "no batch norm",
         **(attrs or {}),
         "kind": "line",
         "loss_name": f.loss_name,
         "bn": f.bn.value,
-        "has_batch_norm": bool(f.has_bn),
-        "bn_statistics": _BN_STATISTICS[f.bn.value] if f.has_bn else "no batch norm",
         "samples": settings["samples"],
         "data_fingerprint": f.fingerprint,
         "start_fingerprint": settings["start_fingerprint"],
