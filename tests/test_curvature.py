@@ -155,8 +155,11 @@ def test_convexity_map_of_a_quadratic_in_threads_equals_in_process():
     assert ds["ratio"].dims == ("x", "y") and ds["ratio"].shape == (3, 3)
     assert np.allclose(ds["lambda_max"].values, 4.0) and np.allclose(ds["lambda_min"].values, -1.0)
     assert np.allclose(ds["ratio"].values, 0.25) and ds.attrs["nan_cells"] == 0
+    calls = []
     with ThreadPoolExecutor(2) as pool:
-        par = convexity_map(f, None, dirs, span=1.0, steps=3, tol=1e-6, executor=pool)
+        par = convexity_map(f, None, dirs, span=1.0, steps=3, tol=1e-6, executor=pool,
+                            progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (9, 9) and len(calls) == 9
     assert np.array_equal(par["ratio"].values, ds["ratio"].values)
     assert ds.attrs["settings"] == par.attrs["settings"]
 
@@ -195,6 +198,9 @@ def test_bad_input_and_nonconvergence():
         HessianOperator(f, split="test")
     with pytest.warns(ConvergenceWarning, match="maxiter"):
         hessian_eigenvalues(f, k=3, tol=1e-12, maxiter=4)
+    seen = []
+    hessian_eigenvalues(f, k=1, maxiter=25, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (25, 25) and seen[0] == (1, 25)  # the bar completes when the run converges early
 
 
 def test_seeded_and_restricted():

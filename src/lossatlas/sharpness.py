@@ -20,6 +20,7 @@ from ._errors import InputError, positive_int, require
 from .curvature.eigen import hessian_eigenvalues
 from .curvature.operators import generator_for, resolve_theta
 from .curvature.trace import hessian_trace
+from .progress import progress_bar
 from .space import make_directions
 
 # Keskar et al. solve the inner maximization inexactly with 10 iterations of L-BFGS-B.
@@ -210,6 +211,7 @@ def compare_minima(
     norm="filter",
     ignore="biasbn",
     seed: int = 0,
+    progress=False,
 ):
     """One table of sharpness and flatness measures for several minima.
 
@@ -229,6 +231,8 @@ def compare_minima(
     trace_samples : int
         Hutchinson samples for the Hessian trace (0: skip).
     seed : int
+    progress : bool or callable(done, total)
+        A progress bar (True), a callback, or nothing; one unit per minimum.
 
     Returns
     -------
@@ -267,29 +271,11 @@ def compare_minima(
     rows: dict[str, list] = {}
     sharp = np.full((len(names), len(eps), len(spaces)), np.nan)
     lambdas = np.full((len(names), eigenvalues), np.nan)
-    for m, (fm, theta) in enumerate(zip(fs, thetas)):
-        x = resolve_theta(fm, theta)
-        values = fm.evaluate(x.unsqueeze(0))
-        for key, v in values.items():
-            rows.setdefault(key, []).append(float(v[0]))
-        if "test_accuracy" in values:
-            rows.setdefault("test_error", []).append(1.0 - float(values["test_accuracy"][0]))
-        rows.setdefault("weight_norm", []).append(float(x.double().norm()))
-        for a, e in enumerate(eps):
-            sharp[m, a, 0] = epsilon_sharpness(fm, x, e, maxiter=maxiter, seed=seed)
-            if subspace is not None:
-                sharp[m, a, 1] = epsilon_sharpness(fm, x, e, subspace=subspace, maxiter=maxiter, seed=seed)
-        rise = loss_rise(fm, x, radius, directions, norm=norm, ignore=ignore, seed=seed)
-        rows.setdefault("mean_rise", []).append(rise["mean"])
-        rows.setdefault("max_rise", []).append(rise["max"])
-        rows.setdefault("basin_volume", []).append(
-            basin_volume(fm, x, threshold, radius, directions, norm=norm, ignore=ignore, seed=seed))
-        if eigenvalues:
-            top = hessian_eigenvalues(fm, x, k=eigenvalues, seed=seed).numpy()
-            lambdas[m, : top.size] = top
-        if trace_samples:
-            rows.setdefault("trace", []).append(hessian_trace(fm, x, samples=trace_samples, seed=seed))
-
+    with progress_bar(progress, len(names), "sharpness") as advance:
+        for m, (fm, theta) in enumerate(zip(fs, thetas)):
+            _measure(m, fm, theta, rows, sharp, lambdas, eps, subspace, maxiter, radius, directions,
+                     threshold, eigenvalues, trace_samples, norm, ignore, seed)
+            advance(1)
     data = {k: ("minimum", np.asarray(v, dtype=np.float64)) for k, v in rows.items()}
     data["sharpness"] = (("minimum", "eps", "space"), sharp)
     if eigenvalues:
@@ -299,8 +285,37 @@ def compare_minima(
         "directions": int(directions), "threshold": float(threshold), "eigenvalues": eigenvalues,
         "trace_samples": trace_samples, "norm": str(getattr(norm, "value", norm)),
         "ignore": ignore if ignore is None or isinstance(ignore, str) else list(ignore), "seed": int(seed),
+        "minima": {n: fm.space.fingerprint(resolve_theta(fm, t)) for n, fm, t in zip(names, fs, thetas)},
+        "landscapes": [getattr(fm, "fingerprint", None) if isinstance(getattr(fm, "fingerprint", None), str)
+                       else None for fm in fs],
     }
     coords = {"minimum": names, "eps": eps, "space": spaces}
     if eigenvalues:
         coords["rank"] = np.arange(1, eigenvalues + 1)
     return xr.Dataset(data, coords=coords, attrs={"settings": settings})
+
+
+def _measure(m, fm, theta, rows, sharp, lambdas, eps, subspace, maxiter, radius, directions, threshold,
+             eigenvalues, trace_samples, norm, ignore, seed) -> None:
+    """Fill row ``m`` of :func:`compare_minima`'s table for one minimum."""
+    x = resolve_theta(fm, theta)
+    values = fm.evaluate(x.unsqueeze(0))
+    for key, v in values.items():
+        rows.setdefault(key, []).append(float(v[0]))
+    if "test_accuracy" in values:
+        rows.setdefault("test_error", []).append(1.0 - float(values["test_accuracy"][0]))
+    rows.setdefault("weight_norm", []).append(float(x.double().norm()))
+    for a, e in enumerate(eps):
+        sharp[m, a, 0] = epsilon_sharpness(fm, x, e, maxiter=maxiter, seed=seed)
+        if subspace is not None:
+            sharp[m, a, 1] = epsilon_sharpness(fm, x, e, subspace=subspace, maxiter=maxiter, seed=seed)
+    rise = loss_rise(fm, x, radius, directions, norm=norm, ignore=ignore, seed=seed)
+    rows.setdefault("mean_rise", []).append(rise["mean"])
+    rows.setdefault("max_rise", []).append(rise["max"])
+    rows.setdefault("basin_volume", []).append(
+        basin_volume(fm, x, threshold, radius, directions, norm=norm, ignore=ignore, seed=seed))
+    if eigenvalues:
+        top = hessian_eigenvalues(fm, x, k=eigenvalues, seed=seed).numpy()
+        lambdas[m, : top.size] = top
+    if trace_samples:
+        rows.setdefault("trace", []).append(hessian_trace(fm, x, samples=trace_samples, seed=seed))

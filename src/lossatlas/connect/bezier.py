@@ -16,6 +16,7 @@ import torch
 
 from .._errors import positive_int, require
 from ..curvature.operators import generator_for
+from ..progress import progress_bar
 from .objective import training_loss
 from .path import check_endpoints, endpoint_settings, path_dataset
 
@@ -55,6 +56,7 @@ def bezier_curve(
     seed: int = 0,
     forward=None,
     target=None,
+    progress=False,
 ):
     """Train the bend of a quadratic Bezier curve between two minima and evaluate the curve.
 
@@ -83,6 +85,10 @@ def bezier_curve(
         Values of ``t`` evaluated (Garipov et al. use 61).
     seed : int
         The ``t`` draws and the batch order (a generator on the landscape's device).
+    forward, target : callable, optional
+        As for :class:`Landscape`, for models called otherwise than ``model(inputs)``.
+    progress : bool or callable(done, total)
+        A progress bar (True), a callback, or nothing; one unit per training step.
 
     Returns
     -------
@@ -109,17 +115,19 @@ def bezier_curve(
     buf = torch.zeros_like(c)
     trace = np.empty(steps)
     batches = objective.batches()
-    for s in range(steps):
-        t = float(torch.rand((), generator=gen, device=a.device))
-        value, g = objective.value_and_grad(bezier_point(a, c, b, t), next(batches))
-        trace[s] = value
-        # d phi / d c = 2 t (1 - t) I
-        grad_c = 2 * t * (1 - t) * g + weight_decay * c
-        buf.mul_(momentum).add_(grad_c)
-        c = c - garipov_schedule(lr, s / steps) * buf
-        if not torch.isfinite(c).all():
-            trace[s + 1:] = np.nan
-            break  # a diverged bend is kept and flagged by the NaN losses of its curve
+    with progress_bar(progress, steps, "Bezier curve") as advance:
+        for s in range(steps):
+            t = float(torch.rand((), generator=gen, device=a.device))
+            value, g = objective.value_and_grad(bezier_point(a, c, b, t), next(batches))
+            trace[s] = value
+            # d phi / d c = 2 t (1 - t) I
+            grad_c = 2 * t * (1 - t) * g + weight_decay * c
+            buf.mul_(momentum).add_(grad_c)
+            c = c - garipov_schedule(lr, s / steps) * buf
+            advance(1)
+            if not torch.isfinite(c).all():
+                trace[s + 1:] = np.nan
+                break  # a diverged bend is kept and flagged by the NaN losses of its curve
     t_grid = np.linspace(0.0, 1.0, points)
     settings = {
         "method": "bezier", "steps": steps, "lr": float(lr), "momentum": float(momentum),

@@ -9,7 +9,7 @@ from .._errors import positive_int
 from .path import check_endpoints, endpoint_settings, path_dataset
 
 
-def linear_path(f, theta_a, theta_b, *, points: int = 61):
+def linear_path(f, theta_a, theta_b, *, points: int = 61, progress=False):
     """Loss and metrics along ``(1 - t) theta_a + t theta_b`` for ``t`` in [0, 1].
 
     Parameters
@@ -20,6 +20,8 @@ def linear_path(f, theta_a, theta_b, *, points: int = 61):
         The two minima.
     points : int
         Values of ``t`` (evenly spaced, both ends included).
+    progress : bool or callable(done, total)
+        A progress bar (True), a callback, or nothing; one unit per point.
 
     Returns
     -------
@@ -41,4 +43,4 @@ def linear_path(f, theta_a, theta_b, *, points: int = 61):
         return (1 - tt) * a + tt * b
 
     settings = {"method": "linear", "points": points, **endpoint_settings(f, a, b)}
-    return path_dataset(f, t, at, "linear", settings)
+    return path_dataset(f, t, at, "linear", settings, progress=progress)

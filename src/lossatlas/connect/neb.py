@@ -20,6 +20,7 @@ import torch
 
 from .._errors import InputError, positive_int, require
 from ..curvature.operators import generator_for
+from ..progress import progress_bar
 from .objective import training_loss
 from .path import check_endpoints, endpoint_settings, path_dataset
 
@@ -172,6 +173,7 @@ def neb_path(
     seed: int = 0,
     forward=None,
     target=None,
+    progress=False,
 ):
     """Relax a chain of pivots between two minima by AutoNEB and evaluate the dense path.
 
@@ -201,6 +203,8 @@ def neb_path(
         same for every pivot); without ``model`` and ``data``, the exact gradient of ``f``.
     seed : int
         Batch order (a generator on the landscape's device).
+    progress : bool or callable(done, total)
+        A progress bar (True), a callback, or nothing; one unit per step of every cycle.
 
     Returns
     -------
@@ -233,16 +237,17 @@ def neb_path(
     batches = objective.batches()
     chain, weights = torch.stack([a, b]), torch.ones(1, dtype=torch.float64)
     ds, saddles = None, []
-    for cyc in cycles:
-        if cyc.insert == "equal" or ds is None:
-            alphas = [[(i + 1) / (cyc.count + 1) for i in range(cyc.count)]] * (chain.shape[0] - 1)
-        else:
-            alphas = highest_gaps(ds["loss"].values, chain.shape[0], subpivots, cyc.count, insert_threshold)
-        chain, weights = fill_chain(chain, alphas, weights)
-        chain = _relax(objective, batches, chain, weights, cyc, momentum, spring)
-        t, points, pivot_t = _dense(chain, subpivots)
-        ds = path_dataset(f, t, points, "neb", {})
-        saddles.append(float(np.nanmax(ds["loss"].values)))
+    with progress_bar(progress, sum(c.steps for c in cycles), "AutoNEB") as advance:
+        for cyc in cycles:
+            if cyc.insert == "equal" or ds is None:
+                alphas = [[(i + 1) / (cyc.count + 1) for i in range(cyc.count)]] * (chain.shape[0] - 1)
+            else:
+                alphas = highest_gaps(ds["loss"].values, chain.shape[0], subpivots, cyc.count, insert_threshold)
+            chain, weights = fill_chain(chain, alphas, weights)
+            chain = _relax(objective, batches, chain, weights, cyc, momentum, spring, advance)
+            t, points, pivot_t = _dense(chain, subpivots)
+            ds = path_dataset(f, t, points, "neb", {})
+            saddles.append(float(np.nanmax(ds["loss"].values)))
     settings = {
         "method": "neb", "cycles": [[c.steps, c.lr, c.insert, c.count] for c in cycles],
         "momentum": float(momentum), "spring": "inf" if math.isinf(spring) else float(spring),
@@ -256,7 +261,7 @@ def neb_path(
     return ds
 
 
-def _relax(objective, batches, chain, weights, cyc: NEBCycle, momentum, spring):
+def _relax(objective, batches, chain, weights, cyc: NEBCycle, momentum, spring, advance):
     n = chain.shape[0]
     chain = chain.clone()
     buf = torch.zeros_like(chain)
@@ -284,6 +289,7 @@ def _relax(objective, batches, chain, weights, cyc: NEBCycle, momentum, spring):
                 grads[i] += spring * stretch * tau
         buf.mul_(momentum).add_(grads)
         chain = chain - cyc.lr * buf
+        advance(1)
         if not torch.isfinite(chain).all():
             break  # diverged: the dense path's NaN losses flag it
     return chain

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .._errors import require
+from ..progress import progress_bar
 
 # Points evaluated per call of Landscape.evaluate (a [chunk, P] block in memory at a time).
 CHUNK = 16
@@ -34,7 +35,7 @@ def check_endpoints(f, theta_a, theta_b) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def path_dataset(f, t: np.ndarray, points: Callable[[int, int], torch.Tensor], method: str,
-                 settings: dict, extra: dict | None = None):
+                 settings: dict, extra: dict | None = None, progress=False):
     """Evaluate the path at ``t`` into a dataset over ``t``; ``points(i, j)`` builds the
     parameter vectors of ``t[i:j]`` as a [j - i, P] block (so only a chunk is in memory).
 
@@ -46,10 +47,13 @@ def path_dataset(f, t: np.ndarray, points: Callable[[int, int], torch.Tensor], m
 
     t = np.asarray(t, dtype=np.float64)
     columns: dict[str, list] = {}
-    for start in range(0, t.size, CHUNK):
-        values = f.evaluate(points(start, min(start + CHUNK, t.size)))
-        for key, v in values.items():
-            columns.setdefault(key, []).append(v.double().cpu().numpy())
+    with progress_bar(progress, int(t.size), f"path of {t.size} points") as advance:
+        for start in range(0, t.size, CHUNK):
+            stop = min(start + CHUNK, t.size)
+            values = f.evaluate(points(start, stop))
+            for key, v in values.items():
+                columns.setdefault(key, []).append(v.double().cpu().numpy())
+            advance(stop - start)
     data = {key: ("t", np.concatenate(v)) for key, v in columns.items()}
     attrs = {"method": method, "settings": settings}
     for prefix in ("", "test_"):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .._errors import positive_int, require
+from ..progress import progress_bar
 from .eigen import hessian_eigenvalues
 from .operators import point_settings, resolve_theta
 
@@ -55,6 +56,7 @@ def convexity_map(
     method="lanczos",
     split: str = "train",
     ignore=None,
+    progress=False,
 ):
     """Hessian eigenvalue extremes and their ratio on a plane, as Li et al.'s heat maps.
 
@@ -76,6 +78,8 @@ def convexity_map(
         As for :func:`hessian_eigenvalues` (default ``tol`` 1e-2, as in Li et al.'s code).
     seed : int
         Start vectors: cell ``(i, j)`` uses :func:`cell_seed` ``(seed, i, j)``.
+    progress : bool or callable(done, total)
+        A progress bar (True), a callback, or nothing; one unit per cell.
 
     Returns
     -------
@@ -106,11 +110,18 @@ def convexity_map(
 
     lo = np.full((steps, steps), np.nan)
     hi = np.full((steps, steps), np.nan)
-    if executor is None:
-        results = [convexity_cell(f, point(i, j), seed=cell_seed(seed, i, j), **kw) for i, j in cells]
-    else:
-        futures = [executor.submit(convexity_cell, f, point(i, j), seed=cell_seed(seed, i, j), **kw) for i, j in cells]
-        results = [fut.result() for fut in futures]
+    results = []
+    with progress_bar(progress, len(cells), f"convexity map {steps}x{steps}") as advance:
+        if executor is None:
+            for i, j in cells:
+                results.append(convexity_cell(f, point(i, j), seed=cell_seed(seed, i, j), **kw))
+                advance(1)
+        else:
+            futures = [executor.submit(convexity_cell, f, point(i, j), seed=cell_seed(seed, i, j), **kw)
+                       for i, j in cells]
+            for fut in futures:
+                results.append(fut.result())
+                advance(1)
     for (i, j), (a, b) in zip(cells, results):
         lo[i, j], hi[i, j] = a, b
     with np.errstate(divide="ignore", invalid="ignore"):

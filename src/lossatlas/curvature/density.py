@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from .._errors import positive_int, require
+from ..progress import progress_bar
 from .lanczos import Lanczos
 from .operators import HessianOperator, generator_for, point_settings, rademacher
 
 
-def slq(op: HessianOperator, iterations: int = 100, runs: int = 1, generator=None):
+def slq(op: HessianOperator, iterations: int = 100, runs: int = 1, generator=None, advance=None):
     """Quadrature nodes and weights of the Hessian's spectral measure, one row per run.
 
     Parameters
@@ -30,6 +31,8 @@ def slq(op: HessianOperator, iterations: int = 100, runs: int = 1, generator=Non
         Independent Rademacher start vectors.
     generator : torch.Generator
         Draws the start vectors.
+    advance : callable, optional
+        Called with 1 after every Hessian-vector product (a progress bar's advance).
 
     Returns
     -------
@@ -47,7 +50,8 @@ def slq(op: HessianOperator, iterations: int = 100, runs: int = 1, generator=Non
         v = rademacher(op.size, generator, op.dtype, op.device)
         lz = Lanczos(op.matvec, v, capacity=iterations)  # no restarts: the measure is v's
         while lz.step():
-            pass
+            if advance is not None:
+                advance(1)
         if lz.failed or lz.m == 0:
             continue  # a non-finite product (NaN loss): the row stays NaN, flagged by the caller
         values, S, _ = lz.ritz()
@@ -83,6 +87,7 @@ def spectral_density(
     overhead: float = 0.01,
     split: str = "train",
     ignore=None,
+    progress=False,
 ):
     """The Hessian's eigenvalue density at ``theta`` by stochastic Lanczos quadrature.
 
@@ -106,6 +111,8 @@ def spectral_density(
         renormalization PyHessian applies.
     split, ignore
         As for :func:`hessian_eigenvalues`.
+    progress : bool or callable(done, total)
+        A progress bar (True), a callback, or nothing; one unit per Hessian-vector product.
 
     Returns
     -------
@@ -126,7 +133,9 @@ def spectral_density(
     require(sigma_squared > 0, f"sigma_squared must be positive, got {sigma_squared}")
     require(overhead >= 0, f"overhead must be >= 0, got {overhead}")
     op = HessianOperator(f, theta, split, ignore)
-    nodes, weights = slq(op, min(iterations, op.size), runs, generator_for(seed, op.device))
+    steps = min(iterations, op.size)
+    with progress_bar(progress, steps * runs, "spectral density") as advance:
+        nodes, weights = slq(op, steps, runs, generator_for(seed, op.device), advance)
     finite = np.isfinite(nodes).any(axis=1)
     if not finite.any():
         import warnings

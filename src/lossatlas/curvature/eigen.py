@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .._errors import parse_enum, positive_int, require
+from ..progress import progress_bar
 from .lanczos import Lanczos
 from .operators import HessianOperator, generator_for
 
@@ -70,6 +71,7 @@ def hessian_eigenvalues(
     split: str = "train",
     ignore=None,
     return_vectors: bool = False,
+    progress=False,
 ):
     """Extreme eigenvalues of the Hessian of ``f``'s mean loss at ``theta``.
 
@@ -109,6 +111,9 @@ def hessian_eigenvalues(
         ``"biasbn"``).
     return_vectors : bool
         Also return eigenvectors and convergence information as an :class:`Eigenpairs`.
+    progress : bool or callable(done, total)
+        A progress bar (True), a callback, or nothing; one unit per Lanczos step (the total is
+        ``maxiter``; the bar completes when the run converges).
 
     Returns
     -------
@@ -135,7 +140,12 @@ def hessian_eigenvalues(
         result = _arpack(op, k, which, tol, maxiter, gen)
     else:
         # Lanczos also covers operators too small for ARPACK (it spans the whole space).
-        result = _lanczos(op, k, which, tol, maxiter, gen)
+        if maxiter is None:
+            maxiter = max(100, 20 * k) * (2 if which is Which.BOTH else 1)
+        total = min(maxiter, op.size)
+        with progress_bar(progress, total, "Hessian eigenvalues") as advance:
+            result = _lanczos(op, k, which, tol, maxiter, gen, advance)
+            advance(total - result.products)
     return result if return_vectors else result.values
 
 
@@ -149,14 +159,13 @@ def _wanted(values: np.ndarray, k: int, which: Which) -> np.ndarray:
     return np.unique(np.concatenate([top, bottom]))
 
 
-def _lanczos(op: HessianOperator, k, which, tol, maxiter, gen) -> Eigenpairs:
-    if maxiter is None:
-        maxiter = max(100, 20 * k) * (2 if which is Which.BOTH else 1)
+def _lanczos(op: HessianOperator, k, which, tol, maxiter, gen, advance) -> Eigenpairs:
     v0 = torch.randn(op.size, generator=gen, dtype=op.dtype, device=op.device)
     lz = Lanczos(op.matvec, v0, capacity=maxiter, generator=gen)
     need = min(op.size, 2 * k if which is Which.BOTH else k)
     converged = False
     while lz.step():
+        advance(1)
         if lz.m < need or lz.restarted:
             continue
         values, S, res = lz.ritz()

@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .._errors import InputError
+
 
 class Lanczos:
     """An incremental Lanczos run ``H V = V T + beta w e_m^T`` from a start vector.
@@ -54,6 +56,8 @@ class Lanczos:
         self.failed = False  # a product was not finite (NaN loss): the run stops
         self.residual = 0.0
         norm = float(v0.double().norm())
+        if norm == 0 and generator is None:
+            raise InputError("the Lanczos start vector is zero; give a nonzero vector or a generator")
         self._next = v0 / norm if norm > 0 else self._fresh()
         self._next_beta = None  # norm of the residual that became _next (None: the start vector)
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .._errors import positive_int
+from ..progress import progress_bar
 from .operators import HessianOperator, generator_for, rademacher
 
 
@@ -43,6 +44,7 @@ def hessian_trace(
     split: str = "train",
     ignore=None,
     return_error: bool = False,
+    progress=False,
 ):
     """Hutchinson's estimate of the trace of the Hessian of ``f``'s mean loss at ``theta``.
 
@@ -64,6 +66,8 @@ def hessian_trace(
         Trace of the Hessian restricted to the kept parameters.
     return_error : bool
         Return a :class:`TraceEstimate` (value, standard error, samples) instead of a float.
+    progress : bool or callable(done, total)
+        A progress bar (True), a callback, or nothing; one unit per sample.
 
     Returns
     -------
@@ -80,9 +84,11 @@ def hessian_trace(
     op = HessianOperator(f, theta, split, ignore)
     gen = generator_for(seed, op.device)
     values = np.empty(samples)
-    for i in range(samples):
-        v = rademacher(op.size, gen, op.dtype, op.device)
-        values[i] = float(torch.dot(v.double(), op.matvec(v).double()))
+    with progress_bar(progress, samples, "Hessian trace") as advance:
+        for i in range(samples):
+            v = rademacher(op.size, gen, op.dtype, op.device)
+            values[i] = float(torch.dot(v.double(), op.matvec(v).double()))
+            advance(1)
     stderr = float(values.std(ddof=1) / math.sqrt(samples)) if samples > 1 else math.nan
     est = TraceEstimate(float(values.mean()), stderr, values)
     return est if return_error else est.value
