@@ -118,7 +118,7 @@ def retrain_defaults(run) -> tuple[dict, str]:
         return dict(JUMP_DEFAULTS), "no training run: lossatlas's documented J&R defaults"
     cfg = TrainConfig(**{k: v for k, v in run.read_config("train")["train"].items()
                          if k in TrainConfig.__dataclass_fields__}).validate()
-    final_lr = cfg.lr * cfg.lr_factor(max(0, cfg.epochs - 1))
+    final_lr = cfg.final_lr()
     out = dict(optimizer=cfg.optimizer, lr=final_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                batch_size=cfg.batch_size, augment=bool(run.read_source().get("augment", False)))
     if cfg.nesterov:

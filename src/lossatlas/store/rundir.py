@@ -50,12 +50,17 @@ def provenance(**extra: Any) -> dict[str, Any]:
     return json_safe(out)
 
 
+# zarr notes on every consolidated write that consolidated metadata is not yet part of the v3
+# specification; xarray and zarr both read and write it, and the note is not about the data. The
+# filter is set once, narrowly, at import: `warnings.catch_warnings` around each write would not be
+# thread-safe (training and J&R write from executor threads).
+warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+
+
 def _consolidate(path: Path) -> None:
     import zarr
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        zarr.consolidate_metadata(str(path))
+    zarr.consolidate_metadata(str(path))
 
 
 class RunDir:
@@ -158,19 +163,17 @@ class RunDir:
     def save(self, name: str, ds: xr.Dataset, encoding: dict | None = None) -> Path:
         """Write a whole dataset (replacing any earlier one), with consolidated metadata."""
         path = self.zarr_path(name)
-        with _quiet():
-            for_zarr(ds).to_zarr(path, mode="w", encoding=encoding, consolidated=True)
+        for_zarr(ds).to_zarr(path, mode="w", encoding=encoding, consolidated=True)
         return path
 
     def append(self, name: str, ds: xr.Dataset, dim: str = "point", encoding: dict | None = None) -> None:
         """Append ``ds`` along ``dim`` (creating the store on the first call); attrs are rewritten
         with every append, since an append without them would erase them."""
         path = self.zarr_path(name)
-        with _quiet():
-            if not path.exists():
-                for_zarr(ds).to_zarr(path, mode="w", encoding=encoding, consolidated=True)
-            else:
-                for_zarr(ds).to_zarr(path, append_dim=dim, consolidated=True)
+        if not path.exists():
+            for_zarr(ds).to_zarr(path, mode="w", encoding=encoding, consolidated=True)
+        else:
+            for_zarr(ds).to_zarr(path, append_dim=dim, consolidated=True)
 
     def truncate(self, name: str, n: int, dim: str = "point") -> None:
         """Drop entries beyond ``n`` along ``dim`` (written after the last resume checkpoint)."""
@@ -188,8 +191,7 @@ class RunDir:
         """Open a stored dataset; ``load=False`` keeps it lazy (dask-backed, chunked)."""
         path = self.zarr_path(name)
         require(path.exists(), f"{path} does not exist; compute it first")
-        with _quiet():
-            ds = xr.open_zarr(path, consolidated=True)
+        ds = xr.open_zarr(path, consolidated=True)
         return ds.load() if load else ds
 
     def update_attrs(self, name: str, attrs: Mapping[str, Any]) -> None:
@@ -235,12 +237,11 @@ class RunDir:
         ds = for_zarr(template)
         ds = ds.chunk({d: chunks.get(d, n) for d, n in ds.sizes.items()})
         path = self.zarr_path(name)
-        with _quiet():
-            ds.to_zarr(path, mode="w", compute=False, encoding=encoding, consolidated=True)
-            # The done mask is written now (all False); unwritten value chunks read back as NaN.
-            if DONE in ds:
-                region = {d: slice(None) for d in ds[DONE].dims}
-                ds[[DONE]].drop_vars(list(ds.coords), errors="ignore").to_zarr(path, region=region, consolidated=False)
+        ds.to_zarr(path, mode="w", compute=False, encoding=encoding, consolidated=True)
+        # The done mask is written now (all False); unwritten value chunks read back as NaN.
+        if DONE in ds:
+            region = {d: slice(None) for d in ds[DONE].dims}
+            ds[[DONE]].drop_vars(list(ds.coords), errors="ignore").to_zarr(path, region=region, consolidated=False)
 
     def write_cells(self, name: str, values: Mapping[str, np.ndarray], region: tuple[slice, ...]) -> None:
         """Write the cells of ``region`` and then mark them done.
@@ -277,20 +278,6 @@ class RunDir:
 
     def remove_state(self, name: str) -> None:
         self.state_path(name).unlink(missing_ok=True)
-
-
-class _quiet:
-    """Silence zarr's note that consolidated metadata is not yet part of the v3 specification
-    (xarray and zarr both read and write it; the note is not about our data)."""
-
-    def __enter__(self):
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        return self
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)
 
 
 def _clean(attrs: Mapping[str, Any]) -> dict:
