@@ -138,12 +138,12 @@ def test_every_model_command_on_a_user_model_and_pt_file_without_train(tmp_path,
     user = ("--model", "userpkg.nets:make", "--data", data)
     r = invoke("surface", *user, "--checkpoint", tmp_path / "a.pt", "--steps", 3, "--out", tmp_path / "s")
     assert r.exit_code == 0, r.output
-    r = invoke("jump", *user, "--checkpoint", tmp_path / "a.pt", "--seeds", 2, "--step-sizes", "0.5", "--epochs", 1,
+    r = invoke("jump", *user, "--checkpoint", tmp_path / "a.pt", "--seeds", 2, "--step-sizes", "0.5", "--epochs", 2,
                "--sampling", "all", "--out", tmp_path / "mine")
     assert r.exit_code == 0, r.output
     assert "documented J&R defaults" in r.output  # no run: the defaults are printed as such
     jump = la.RunDir(tmp_path / "mine").open("jump", load=False)
-    assert jump.sizes["point"] == 4 and la.RunDir(tmp_path / "mine").open("naive", load=False).sizes["point"] == 4
+    assert jump.sizes["point"] == 6 and la.RunDir(tmp_path / "mine").open("naive", load=False).sizes["point"] == 6
     r = invoke("embed", tmp_path / "mine", "--method", "pca")
     assert r.exit_code == 0, r.output
     r = invoke("interpolate", tmp_path / "a.pt", tmp_path / "b.pt", *user, "--steps", 5, "--out", tmp_path / "i")
@@ -180,7 +180,7 @@ def test_commands_on_a_run_keep_their_own_configs_and_the_runs_split(tmp_path):
     assert c0 == pytest.approx(final, rel=1e-4)  # exactly the training split
     assert (out / "config" / "train.yaml").read_text() == train_cfg  # not overwritten
     assert invoke("trajectory", out, "--steps", 3).exit_code == 0
-    assert invoke("jump", out, "--seeds", 1, "--step-sizes", "1", "--epochs", 1).exit_code == 0
+    assert invoke("jump", out, "--seeds", 2, "--step-sizes", "1", "--epochs", 2).exit_code == 0
     assert invoke("embed", out, "--method", "pca").exit_code == 0
     assert sorted(p.stem for p in (out / "config").iterdir()) == ["embed", "jump", "source", "surface", "train", "trajectory"]
     # a run directory already records its source: source options beside it are refused
@@ -256,9 +256,7 @@ def test_directions_file_and_asymmetric_ranges(tmp_path):
     r = invoke("surface", out, "--steps", 3, "--directions", dirs, "--out", tmp_path / "again")
     assert r.exit_code == 0 and "directions read" in r.output
     again = la.RunDir(tmp_path / "again").open("surface")
-    settings = [__import__("json").loads(d.attrs["settings"]) if isinstance(d.attrs["settings"], str) else d.attrs["settings"]
-                for d in (ds, again)]
-    assert settings[0]["direction_fingerprints"] == settings[1]["direction_fingerprints"]
+    assert list(ds.attrs["direction_fingerprints"]) == list(again.attrs["direction_fingerprints"])
 
 
 def test_even_steps_report_no_centre(tmp_path):

@@ -38,7 +38,7 @@ def trajectory(
         from ..trajectory import pca_directions, project, select_run
 
         require(steps >= 2 and margin >= 0, "--steps must be >= 2 and --margin >= 0")
-        parse_enum(BatchNormMode, bn, "--bn")
+        parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
         src, run = resolve_source(run_path, {}, device)
         require(run.exists("trajectory"), f"{run.zarr_path('trajectory')} does not exist; train with `lossatlas train --out {run.path}` first")
         dev = src.resolve_device()

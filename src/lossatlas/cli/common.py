@@ -39,7 +39,7 @@ ReplaceOpt = Annotated[bool, typer.Option("--replace", help="redo a product stor
 
 # What library messages suggest, and the flag that does it on the command line.
 _TRANSLATIONS = {"replace=True": "--replace", "device 'cpu' or 'auto'": "--device cpu (or auto)",
-                 "the device 'cpu'": "--device cpu"}
+                 "the device 'cpu'": "--device cpu", "the data must be": "--data must be"}
 
 
 def fail(exc: InputError) -> None:

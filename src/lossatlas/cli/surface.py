@@ -32,7 +32,7 @@ def _speed_options(workers: str, compile: str, strategy: str):
     several = workers_v not in ("auto", 1)
     require(not (several and compile_v is True), "--compile yes runs one compiled worker: drop --workers or pass --workers 1")
     require(not (several and strategy == "vmap"), "--workers above 1 needs --strategy loop (or auto on a CPU)")
-    parse_enum(Strategy, strategy, "--strategy")
+    parse_enum(Strategy, strategy, "evaluation strategy (--strategy)")
     return workers_v, compile_v
 
 
@@ -95,7 +95,7 @@ def surface(
         parse_norm(norm)
         ignore_v = None if ignore == "none" else ignore
         parse_ignore(ignore_v)
-        parse_enum(BatchNormMode, bn, "--bn")
+        parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
         require(samples is None or samples >= 1, f"--samples must be a positive number of samples, got {samples}")
         require(train_epochs >= 0, f"--train-epochs must be >= 0, got {train_epochs}")
         workers_v, compile_v = _speed_options(workers, compile, strategy)
@@ -178,7 +178,7 @@ def interpolate(
 
         ext = pair(extent, "--extent")
         require(steps >= 2, f"--steps must be at least 2, got {steps}")
-        require(bn == "auto" or parse_enum(BatchNormMode, bn, "--bn"), "")
+        require(bn == "auto" or parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)"), "")
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
         src_a, label_a = _endpoint(a, flags, device)
         src_b, label_b = _endpoint(b, flags, device)

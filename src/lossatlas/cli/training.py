@@ -36,7 +36,8 @@ def _settings(config: Optional[Path], flags: dict) -> tuple[dict, dict, Optional
             loaded = yaml.safe_load(fh) or {}
         require(isinstance(loaded, dict), f"{config} must hold a mapping of settings")
     where = str(config) if config is not None else "the options"
-    out = flags.pop("out", None) or loaded.pop("out", None)
+    flag_out, file_out = flags.pop("out", None), loaded.pop("out", None)
+    out = flag_out or file_out  # an explicit --out wins over the file's
     require(out is None or isinstance(out, str), f"{where}: out must be a path, got {out!r}")
     merged = {**loaded, **{k: v for k, v in flags.items() if v is not None}}
     source = {k: merged.pop(k) for k in _SOURCE_KEYS if k in merged}
