@@ -8,8 +8,8 @@ import torch
 
 from helpers import DEVICE, blobs, mlp, train_briefly
 from lossatlas._errors import InputError
-from lossatlas.connect import NEBCycle, connect, scaled_cycles
-from lossatlas.connect.neb import fill_chain, highest_gaps, redistribute
+from lossatlas.connectivity import NEBCycle, connect, scaled_cycles
+from lossatlas.connectivity.neb import fill_chain, highest_gaps, redistribute
 from lossatlas.landscape import Landscape
 from lossatlas.space import ParamSpace
 

@@ -13,7 +13,8 @@ projections, persistence diagrams).
 Modules: :mod:`.style` (the shared look and notes), :mod:`.save`, :mod:`.planes` (contour, heatmap,
 3-D surface, levels), :mod:`.lines` (a line, the interpolation between two models),
 :mod:`.bundle` (the command line's set of figures), :mod:`.trajectories`, :mod:`.embeddings`,
-:mod:`.persistence`.
+:mod:`.persistence`, :mod:`.curvature` (spectral density, convexity map, paths between
+minima), :mod:`.topology` (persistence diagrams of several minima, kNN graphs, Fig. 3 of Horoi et al.).
 
 Example
 -------
@@ -26,18 +27,27 @@ Example
 """
 
 from .bundle import plot_surface_set
+from .curvature import plot_connectivity, plot_convexity_map, plot_spectral_density
 from .embeddings import plot_embedding, plot_embedding_panel, plot_optimizer_trajectories
 from .lines import plot_interpolation, plot_line
 from .persistence import plot_persistence
 from .planes import default_levels, plot_contour, plot_heatmap, plot_surface3d
 from .save import save_figure
 from .style import CMAPS, STYLE
+from .topology import plot_knn_graph, plot_minima_topology, plot_persistence_diagrams, plot_persistence_vs_test_loss
 from .trajectories import plot_trajectory
 
 __all__ = [
     "CMAPS",
     "STYLE",
     "default_levels",
+    "plot_connectivity",
+    "plot_convexity_map",
+    "plot_knn_graph",
+    "plot_minima_topology",
+    "plot_persistence_diagrams",
+    "plot_persistence_vs_test_loss",
+    "plot_spectral_density",
     "plot_contour",
     "plot_embedding",
     "plot_embedding_panel",

@@ -101,7 +101,7 @@ def plot_connectivity(paths, path=None, title: str | None = None, variable: str 
     Parameters
     ----------
     paths : xarray.Dataset or mapping of label -> Dataset
-        From :func:`lossatlas.connect.connect` (dim ``t``); test values, when present, are dashed.
+        From :func:`lossatlas.connectivity.connect` (dim ``t``); test values, when present, are dashed.
     path : str or Path, optional
     title : str, optional
     variable : str
