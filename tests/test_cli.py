@@ -331,3 +331,30 @@ def test_bad_options_fail_before_work(tmp_path):
         r = invoke("surface", "--out", tmp_path / "x", "--train-epochs", 0, *args)
         assert r.exit_code == 2, (args, r.output)
         assert msg in r.output, (args, r.output)
+
+
+def test_measure_commands_on_runs(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out, seed in ((a, 0), (b, 1)):
+        r = invoke("train", "--model", "mlp", *SMALL, "--epochs", 3, "--init-seed", seed, "--out", out)
+        assert r.exit_code == 0, r.output
+    r = invoke("hessian", a, "--top", 2, "--trace-samples", 5, "--map", "--map-steps", 2, "--samples", 100)
+    assert r.exit_code == 0, r.output
+    h = la.RunDir(a).summary()["hessian"]
+    assert len(h["top_eigenvalues"]) == 2 and h["top_eigenvalues"][0] >= h["top_eigenvalues"][1] > h["min_eigenvalue"]
+    assert (a / "figures" / "spectral_density.png").exists() and (a / "figures" / "convexity_map.png").exists()
+    r = invoke("sharpness", a, b, "--eps", "1e-3", "--subspace", 5, "--directions", 3, "--samples", 100,
+               "--out", tmp_path / "sh")
+    assert r.exit_code == 0, r.output
+    assert set(la.RunDir(tmp_path / "sh").summary()["sharpness"]) == {"a", "b"}
+    r = invoke("connect", a, b, "--method", "linear", "--points", 5, "--out", tmp_path / "c")
+    assert r.exit_code == 0, r.output
+    ds = la.RunDir(tmp_path / "c").open("connect_linear")
+    assert ds.attrs["barrier"] == pytest.approx(float(ds.loss.max()) - (float(ds.loss[0]) + float(ds.loss[-1])) / 2)
+    r = invoke("jump", a, "--seeds", 2, "--step-sizes", "0.5,1", "--epochs", 3)
+    assert r.exit_code == 0, r.output
+    r = invoke("topology", a, "--k", 4)
+    assert r.exit_code == 0, r.output
+    t = la.RunDir(a).open("topology")
+    assert t["d0"].shape[1] == 2 and np.isinf(t["d0"].values[:, 1]).sum() >= 1  # one essential component at least
+    assert "total_persistence" in la.RunDir(a).summary()["topology"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import analysis, demo, surface, training
+from . import analysis, demo, measures, surface, training
 
 app = typer.Typer(
     add_completion=False,
@@ -18,6 +18,10 @@ app.command("train")(training.train_cmd)
 app.command("trajectory")(analysis.trajectory)
 app.command("jump")(training.jump)
 app.command("embed")(analysis.embed)
+app.command("topology")(measures.topology)
+app.command("hessian")(measures.hessian)
+app.command("sharpness")(measures.sharpness)
+app.command("connect")(measures.connect)
 app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,236 @@
+"""``lossatlas hessian``, ``sharpness``, ``connect`` (curvature, flatness and mode connectivity)
+and ``topology`` (persistent homology of J&R samples)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from .._errors import require
+from .common import (CheckpointOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
+                     SubsetOpt, console, floats, open_out, record_fingerprint, reported, resolve_source,
+                     source_flags, test_pair)
+
+RunOpt = Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="a run directory: its model, final weights and data split")]
+
+
+def _landscape(src, bn: str, samples: Optional[int]):
+    """Model, data, device and the Landscape of one source (batch norm 'auto': recompute if any)."""
+    import torch
+
+    from ..landscape import Landscape
+
+    dev = src.resolve_device()
+    d = src.build_data()
+    net = src.build_model(d).to(dev)
+    if bn == "auto":
+        bn = "recompute" if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()) else "eval"
+    f = Landscape(net, d.train, bn=bn, test=test_pair(d), samples=samples, seed=src.data_seed, device=dev)
+    return net, d, dev, f
+
+
+def hessian(
+    run_path: RunOpt = None,
+    model: ModelOpt = None, model_arg: ModelArgOpt = None, checkpoint: CheckpointOpt = None, data: DataOpt = None,
+    data_root: DataRootOpt = None, data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
+    top: int = typer.Option(5, help="largest eigenvalues (one Lanczos run for all)"),
+    smallest: bool = typer.Option(True, "--smallest/--no-smallest", help="also the most negative eigenvalue"),
+    trace_samples: int = typer.Option(100, help="Hutchinson samples of the trace (0: skip)"),
+    density: bool = typer.Option(True, "--density/--no-density", help="spectral density by stochastic Lanczos quadrature"),
+    map: bool = typer.Option(False, "--map", help="Li et al.'s convexity map |lambda_min/lambda_max| on a plane"),
+    map_steps: int = typer.Option(7, help="grid points per axis of the convexity map"),
+    span: float = typer.Option(1.0, help="the map's coordinates run over [-span, span]"),
+    samples: Optional[int] = typer.Option(None, help="curvature on a seeded subset of N training samples"),
+    bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
+    tol: float = typer.Option(1e-3, help="relative tolerance of the eigenvalues"),
+    seed: int = typer.Option(0, help="seed of the start vectors and the map's directions"),
+    out: Optional[Path] = typer.Option(None, help="run directory (default RUN, else runs/hessian)"),
+):
+    """Hessian eigenvalues, trace and spectral density at a minimum (and the convexity map): hessian.zarr."""
+    with reported():
+        import numpy as np
+        import xarray as xr
+
+        from .. import plot
+        from ..curvature import convexity_map, hessian_eigenvalues, hessian_trace, spectral_density
+        from ..space import random_directions
+
+        require(top >= 1 and trace_samples >= 0 and map_steps >= 2 and span > 0 and tol > 0,
+                "--top must be >= 1, --trace-samples >= 0, --map-steps >= 2, --span and --tol > 0")
+        src, _ = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
+        run = open_out(out or run_path or Path("runs/hessian"), src)
+        settings = dict(top=top, smallest=smallest, trace_samples=trace_samples, density=density, map=map,
+                        map_steps=map_steps, span=span, samples=samples, bn=bn, tol=tol, seed=seed)
+        run.write_config("hessian", {"source": src.as_dict(), "hessian": settings})
+        net, d, dev, f = _landscape(src, bn, samples)
+        record_fingerprint(run, d)
+        top_v = hessian_eigenvalues(f, k=top, tol=tol, seed=seed, progress=True).numpy()
+        result = {"top_eigenvalues": top_v.tolist()}
+        if smallest:
+            low = hessian_eigenvalues(f, k=1, which="smallest", tol=tol, seed=seed, progress=True).numpy()
+            result["min_eigenvalue"] = float(low[-1])
+            result["ratio"] = float(abs(low[-1] / top_v[0])) if top_v[0] != 0 else float("nan")
+        if trace_samples:
+            est = hessian_trace(f, samples=trace_samples, seed=seed, return_error=True, progress=True)
+            result["trace"], result["trace_stderr"] = float(est.value), float(est.stderr)
+        ds = xr.Dataset({"eigenvalue": (("k",), top_v)}, coords={"k": np.arange(1, top + 1)},
+                        attrs={"settings": {**settings, "data_fingerprint": f.fingerprint,
+                                            "center_fingerprint": f.space.fingerprint(f.origin)}, **result})
+        run.save("hessian", ds)
+        if density:
+            dens = spectral_density(f, seed=seed, progress=True)
+            run.save("spectral_density", dens)
+            plot.plot_spectral_density(dens, path=run.figures / "spectral_density")
+        if map:
+            dirs = random_directions(net, n=2, seed=seed)
+            cmap = convexity_map(f, f.origin, dirs, span=span, steps=map_steps, seed=seed, progress=True)
+            run.save("convexity", cmap)
+            plot.plot_convexity_map(cmap, path=run.figures / "convexity_map")
+            result["convexity_max_ratio"] = float(np.nanmax(cmap["ratio"].values))
+        run.update_summary(hessian=result)
+        console.print(f"top eigenvalues {', '.join(f'{v:.4g}' for v in top_v)}"
+                      + (f"; most negative {result['min_eigenvalue']:.4g} (|min/max| {result['ratio']:.3g})" if smallest else "")
+                      + (f"; trace {result['trace']:.4g} +- {result['trace_stderr']:.2g}" if trace_samples else ""))
+        console.print(f"wrote {run.zarr_path('hessian')} and figures in {run.figures}")
+
+
+def sharpness(
+    runs: Annotated[List[Path], typer.Argument(metavar="RUN...", help="run directories of the minima to compare")],
+    device: DeviceOpt = "auto",
+    eps: str = typer.Option("1e-3,5e-4", help="box half-widths of Keskar et al.'s sharpness"),
+    subspace: int = typer.Option(100, help="dimension of the random subspace (0: full space only)"),
+    radius: float = typer.Option(0.25, help="radius of the loss rise along filter-normalized directions"),
+    directions: int = typer.Option(20, help="random directions for the loss rise and the basin volume"),
+    threshold: float = typer.Option(0.1, help="loss rise under which a direction counts as inside the basin"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    seed: int = typer.Option(0, help="seed of the directions and the subspace"),
+    out: Path = typer.Option(Path("runs/sharpness"), help="directory of the comparison"),
+):
+    """One table of sharpness and flatness measures for several minima, with their test error: sharpness.zarr."""
+    with reported():
+        from rich.table import Table
+
+        from ..sharpness import compare_minima
+        from ..store import RunDir
+
+        require(len(runs) >= 1, "give at least one run directory")
+        epsilons = floats(eps, "--eps")
+        require(epsilons and all(e > 0 for e in epsilons), "--eps takes positive numbers")
+        names = [Path(r).name or str(r) for r in runs]
+        require(len(set(names)) == len(names), f"the run directories must have distinct names, got {names}")
+        landscapes, minima = {}, {}
+        for name, r in zip(names, runs):
+            src, _ = resolve_source(r, {}, device)
+            _, _, _, f = _landscape(src, "eval", samples)
+            landscapes[name], minima[name] = f, f.origin
+        target = RunDir(out)
+        target.write_config("sharpness", {"runs": [str(r) for r in runs], "eps": epsilons, "subspace": subspace,
+                                          "radius": radius, "directions": directions, "threshold": threshold,
+                                          "samples": samples, "seed": seed})
+        table_ds = compare_minima(landscapes, minima, eps=epsilons, subspace=subspace or None, radius=radius,
+                                  directions=directions, threshold=threshold, seed=seed, progress=True)
+        target.save("sharpness", table_ds)
+        rows = {}
+        table = Table(title=f"sharpness and flatness of {len(runs)} minima")
+        columns = [v for v in table_ds.data_vars if set(table_ds[v].dims) <= {"minimum"}]
+        table.add_column("minimum")
+        for v in columns:
+            table.add_column(v.replace("_", " "))
+        sharp = table_ds["sharpness"] if "sharpness" in table_ds else None
+        if sharp is not None:
+            for e in sharp["eps"].values:
+                for s in sharp["space"].values:
+                    table.add_column(f"sharpness eps={e:g} ({s})")
+        for i, name in enumerate(table_ds["minimum"].values):
+            cells = [f"{float(table_ds[v].values[i]):.4g}" for v in columns]
+            if sharp is not None:
+                cells += [f"{float(x):.4g}" for x in sharp.isel(minimum=i).values.reshape(-1)]
+            table.add_row(str(name), *cells)
+            rows[str(name)] = dict(zip(columns, (float(table_ds[v].values[i]) for v in columns)))
+        console.print(table)
+        target.update_summary(sharpness=rows)
+        console.print(f"wrote {target.zarr_path('sharpness')}")
+
+
+def connect(
+    a: Annotated[Path, typer.Argument(help="first minimum: a run directory")],
+    b: Annotated[Path, typer.Argument(help="second minimum: a run directory")],
+    device: DeviceOpt = "auto",
+    method: str = typer.Option("linear", help="linear, bezier or neb (comma-separated for several)"),
+    points: int = typer.Option(41, help="points at which each path is evaluated"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    seed: int = typer.Option(0, help="seed of the curve's training"),
+    out: Path = typer.Option(Path("runs/connect"), help="directory of the paths"),
+):
+    """Paths between two minima (linear, Bezier, AutoNEB) and their barriers: connect_<method>.zarr."""
+    with reported():
+        from .. import plot
+        from ..connectivity import connect as connect_minima
+
+        methods = [m.strip() for m in method.split(",") if m.strip()]
+        require(methods and all(m in ("linear", "bezier", "neb") for m in methods),
+                f"--method takes linear, bezier or neb, got {method!r}")
+        require(points >= 3, f"--points must be at least 3, got {points}")
+        src_a, _ = resolve_source(a, {}, device)
+        src_b, _ = resolve_source(b, {}, device)
+        run = open_out(out, src_a)
+        run.write_config("connect", {"a": str(a), "b": str(b), "method": methods, "points": points,
+                                     "samples": samples, "seed": seed})
+        net_a, d, dev, f = _landscape(src_a, "auto", samples)
+        net_b = src_b.build_model(d).to(dev)
+        theta_b = f.space.vector(net_b)
+        paths, barriers = {}, {}
+        for m in methods:
+            options = {"points": points} if m == "linear" else {"seed": seed, "model": net_a, "data": d.train}
+            if m == "bezier":
+                options["points"] = points
+            ds = connect_minima(f, f.origin, theta_b, method=m, progress=True, **options)
+            run.save(f"connect_{m}", ds)
+            paths[m], barriers[m] = ds, float(ds.attrs["barrier"])
+            console.print(f"{m}: barrier {barriers[m]:.4g} (highest loss on the path minus the mean of its ends)")
+        plot.plot_connectivity(paths, path=run.figures / "connectivity", title=f"{a.name} to {b.name}")
+        run.update_summary(connect={"barriers": barriers})
+        console.print(f"wrote {', '.join(str(run.zarr_path(f'connect_{m}')) for m in methods)} and figures in {run.figures}")
+
+
+def topology(
+    run_path: Annotated[Path, typer.Argument(metavar="RUN", help="run directory holding jump.zarr")],
+    source: str = typer.Option("jump", help="which samples: jump, grid or naive"),
+    k: int = typer.Option(20, help="neighbours of the kNN graph on the PHATE potential"),
+    values: str = typer.Option("loss", help="the filtration's values: loss or test_loss"),
+    complex: str = typer.Option("flag", help="flag (triangles fill cycles) or graph (vertices and edges only)"),
+    p: float = typer.Option(2.0, help="exponent of the total persistence"),
+    seed: int = typer.Option(0, help="seed of PHATE"),
+):
+    """Persistence diagrams and total persistence of the sampled landscape (Horoi et al. 2022): topology.zarr."""
+    with reported():
+        import numpy as np
+        import xarray as xr
+
+        from .. import plot
+        from ..embedding import PHATE
+        from ..store import RunDir
+        from ..topology import persistence, total_persistence
+
+        run = RunDir(run_path, create=False)
+        require(run.exists(source), f"{run.zarr_path(source)} does not exist; run `lossatlas jump {run_path}` first")
+        require(k >= 1 and p > 0, "--k must be >= 1 and --p > 0")
+        run.write_config("topology", {"source": source, "k": k, "values": values, "complex": complex, "p": p, "seed": seed})
+        samples = run.open(source, load=False)
+        require(values in samples, f"{run.zarr_path(source)} has no {values!r}; choose one of {sorted(map(str, samples.data_vars))}")
+        emb = PHATE(metric="cosine", seed=seed).fit(samples)
+        diagrams = persistence(emb, values=values, samples=samples, k=min(k, samples.sizes["point"] - 1), complex=complex)
+        totals = {int(dim): float(total_persistence(diagrams[dim], p=p)) for dim in diagrams}
+        parts = {f"d{dim}": ((f"pair{dim}", "bd"), np.asarray(diagrams[dim], float).reshape(-1, 2)) for dim in diagrams}
+        ds = xr.Dataset(parts, coords={"bd": ["birth", "death"]},
+                        attrs={"settings": {"source": source, "k": k, "values": values, "complex": complex, "seed": seed},
+                               **{f"total_persistence_d{dim}": v for dim, v in totals.items()}})
+        run.save("topology", ds)
+        plot.plot_persistence_diagrams({run.path.name: diagrams}, p=p, path=run.figures / "persistence")
+        plot.plot_knn_graph(emb, values, k=min(k, samples.sizes["point"] - 1), samples=samples, path=run.figures / "knn_graph")
+        run.update_summary(topology={"total_persistence": totals, "k": k, "values": values, "complex": complex})
+        console.print(f"total persistence (p={p:g}): " + ", ".join(f"D{d} {v:.4g}" for d, v in totals.items()))
+        console.print(f"wrote {run.zarr_path('topology')} and figures in {run.figures}")
