@@ -1,0 +1,278 @@
+"""Interactive figures of sampled points: training curves, the trajectory on PCA directions, and
+embeddings of weight samples (J&R runs animated over their retraining epochs).
+
+The embedding figure is Horoi et al.'s: each retraining run a path from its jump point, an epoch
+slider and play/pause buttons that grow the paths epoch by epoch (nothing plays on its own), and
+buttons that colour the runs by step size, by seed, or every point by its (log) train loss.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .figures_surface import _grid, finite_note
+from .page import fmt, label
+
+__all__ = ["embedding_figure", "trajectory_figure", "training_figure"]
+
+QUALITATIVE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf"]
+# Step sizes from short (light) to long (dark), as a sequential scale reads.
+SEQUENTIAL = ["#fcbba1", "#fc9272", "#fb6a4a", "#ef3b2c", "#cb181d", "#a50f15", "#67000d"]
+GREY = "rgba(140,140,140,0.55)"
+# Frames beyond this many epochs are thinned (every k-th, always the last): the page stays small.
+MAX_FRAMES = 60
+
+
+def training_figure(traj, title: str):
+    """Loss and accuracy per snapshot of a training run; train solid, test dashed."""
+    import plotly.graph_objects as go
+
+    x = np.asarray(traj["epoch"].values, float) if "epoch" in traj.coords else np.arange(traj.sizes["point"])
+    fig = go.Figure()
+    for var, name, colour in (("loss", "train loss", "#1f4e9c"), ("test_loss", "test loss", "#1f4e9c"),
+                              ("accuracy", "train accuracy", "#c2410c"), ("test_accuracy", "test accuracy", "#c2410c")):
+        if var in traj:
+            fig.add_trace(go.Scatter(x=x, y=np.asarray(traj[var].values, float), name=name, mode="lines+markers",
+                                     yaxis="y2" if "accuracy" in var else "y",
+                                     line={"color": colour, "dash": "dash" if var.startswith("test") else "solid"}))
+    fig.update_layout(title={"text": label(title)}, xaxis={"title": {"text": "epoch"}},
+                      yaxis={"title": {"text": "loss"}},
+                      yaxis2={"title": {"text": "accuracy"}, "overlaying": "y", "side": "right", "range": [0, 1.02],
+                              "showgrid": False},
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def trajectory_figure(xy: np.ndarray, epochs: np.ndarray, explained: Sequence[float] | None, title: str,
+                      plane=None, lr_drops: Sequence[int] = ()):
+    """The optimizer's path in the plane of two directions, over the plane's loss contours.
+
+    ``explained``: the share of the snapshots' variance along each direction (PCA), put in the
+    title as Li et al. do; None for directions that are not principal components.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    note = ""
+    if plane is not None and "loss" in plane:
+        z = _grid(plane, "loss")
+        ok = z[np.isfinite(z)]
+        logged = ok.size > 0 and bool((ok > 0).all())
+        fig.add_trace(go.Contour(x=np.asarray(plane["x"].values, float), y=np.asarray(plane["y"].values, float),
+                                 z=(np.log10(z) if logged else z).astype(np.float32), colorscale="Greys",
+                                 reversescale=True, ncontours=25, opacity=0.8, name="log10 train loss" if logged else "train loss",
+                                 colorbar={"title": {"text": "log10 loss" if logged else "loss"}, "x": 1.12},
+                                 hovertemplate="x %{x:.3g}<br>y %{y:.3g}<br>%{z:.4g}<extra>loss</extra>"))
+        note = finite_note(z)
+    fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines+markers", name="path",
+                             line={"color": "#1f4e9c"},
+                             marker={"color": epochs, "colorscale": "Plasma", "size": 7,
+                                     "colorbar": {"title": {"text": "epoch"}}},
+                             hovertemplate="epoch %{marker.color}<br>(%{x:.3g}, %{y:.3g})<extra></extra>"))
+    fig.add_trace(go.Scatter(x=xy[:1, 0], y=xy[:1, 1], mode="markers", name="start",
+                             marker={"symbol": "circle-open", "size": 14, "color": "black", "line": {"width": 2}}))
+    fig.add_trace(go.Scatter(x=xy[-1:, 0], y=xy[-1:, 1], mode="markers", name="end (the minimum)",
+                             marker={"symbol": "star", "size": 16, "color": "gold", "line": {"color": "black", "width": 1}}))
+    drops = [i for i, e in enumerate(epochs) if int(round(float(e))) in {int(d) for d in lr_drops}]
+    if drops:
+        fig.add_trace(go.Scatter(x=xy[drops, 0], y=xy[drops, 1], mode="markers", name="learning-rate drop",
+                                 marker={"symbol": "diamond", "size": 11, "color": "crimson"}))
+    if explained is not None and len(explained) >= 2:
+        head = (f"PCA directions: {100 * explained[0]:.1f}% and {100 * explained[1]:.1f}% of the variance "
+                f"({100 * (explained[0] + explained[1]):.1f}% together)")
+        xt, yt = f"PC 1 ({100 * explained[0]:.1f}%)", f"PC 2 ({100 * explained[1]:.1f}%)"
+    else:
+        head, xt, yt = "directions", "direction 1", "direction 2"
+    fig.update_layout(title={"text": label(f"{title}: {head}{note}")}, xaxis={"title": {"text": label(xt)}},
+                      yaxis={"title": {"text": label(yt)}}, legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def _palette(values: np.ndarray, colours: Sequence[str], spread: bool) -> dict:
+    """Value -> colour: ``colours`` in order, or (``spread``, or more values than colours) spread
+    evenly over the sorted distinct values, so a sequential scale runs from end to end."""
+    distinct = sorted(set(values.tolist()))
+    if len(colours) >= len(distinct) and not spread:
+        return {v: colours[i] for i, v in enumerate(distinct)}
+    idx = np.linspace(0, len(colours) - 1, num=max(1, len(distinct))).round().astype(int)
+    return {v: colours[i % len(colours)] for v, i in zip(distinct, idx)}
+
+
+def _log_loss(loss: np.ndarray) -> tuple[np.ndarray, str]:
+    ok = loss[np.isfinite(loss)]
+    if ok.size and (ok > 0).all():
+        return np.log10(loss), "log10 train loss"
+    return loss, "train loss"
+
+
+def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.ndarray], title: str,
+                     scores: Mapping[str, Mapping[str, float]] | None = None):
+    """Embeddings of one set of samples, one panel per method.
+
+    Parameters
+    ----------
+    coords : mapping of method name -> array [n_points, >=2]
+    meta : mapping of per-point arrays: ``loss`` and, when the samples are J&R runs, ``epoch``,
+        ``seed``, ``step_size`` and ``run``; with epochs and runs the figure is animated.
+    scores : method -> {"DeMAP": ..., "continuity": ...} for the panel titles.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    methods = list(coords)
+    n = next(iter(coords.values())).shape[0]
+    loss = np.asarray(meta.get("loss", np.full(n, np.nan)), float)
+    shade, shade_name = _log_loss(loss)
+    epoch = np.asarray(meta["epoch"], float) if "epoch" in meta else None
+    step = np.asarray(meta["step_size"], float) if "step_size" in meta else None
+    seed = np.asarray(meta["seed"]) if "seed" in meta else None
+    if "run" in meta:
+        run = np.asarray(meta["run"])
+    elif seed is not None and step is not None:
+        run = np.unique(np.stack([seed.astype(float), step]), axis=1, return_inverse=True)[1].reshape(-1)
+    else:
+        run = None
+    animated = epoch is not None and run is not None and len(np.unique(epoch)) > 1
+
+    cols = 2 if len(methods) > 1 else 1
+    rows = -(-len(methods) // cols)
+    subtitles = []
+    for m in methods:
+        sc = (scores or {}).get(m, {})
+        extra = ", ".join(f"{k} {fmt(v)}" for k, v in sc.items())
+        subtitles.append(label(f"{m.upper()}" + (f" ({extra})" if extra else "")))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=subtitles, horizontal_spacing=0.08, vertical_spacing=0.1)
+
+    groups = [np.flatnonzero(run == r) for r in np.unique(run)] if run is not None else [np.arange(n)]
+    if epoch is not None:
+        groups = [g[np.argsort(epoch[g], kind="stable")] for g in groups]
+    by_step = _palette(step, SEQUENTIAL, spread=True) if step is not None else None
+    by_seed = _palette(seed, QUALITATIVE, spread=False) if seed is not None else None
+
+    # Traces: per panel, one per run (a path), then one of every point coloured by loss.
+    runs_traces, loss_traces, members = [], [], []
+    for i, m in enumerate(methods):
+        xy = np.asarray(coords[m], float)
+        r, c = divmod(i, cols)
+        for g in groups:
+            first = g[0]
+            colour = by_step[step[first]] if by_step else (by_seed[seed[first]] if by_seed else QUALITATIVE[0])
+            fig.add_trace(go.Scatter(x=xy[g, 0], y=xy[g, 1], mode="lines+markers" if animated else "markers",
+                                     line={"color": colour, "width": 1.5}, marker={"color": colour, "size": 6},
+                                     customdata=np.stack([loss[g], epoch[g] if epoch is not None else np.zeros(len(g))], 1),
+                                     hovertemplate="loss %{customdata[0]:.4g}<br>epoch %{customdata[1]:g}<extra></extra>",
+                                     showlegend=False),
+                          row=r + 1, col=c + 1)
+            runs_traces.append(len(fig.data) - 1)
+            members.append(g)
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", visible=False, name=label(shade_name),
+                                 marker={"color": shade.astype(np.float32), "colorscale": "Viridis", "size": 7,
+                                         "coloraxis": "coloraxis"},
+                                 customdata=loss, hovertemplate="loss %{customdata:.4g}<extra></extra>", showlegend=False),
+                      row=r + 1, col=c + 1)
+        loss_traces.append(len(fig.data) - 1)
+        fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
+        fig.update_yaxes(showticklabels=False, row=r + 1, col=c + 1)
+
+    n_per_panel = len(groups)
+    buttons = []
+    for key, values, pal, what in (("step size", step, by_step, "step size"), ("seed", seed, by_seed, "seed")):
+        if values is None:
+            continue
+        colours, names, legend, lgroup = [], [], [], []
+        seen = set()
+        for j, g in enumerate(members):
+            v = values[g[0]]
+            colours.append(pal[v])
+            names.append(label(f"{what} {fmt(v.item() if hasattr(v, 'item') else v)}"))
+            lgroup.append(f"{key}-{v}")
+            show = j < n_per_panel and v not in seen  # one legend entry per value, from the first panel
+            if show:
+                seen.add(v)
+            legend.append(show)
+        buttons.append(_colour_button(f"colour: {key}", runs_traces, loss_traces, colours, names, legend, lgroup))
+    grey = [GREY] * len(runs_traces)
+    buttons.append(dict(label="colour: loss", method="update",
+                        args=[{"visible": [True] * len(runs_traces) + [True] * len(loss_traces),
+                               "line.color": grey + [None] * len(loss_traces),
+                               "marker.color": grey + [shade.astype(float).tolist()] * len(loss_traces),
+                               "showlegend": [False] * (len(runs_traces) + len(loss_traces))},
+                              {"coloraxis.showscale": True},
+                              runs_traces + loss_traces]))
+    if buttons[:-1]:
+        # Start as the first colour button says (legend entries included).
+        first = buttons[0]["args"][0]
+        for j, idx in enumerate(runs_traces):
+            fig.data[idx].update(name=first["name"][j], showlegend=first["showlegend"][j], legendgroup=first["legendgroup"][j])
+    else:
+        fig.for_each_trace(lambda t: t.update(visible=True), selector=lambda t: t.name == label(shade_name))
+    menus = [dict(type="buttons", direction="right", x=0.0, y=1.12 + 0.02 * rows, xanchor="left", yanchor="bottom",
+                  showactive=True, buttons=buttons, pad={"r": 4, "t": 0})]
+    layout = dict(title={"text": label(title + finite_note(loss))}, coloraxis={"colorscale": "Viridis",
+                  "showscale": not buttons[:-1], "colorbar": {"title": {"text": label(shade_name)}}},
+                  legend={"orientation": "v", "x": 1.02, "y": 1}, margin={"t": 120, "b": 90})
+    if animated:
+        frames, steps_ = _frames(epoch, runs_traces, loss_traces, members, coords, methods)
+        fig.frames = frames
+        play = dict(label="play", method="animate",
+                    args=[[f.name for f in frames], {"frame": {"duration": 450, "redraw": False}, "fromcurrent": False,
+                                                     "mode": "immediate", "transition": {"duration": 0}}])
+        pause = dict(label="pause", method="animate",
+                     args=[[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
+                                    "transition": {"duration": 0}}])
+        menus.append(dict(type="buttons", direction="right", x=0.0, y=-0.04, xanchor="left", yanchor="top",
+                          showactive=False, buttons=[play, pause], pad={"r": 10, "t": 30}))
+        layout["sliders"] = [dict(active=len(steps_) - 1, steps=steps_, x=0.12, len=0.88, y=-0.02, yanchor="top",
+                                  currentvalue={"prefix": "retraining epoch ", "visible": True},
+                                  pad={"t": 30, "b": 10})]
+    layout["updatemenus"] = menus
+    fig.update_layout(**layout)
+    return fig, 380 * rows + 200
+
+
+def _colour_button(text, runs_traces, loss_traces, colours, names, legend, lgroup):
+    hidden = [False] * len(loss_traces)
+    return dict(label=text, method="update",
+                args=[{"visible": [True] * len(runs_traces) + hidden,
+                       "line.color": colours + [None] * len(loss_traces),
+                       "marker.color": colours + [None] * len(loss_traces),
+                       "name": names + [None] * len(loss_traces),
+                       "legendgroup": lgroup + [None] * len(loss_traces),
+                       "showlegend": legend + [False] * len(loss_traces)},
+                      {"coloraxis.showscale": False},
+                      runs_traces + loss_traces])
+
+
+def _frames(epoch, runs_traces, loss_traces, members, coords, methods):
+    """One frame per retraining epoch: each path shown up to that epoch, later points as gaps."""
+    import plotly.graph_objects as go
+
+    epochs = np.unique(epoch)
+    if epochs.size > MAX_FRAMES:
+        keep = np.unique(np.r_[np.linspace(0, epochs.size - 1, MAX_FRAMES).round().astype(int), epochs.size - 1])
+        epochs = epochs[keep]
+    per_panel = len(members) // len(methods)
+    frames, steps = [], []
+    for e in epochs:
+        data, traces = [], []
+        for i, m in enumerate(methods):
+            xy = np.asarray(coords[m], float)
+            for j in range(per_panel):
+                g = members[i * per_panel + j]
+                hide = epoch[g] > e
+                data.append(go.Scatter(x=np.where(hide, np.nan, xy[g, 0]).astype(np.float32),
+                                       y=np.where(hide, np.nan, xy[g, 1]).astype(np.float32)))
+                traces.append(runs_traces[i * per_panel + j])
+            hide = epoch > e
+            data.append(go.Scatter(x=np.where(hide, np.nan, xy[:, 0]).astype(np.float32),
+                                   y=np.where(hide, np.nan, xy[:, 1]).astype(np.float32)))
+            traces.append(loss_traces[i])
+        name = f"epoch {e:g}"
+        frames.append(go.Frame(data=data, traces=traces, name=name))
+        steps.append(dict(label=f"{e:g}", method="animate",
+                          args=[[name], {"mode": "immediate", "frame": {"duration": 0, "redraw": False},
+                                         "transition": {"duration": 0}}]))
+    return frames, steps
