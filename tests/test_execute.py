@@ -1,0 +1,184 @@
+"""Scale-out on a real Dask LocalCluster of 2 worker processes: the same values as in-process,
+workers that rebuild once, small tasks, a worker SIGKILLed mid-run, a task that keeps killing
+its workers, and the SLURM job script of dask-jobqueue (generated, never submitted)."""
+
+import os
+import signal
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("distributed")
+
+from lossatlas.execute import DaskExecutor, WorkerLostError, worker_counts  # noqa: E402
+from lossatlas.jump import jump_retrain  # noqa: E402
+from lossatlas.sources import Source  # noqa: E402
+from lossatlas.surface import plane  # noqa: E402
+
+SLOW = textwrap.dedent("""
+    import os, time
+    import torch
+    from torch import nn
+
+    class Slow(nn.Module):
+        # A tiny MLP whose forward waits, so that a run lasts long enough to be interrupted.
+        def __init__(self, delay):
+            super().__init__()
+            self.delay = delay
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+        def forward(self, x):
+            if self.delay:
+                time.sleep(self.delay)
+            return self.net(x)
+
+    def make(delay=0.0, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        m = Slow(delay)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        return m
+
+    def crash(x, y):
+        os._exit(1)  # a task that kills every process that runs it
+""")
+
+
+def write_slowpkg(path):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "slowpkg.py").write_text(SLOW)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    # Worker processes start in the working directory, whose modules (the user's model) they import.
+    import dask
+
+    home = write_slowpkg(tmp_path_factory.mktemp("slowpkg"))
+    old = os.getcwd()
+    os.chdir(home)
+    sys.path.insert(0, str(home))
+    try:
+        # One death per task tolerated (the default, 3, would need four worker restarts in the test).
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+            with DaskExecutor(workers=2, threads=1) as ex:
+                yield ex
+    finally:
+        os.chdir(old)
+        sys.path.remove(str(home))
+        sys.modules.pop("slowpkg", None)
+
+
+def source(delay=0.0):
+    return Source(model="slowpkg:make", model_args={"delay": delay}, data="digits", subset=200, device="cpu")
+
+
+def test_allowed_failures_default_is_three_as_documented():
+    import dask
+    import distributed  # noqa: F401 - loads the distributed defaults
+
+    assert dask.config.get("distributed.scheduler.allowed-failures") == 3
+    text = open(os.path.join(os.path.dirname(__file__), "..", "docs", "cluster.md")).read()
+    assert "allowed-failures" in text and "3" in text
+
+
+def test_plane_on_two_workers_equals_in_process_and_rebuilds_once_per_worker(cluster):
+    f = cluster.landscape(source(), strategy="loop")
+    ref = plane(f, steps=7)
+    before = cluster.stats["tasks"]
+    ds = plane(f, steps=7, executor=cluster)
+    np.testing.assert_allclose(ds.loss.values, ref.loss.values, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(ds.accuracy.values, ref.accuracy.values)
+    assert ds.done.values.all()
+    stats = cluster.stats
+    assert stats["tasks"] - before == 7  # one task per row
+    # Tasks carry plain values; the centre and directions went to the workers once.
+    assert stats["payload_bytes_max"] < 4000, stats
+    assert stats["scattered_bytes"] >= 3 * f.space.size * 4
+    counts = cluster.client.run(worker_counts)
+    assert sum(c["tasks"] for c in counts.values()) >= 7
+    for c in counts.values():
+        assert c["builds"] <= 1  # the Landscape once per worker process, however many tasks
+
+
+def test_jump_retrain_on_two_workers_equals_in_process(cluster, tmp_path):
+    model, data, device = cluster.source(source())
+    kw = dict(seeds=[0, 1], step_sizes=[0.5, 1.0], epochs=1, lr=0.05, batch_size=50, device=device)
+    ref = jump_retrain(model, data, store=tmp_path / "a", **kw)
+    ds = jump_retrain(model, data, store=tmp_path / "b", executor=cluster, **kw)
+    np.testing.assert_allclose(ds.loss.values, ref.loss.values, rtol=1e-5)
+    np.testing.assert_allclose(ds.weights.values, ref.weights.values, rtol=1e-5, atol=1e-6)
+    assert list(ds.run.values) == list(ref.run.values)
+
+
+def test_worker_killed_mid_run_loses_no_cell(cluster, tmp_path):
+    f = cluster.landscape(source(delay=0.005), strategy="loop")
+    pids = list(cluster.worker_pids().values())
+    killed = []
+
+    def kill_one(done, total):
+        if not killed and done < total:
+            os.kill(pids[0], signal.SIGKILL)  # a worker still holding queued rows
+            killed.append(pids[0])
+
+    ds = plane(f, steps=9, executor=cluster, store=tmp_path / "run", progress=kill_one)
+    assert killed
+    ref = plane(f, steps=9)
+    assert ds.done.values.all()
+    np.testing.assert_allclose(ds.loss.values, ref.loss.values, rtol=1e-6)
+    from lossatlas.store import RunDir
+
+    assert RunDir(tmp_path / "run").done_mask("surface").all()
+    assert pids[0] not in cluster.worker_pids().values()  # it really died (the nanny started another)
+
+
+def test_task_that_keeps_killing_workers_is_reported_with_its_coordinates(cluster):
+    import slowpkg
+
+    fut = cluster.submit(slowpkg.crash, 0.25, -0.5)
+    with pytest.raises(WorkerLostError) as err:
+        fut.result(timeout=120)
+    text = str(err.value)
+    assert "crash(0.25, -0.5)" in text and "allowed-failures" in text
+    assert cluster.submit(int, "7").result(timeout=60) == 7  # the cluster works on
+
+
+def test_slurm_cluster_options_reach_the_job_script():
+    jobqueue = pytest.importorskip("dask_jobqueue")
+    c = jobqueue.SLURMCluster(cores=8, processes=1, memory="32GB", queue="gpu", walltime="04:00:00",
+                              job_extra_directives=["--gres=gpu:1"], worker_extra_args=["--resources", "GPU=1"],
+                              scheduler_options={"dashboard_address": None})
+    try:
+        script = c.job_script()
+    finally:
+        c.close()
+    assert "#SBATCH --gres=gpu:1" in script
+    assert "#SBATCH -p gpu" in script and "#SBATCH -t 04:00:00" in script
+    # One worker process per job (no --nworkers), offering one GPU.
+    assert "--resources GPU=1" in script and "--nworkers" not in script and "--nthreads 8" in script
+
+
+def test_tasks_ask_for_the_gpu_resource():
+    from concurrent.futures import Future
+
+    from lossatlas.execute import run_task
+
+    class FakeClient:  # records what a task is submitted with; nothing runs
+        def submit(self, fn, *args, **kw):
+            self.call = (fn, args, kw)
+            f = Future()
+            f.set_result(fn(*args))
+            return f
+
+    ex = DaskExecutor.__new__(DaskExecutor)
+    import threading
+
+    ex.resources, ex.client, ex._shared, ex._lock, ex._payloads, ex._scattered = {"GPU": 1}, FakeClient(), {}, threading.Lock(), [], 0
+    assert ex.submit(divmod, 7, 2).result() == (3, 1)
+    fn, _, kw = ex.client.call
+    assert fn is run_task and kw["resources"] == {"GPU": 1} and kw["pure"] is False
