@@ -15,7 +15,7 @@ disk block by block: no (points x params) matrix is ever held in memory.
 from __future__ import annotations
 
 import copy
-from concurrent.futures import Executor
+from concurrent.futures import Executor, as_completed
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -28,7 +28,7 @@ from .landscape import Landscape
 from .progress import progress_bar
 from .space import ParamSpace, direction_seeds, gaussian, make_directions, normalize_direction, parse_ignore, parse_norm
 from .store import DONE, RunDir, fingerprint, provenance, read_attr
-from .surface import check_store, evaluate_cells, evaluation_settings, open_store, point_block, rule_text
+from .surface import check_store, evaluate_cells, evaluation_settings, free_memory, open_store, point_block, rule_text
 from .training import TrainConfig, as_train_data, resolve_device, train
 
 
@@ -38,10 +38,13 @@ def _jump_directions(space: ParamSpace, theta: torch.Tensor, seeds, norm, ignore
     return [make_directions(space, theta, 1, norm, ignore, int(s))[0] for s in seeds]
 
 
-def _retrain_one(model, theta, data, test, cfg: dict, seed: int, coords: dict, store, name: str, device) -> xr.Dataset:
-    """One J&R run: a copy of ``model`` at ``theta``, retrained (module-level so it pickles)."""
+def _retrain_one(model, theta0, direction, step: float, data, test, cfg: dict, seed: int, coords: dict, store,
+                 name: str, device) -> xr.Dataset:
+    """One J&R run: a copy of ``model`` at ``theta0 + step * direction``, retrained. Module-level
+    so it pickles; the jump is made here so that a task carries the centre and the directions
+    (each shared by many runs, sent once to a cluster) rather than a vector per run."""
     m = copy.deepcopy(model)
-    ParamSpace(m).assign(m, theta)
+    ParamSpace(m).assign(m, theta0 + step * direction)
     run = train(m, data, seed=seed, test=test, store=store, name=name, run_coords=coords, device=device, **cfg)
     return run.trajectory.load() if store is None else None
 
@@ -176,9 +179,9 @@ def jump_retrain(
 
     def task(r):
         si, ci = runs[r]
-        theta = theta0 + step_sizes[ci] * dirs[si]
         coords = {"seed": [seeds[si]], "step_size": [step_sizes[ci]], "run": [r]}
-        return (model, theta, data, test, cfg, int(train_seed) + r, coords, run_dir, f"{scratch}/run-{r:04d}", dev)
+        return (model, theta0, dirs[si], step_sizes[ci], data, test, cfg, int(train_seed) + r, coords, run_dir,
+                f"{scratch}/run-{r:04d}", dev)
 
     parts: list[xr.Dataset] = []
     with progress_bar(progress, len(runs), f"jump & retrain: {len(runs)} runs") as advance:
@@ -189,8 +192,8 @@ def jump_retrain(
                     parts.append(out)
                 advance(1)
         else:
-            futures = [executor.submit(_retrain_one, *task(r)) for r in range(len(runs))]
-            for fut in futures:
+            # Runs finish in any order (dynamic scheduling); each wrote its own store.
+            for fut in as_completed([executor.submit(_retrain_one, *task(r)) for r in range(len(runs))]):
                 fut.result()
                 advance(1)
     if run_dir is not None:
@@ -236,6 +239,10 @@ def _static_samples(f: Landscape, center, blocks, n: int, attrs: dict, settings:
         for k, v in coord_vars.items():  # the layout writes index coords only
             run.write_variable(name, k, np.asarray(v))
     else:
+        need, free = 4.0 * n * f.space.size, free_memory()
+        require(need <= free / 2, f"{n} sampled points of {f.space.size} parameters need about {need / 2**30:.3g} GiB "
+                f"of weights in memory, but {free / 2**30:.3g} GiB is available; give store= to stream them to disk, "
+                "or sample fewer points")
         weights = np.empty((n, f.space.size), np.float32)
     with progress_bar(progress, int((~done).sum()), f"{attrs['sampling']} sampling: {n} points") as advance:
         for i, c, dirs in blocks:

@@ -61,6 +61,7 @@ def grid_axes(span, steps) -> tuple[np.ndarray, np.ndarray]:
         require(len(steps) == 2, f"steps must be an int or a pair (nx, ny), got {steps!r}")
         nx, ny = (int(s) for s in steps)
     require(nx >= 2 and ny >= 2, f"steps must be at least 2 along each axis, got {steps!r}")
+    check_grid_fits((nx, ny))
     if isinstance(span, (int, float, np.floating, np.integer)):
         require(span > 0, f"span must be positive, got {span}")
         bx = by = (-float(span), float(span))
@@ -75,6 +76,23 @@ def grid_axes(span, steps) -> tuple[np.ndarray, np.ndarray]:
         require(all(math.isfinite(s) for s in span), f"span must be finite, got {span!r}")
         require(bx[0] < bx[1] and by[0] < by[1], f"span ranges must be increasing, got {span!r}")
     return _axis(*bx, nx), _axis(*by, ny)
+
+
+def check_grid_fits(shape, n_values: int = 4) -> None:
+    """Refuse, before any work, a grid whose values (float64 each, a done flag, and the copies of
+    the returned dataset: about 100 bytes a cell) would take over half the memory available."""
+    need, free = 3.0 * float(np.prod(shape, dtype=float)) * (8 * n_values + 1), free_memory()
+    require(need <= free / 2, f"a grid of {' x '.join(map(str, shape))} cells needs about {need / 2**30:.3g} GiB, but "
+            f"{free / 2**30:.3g} GiB of memory is available; use fewer steps (or split the span into several grids)")
+
+
+def free_memory() -> float:
+    """Bytes of memory available now (inf when psutil is not installed)."""
+    try:
+        import psutil  # comes with distributed; without it, nothing is refused
+    except ImportError:
+        return math.inf
+    return float(psutil.virtual_memory().available)
 
 
 def _zero_index(axis: np.ndarray) -> int | None:
@@ -242,13 +260,13 @@ def plane(
         Points per axis. The grid has a centre cell (``attrs["center_index"]``) only when 0 is
         one of the coordinates of both axes, e.g. an odd ``steps`` on a symmetric range.
     store : RunDir or path, optional
-        Stream the grid into ``store/name.zarr``; an interrupted plane resumes there. A store
-        holding a plane of other settings raises :class:`~lossatlas.StoreMismatchError`.
-    replace : bool
-        Delete a stored plane of other settings and compute afresh.
+        Stream the grid into ``store/name.zarr``; an interrupted plane resumes there. A plane of
+        other settings there raises :class:`~lossatlas.StoreMismatchError` (``replace=True``:
+        deleted, computed afresh).
     progress : bool or callable(done, total)
     executor : concurrent.futures.Executor, optional
-        Rows are submitted as independent tasks (e.g. a Dask cluster's executor).
+        Rows are independent tasks (e.g. :class:`lossatlas.execute.DaskExecutor`), collected as
+        they complete; each row is stored (values, then its done flags) when it arrives.
     attrs : dict, optional
         Extra attrs to record (e.g. the direction settings of user-given directions).
 
@@ -260,9 +278,7 @@ def plane(
 
     Examples
     --------
-    >>> f = Landscape(model, (X, y))
-    >>> ds = plane(f, span=1.0, steps=31, seed=0)
-    >>> center_value(ds)                       # the model's own loss
+    >>> ds = plane(Landscape(model, (X, y)), span=1.0, steps=31, seed=0)
     >>> wide = plane(f, span=(-0.5, 1.5, -1.0, 1.0), steps=(41, 21))
     """
     xs, ys = grid_axes(span, steps)
@@ -292,19 +308,13 @@ def plane(
         **provenance(),
         **how,
         **(attrs or {}),
-        "kind": "plane",
-        "loss_name": f.loss_name,
-        "bn": f.bn.value,
-        "samples": settings["samples"],
-        "data_fingerprint": f.fingerprint,
-        "center_fingerprint": settings["center_fingerprint"],
+        "kind": "plane", "loss_name": f.loss_name, "bn": f.bn.value, "samples": settings["samples"],
+        "data_fingerprint": f.fingerprint, "center_fingerprint": settings["center_fingerprint"],
         "direction_fingerprints": dir_prints,
         "direction_norms": [float(d.norm()) for d in dirs],
         "direction_cosine": float(torch.dot(d0, d1) / (d0.norm() * d1.norm())),
         "center_index": None if ci is None or cj is None else [ci, cj],
-        "n_params": f.space.size,
-        "settings": settings,
-        "fingerprint": fingerprint(settings),
+        "n_params": f.space.size, "settings": settings, "fingerprint": fingerprint(settings),
     }
 
     shape = (len(xs), len(ys))
@@ -417,9 +427,8 @@ def line(
         Parameter vectors; ``start=None`` is ``f.origin``.
     store : RunDir or path, optional
         Stream the line into ``store/name.zarr`` in blocks; an interrupted line resumes with
-        only its missing points computed, and a line of other settings is refused.
-    replace : bool
-        Delete a stored line of other settings and compute afresh.
+        only its missing points computed; a line of other settings is refused (``replace=True``:
+        deleted, computed afresh).
 
     Returns
     -------
@@ -427,8 +436,7 @@ def line(
 
     Examples
     --------
-    >>> ds = line(f, theta_small_batch, theta_large_batch, steps=51, extent=(-0.5, 1.5))
-    >>> ds.loss.sel(t=0.0), ds.loss.sel(t=1.0)
+    >>> line(f, theta_small_batch, theta_large_batch, steps=51, extent=(-0.5, 1.5)).loss.sel(t=0.0)
     """
     steps = positive_int("steps", steps, minimum=2)
     require(len(extent) == 2 and float(extent[0]) < float(extent[1]), f"extent must be an increasing pair, got {extent!r}")
@@ -449,12 +457,8 @@ def line(
         "has_batch_norm": bool(f.has_bn),
         "bn_statistics": _BN_STATISTICS[f.bn.value] if f.has_bn else "no batch norm",
         **(attrs or {}),
-        "kind": "line",
-        "loss_name": f.loss_name,
-        "bn": f.bn.value,
-        "samples": settings["samples"],
-        "data_fingerprint": f.fingerprint,
-        "start_fingerprint": settings["start_fingerprint"],
+        "kind": "line", "loss_name": f.loss_name, "bn": f.bn.value, "samples": settings["samples"],
+        "data_fingerprint": f.fingerprint, "start_fingerprint": settings["start_fingerprint"],
         "end_fingerprint": settings["end_fingerprint"],
         "distance": float((end - start).norm()),
         "center_index": None if c is None else [c],

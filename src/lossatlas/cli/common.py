@@ -147,3 +147,40 @@ def record_fingerprint(run, data) -> None:
 def test_pair(data):
     X, y = data.test
     return (X, y) if X.shape[0] > 0 else None
+
+
+# -- where independent work runs (every command with independent tasks) ---------------------
+DaskOpt = Annotated[Optional[int], typer.Option("--dask", help="run the independent tasks on a local Dask cluster of N worker processes")]
+SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="run the independent tasks on the Dask cluster at this address (tcp://host:8786)")]
+
+
+def check_executor(dask: Optional[int], scheduler: Optional[str]) -> None:
+    """The --dask and --scheduler options, checked before any work."""
+    require(dask is None or scheduler is None, "--dask starts a local cluster and --scheduler uses a running one: give one of them")
+    require(dask is None or dask >= 1, f"--dask takes a positive number of worker processes, got {dask}")
+    require(scheduler is None or bool(scheduler.strip()), "--scheduler takes an address such as tcp://host:8786")
+
+
+@contextlib.contextmanager
+def executor(dask: Optional[int], scheduler: Optional[str]) -> Iterator[Any]:
+    """The command's executor: None (in this process), or a Dask cluster (started or connected
+    now, before any work). A task that kills every worker it runs on ends the command with its
+    coordinates; the cells finished before stay stored."""
+    check_executor(dask, scheduler)
+    if dask is None and scheduler is None:
+        yield None
+        return
+    from ..execute import WorkerLostError, executor_for
+
+    with executor_for(dask=dask, scheduler=scheduler) as ex:
+        where = f"{dask} local worker processes" if dask else f"the cluster at {scheduler}"
+        console.print(f"running the independent tasks on {where} ({ex.n_workers} workers)")
+        try:
+            yield ex
+        except WorkerLostError as exc:
+            errors.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(3) from None
+        stats = ex.stats
+        if stats["tasks"]:
+            console.print(f"{stats['tasks']} tasks of {stats['payload_bytes_mean']:.0f} bytes each (pickled), "
+                          f"{stats['scattered_bytes']} bytes sent to the workers once")

@@ -10,25 +10,30 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
-from .common import (CheckpointOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
-                     SubsetOpt, console, floats, open_out, record_fingerprint, reported, resolve_source,
-                     source_flags, test_pair)
+from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
+                     SchedulerOpt, SubsetOpt, check_executor, console, executor, floats, open_out,
+                     record_fingerprint, reported, resolve_source, source_flags)
 
 RunOpt = Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="a run directory: its model, final weights and data split")]
 
 
-def _landscape(src, bn: str, samples: Optional[int]):
-    """Model, data, device and the Landscape of one source (batch norm 'auto': recompute if any)."""
+def _landscape(src, bn: str, samples: Optional[int], ex=None):
+    """Model, data, device and the Landscape of one source (batch norm 'auto': recompute if any);
+    with a cluster executor ``ex``, the Landscape is shared (workers rebuild it from ``src``)."""
     import torch
 
-    from ..landscape import Landscape
+    from ..execute import build_landscape, check_weights, landscape_handle
 
     dev = src.resolve_device()
     d = src.build_data()
     net = src.build_model(d).to(dev)
+    check_weights(net, f"the checkpoint {src.checkpoint}" if src.checkpoint else "the model")
     if bn == "auto":
         bn = "recompute" if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()) else "eval"
-    f = Landscape(net, d.train, bn=bn, test=test_pair(d), samples=samples, seed=src.data_seed, device=dev)
+    options = dict(bn=bn, samples=samples, seed=src.data_seed)
+    f = build_landscape(net, d, dev, options)
+    if ex is not None:
+        ex.share(f, landscape_handle(src, d, f, options))
     return net, d, dev, f
 
 
@@ -47,25 +52,47 @@ def hessian(
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
     tol: float = typer.Option(1e-3, help="relative tolerance of the eigenvalues"),
     seed: int = typer.Option(0, help="seed of the start vectors and the map's directions"),
+    dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Optional[Path] = typer.Option(None, help="run directory (default RUN, else runs/hessian)"),
 ):
     """Hessian eigenvalues, trace and spectral density at a minimum (and the convexity map): hessian.zarr."""
     with reported():
-        import numpy as np
-        import xarray as xr
-
-        from .. import plot
-        from ..curvature import convexity_map, hessian_eigenvalues, hessian_trace, spectral_density
-        from ..space import random_directions
+        from ..execute import check_writable
+        from ..store.version import check_run_version, record_run_version
 
         require(top >= 1 and trace_samples >= 0 and map_steps >= 2 and span > 0 and tol > 0,
                 "--top must be >= 1, --trace-samples >= 0, --map-steps >= 2, --span and --tol > 0")
+        check_executor(dask, scheduler)
+        require(map or (dask is None and scheduler is None), "--dask and --scheduler share out the cells of the "
+                "convexity map: give --map too (the other measures run in this process)")
+        target = out or run_path or Path("runs/hessian")
+        for p in {run_path, target} - {None}:
+            check_run_version(p)
+        check_writable(target)
         src, _ = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
-        run = open_out(out or run_path or Path("runs/hessian"), src)
+        run = open_out(target, src)
+        record_run_version(run.path)
         settings = dict(top=top, smallest=smallest, trace_samples=trace_samples, density=density, map=map,
                         map_steps=map_steps, span=span, samples=samples, bn=bn, tol=tol, seed=seed)
         run.write_config("hessian", {"source": src.as_dict(), "hessian": settings})
-        net, d, dev, f = _landscape(src, bn, samples)
+        with executor(dask, scheduler) as ex:
+            _hessian_work(run, src, settings, ex, top=top, smallest=smallest, trace_samples=trace_samples,
+                          density=density, map=map, map_steps=map_steps, span=span, samples=samples, bn=bn, tol=tol,
+                          seed=seed)
+
+
+def _hessian_work(run, src, settings, ex, *, top, smallest, trace_samples, density, map, map_steps, span, samples,
+                  bn, tol, seed):
+    """The work of `hessian` once every option is checked (the map's cells on ``ex`` when given)."""
+    import numpy as np
+    import xarray as xr
+
+    from .. import plot
+    from ..curvature import convexity_map, hessian_eigenvalues, hessian_trace, spectral_density
+    from ..space import random_directions
+
+    with reported():
+        net, d, dev, f = _landscape(src, bn, samples, ex)
         record_fingerprint(run, d)
         top_v = hessian_eigenvalues(f, k=top, tol=tol, seed=seed, progress=True).numpy()
         result = {"top_eigenvalues": top_v.tolist()}
@@ -86,7 +113,7 @@ def hessian(
             plot.plot_spectral_density(dens, path=run.figures / "spectral_density")
         if map:
             dirs = random_directions(net, n=2, seed=seed)
-            cmap = convexity_map(f, f.origin, dirs, span=span, steps=map_steps, seed=seed, progress=True)
+            cmap = convexity_map(f, f.origin, dirs, span=span, steps=map_steps, seed=seed, progress=True, executor=ex)
             run.save("convexity", cmap)
             plot.plot_convexity_map(cmap, path=run.figures / "convexity_map")
             result["convexity_max_ratio"] = float(np.nanmax(cmap["ratio"].values))

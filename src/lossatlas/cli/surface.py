@@ -11,9 +11,9 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
-from .common import (CheckpointOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
-                     ReplaceOpt, SubsetOpt, console, open_out, pair, record_fingerprint, reported,
-                     resolve_source, source_flags, test_pair)
+from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
+                     ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, open_out, pair,
+                     record_fingerprint, reported, resolve_source, source_flags, test_pair)
 
 # Training of a model given without a checkpoint (surface alone, no earlier `lossatlas train`).
 BUILTIN_TRAIN = dict(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=64)
@@ -77,15 +77,17 @@ def surface(
     compile: str = typer.Option("auto", "--compile", help="torch.compile the loop: auto, yes or no"),
     tf32: bool = typer.Option(False, "--tf32", help="allow TF32 matmuls on CUDA (faster, ~1e-3 relative error)"),
     replace: ReplaceOpt = False,
+    dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Optional[Path] = typer.Option(None, help="run directory (default RUN, else runs/surface)"),
 ):
     """A 1-D or 2-D loss surface around a model (Li et al.): surface.zarr or line.zarr, and figures/."""
     with reported():
-        from .. import plot
         from .._errors import parse_enum
-        from ..landscape import BatchNormMode, Landscape
+        from ..execute import check_writable
+        from ..landscape import BatchNormMode
         from ..space import parse_ignore, parse_norm
-        from ..surface import center_value, line, plane
+        from ..store.version import check_run_version, record_run_version
+        from ..surface import grid_axes
 
         # Every option is checked before any data is loaded or any training starts.
         require(dims in (1, 2), f"--dims must be 1 or 2, got {dims}")
@@ -99,19 +101,44 @@ def surface(
         require(samples is None or samples >= 1, f"--samples must be a positive number of samples, got {samples}")
         require(train_epochs >= 0, f"--train-epochs must be >= 0, got {train_epochs}")
         workers_v, compile_v = _speed_options(workers, compile, strategy)
+        check_executor(dask, scheduler)
+        require(dims == 2 or (dask is None and scheduler is None), "--dask and --scheduler share out the rows of a "
+                "plane (--dims 2); a line runs in this process")
+        bounds = (*(xr_ or (-span, span)), *(yr_ or (-span, span)))
+        if dims == 2:
+            grid_axes(bounds, steps)  # refuses a grid that would not fit in memory
+        target = out or run_path or Path("runs/surface")
+        for p in {run_path, target} - {None}:
+            check_run_version(p)
+        check_writable(target)
         src, _ = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
         dev = src.resolve_device()
-        run = open_out(out or run_path or Path("runs/surface"), src)
-        bounds = (*(xr_ or (-span, span)), *(yr_ or (-span, span)))
+        run = open_out(target, src)
+        record_run_version(run.path)
         settings = dict(dims=dims, steps=steps, span=span, xrange=xr_, yrange=yr_, norm=norm, ignore=ignore, bn=bn,
                         samples=samples, seed=seed, directions=str(directions) if directions else None,
                         train_epochs=train_epochs, strategy=strategy, workers=workers, compile=compile, tf32=tf32,
                         device=str(dev))
         run.write_config("surface", {"source": src.as_dict(), "surface": settings})
 
+        with executor(dask, scheduler) as ex:
+            _surface_work(run, src, dev, ex, dims=dims, steps=steps, bounds=bounds, norm=norm, ignore_v=ignore_v,
+                          bn=bn, samples=samples, seed=seed, directions=directions, train_epochs=train_epochs,
+                          strategy=strategy, workers_v=workers_v, compile_v=compile_v, tf32=tf32, replace=replace)
+
+
+def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn, samples, seed, directions,
+                  train_epochs, strategy, workers_v, compile_v, tf32, replace):
+    """The work of `surface` once every option is checked (tasks on ``ex`` when it is a cluster)."""
+    from .. import plot
+    from ..execute import build_landscape, check_weights, landscape_handle
+    from ..surface import center_value, line, plane
+
+    with reported():
         d = src.build_data()
         record_fingerprint(run, d)
         net = src.build_model(d).to(dev)
+        check_weights(net, f"the checkpoint {src.checkpoint}" if src.checkpoint else "the model")
         if not src.checkpoint and not (run.path / "model.pt").exists():
             from ..store import write_checkpoint
             from ..training import train
@@ -123,14 +150,21 @@ def surface(
             from ..models import load_checkpoint
 
             load_checkpoint(net, run.path / "model.pt")
+            check_weights(net, f"the checkpoint {run.path / 'model.pt'}")
         dirs, how = _directions(directions, net, dims, norm, ignore_v, seed, dev)
-        f = Landscape(net, d.train, bn=bn, test=test_pair(d), samples=samples, seed=src.data_seed, strategy=strategy,
-                      workers=workers_v, compile=compile_v, device=dev, tf32=tf32)
+        options = dict(bn=bn, samples=samples, seed=src.data_seed, strategy=strategy, workers=workers_v,
+                       compile=compile_v, tf32=tf32)
+        f = build_landscape(net, d, dev, options)
+        if ex is not None:  # workers rebuild this Landscape from the source, with the run's final weights
+            ex.share(f, landscape_handle(src if src.checkpoint else src.replace(checkpoint=str(run.path / "model.pt")),
+                                         d, f, options))
         name = "surface" if dims == 2 else "line"
         t0 = time.perf_counter()
         if dims == 2:
             ds = plane(f, f.origin, dirs, span=bounds, steps=steps, store=run, name=name, progress=True,
-                       replace=replace, attrs=how)
+                       replace=replace, attrs=how, executor=ex)
+            if "resumed_cells" in ds.attrs:
+                console.print(f"resumed: {ds.attrs['resumed_cells']} of {int(ds.loss.size)} cells done")
         else:
             ds = line(f, f.origin, f.origin + dirs[0], steps=steps, extent=bounds[:2], store=run, name=name,
                       progress=True, replace=replace, attrs=how)

@@ -11,9 +11,9 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
-from .common import (CheckpointOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
-                     ReplaceOpt, SubsetOpt, console, floats, open_out, record_fingerprint, reported,
-                     resolve_source, source_flags, test_pair)
+from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
+                     ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, floats, open_out,
+                     record_fingerprint, reported, resolve_source, source_flags, test_pair)
 
 # J&R retraining without a recorded run (a bare checkpoint): Horoi et al.'s README example.
 JUMP_DEFAULTS = dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=0.0, batch_size=128, augment=False)
@@ -74,8 +74,10 @@ def train_cmd(
     with reported():
         from rich.table import Table
 
+        from ..execute import check_weights, check_writable
         from ..sources import Source
         from ..store import write_checkpoint
+        from ..store.version import check_run_version, record_run_version
         from ..training import train
 
         flags = dict(source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset),
@@ -87,11 +89,17 @@ def train_cmd(
         source, cfg, out_s = _settings(config, flags)
         src = Source.from_dict({**source, "device": device}, str(config) if config else "the options")
         dev = src.resolve_device()
-        run = open_out(Path(out_s or "runs/train"), src)
+        target = Path(out_s or "runs/train")
+        check_run_version(target)
+        check_writable(target)
+        run = open_out(target, src)
+        record_run_version(run.path)
         run.write_config("train", {"source": src.as_dict(), "train": cfg})
         d = src.build_data()
         record_fingerprint(run, d)
         net = src.build_model(d).to(dev)
+        if src.checkpoint:
+            check_weights(net, f"the checkpoint {src.checkpoint}")
         options = {k: v for k, v in cfg.items() if k not in ("optimizer", "lr", "momentum", "weight_decay", "epochs", "batch_size", "seed")}
         t0 = time.perf_counter()
         result = train(net, d, optimizer=cfg["optimizer"], lr=cfg["lr"], momentum=cfg["momentum"],
@@ -144,19 +152,30 @@ def jump(
     span: float = typer.Option(1.0, help="half-width of the grid sampling"),
     seed: int = typer.Option(0, help="base seed of the retraining runs' data order"),
     replace: ReplaceOpt = False,
+    dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Optional[Path] = typer.Option(None, help="run directory (default RUN, else runs/jump)"),
 ):
     """Jump-and-retrain sampling around a model (Horoi et al.): jump.zarr (and grid.zarr, naive.zarr)."""
     with reported():
+        import numpy as np
+
+        from ..execute import check_weights, check_writable
         from ..jump import grid_sample, jump_retrain, naive_sample
         from ..landscape import Landscape
+        from ..store.version import check_run_version, record_run_version
 
         require(sampling in ("jr", "grid", "naive", "all"), f"--sampling must be jr, grid, naive or all, got {sampling!r}")
         require(seeds >= 1 and epochs >= 0 and span > 0, "--seeds must be >= 1, --epochs >= 0 and --span > 0")
         steps = floats(step_sizes, "--step-sizes")
+        check_executor(dask, scheduler)
+        target = out or run_path or Path("runs/jump")
+        for p in {run_path, target} - {None}:
+            check_run_version(p)
+        check_writable(target)
         src, given_run = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
         dev = src.resolve_device()
-        run = open_out(out or run_path or Path("runs/jump"), src)
+        run = open_out(target, src)
+        record_run_version(run.path)
         chosen, why = retrain_defaults(given_run)
         given = dict(optimizer=optimizer, lr=lr, momentum=momentum, batch_size=batch_size, weight_decay=weight_decay, augment=augment)
         chosen.update({k: v for k, v in given.items() if v is not None})
@@ -167,15 +186,25 @@ def jump(
         d = src.build_data()
         record_fingerprint(run, d)
         net = src.build_model(d).to(dev)
+        check_weights(net, f"the checkpoint {src.checkpoint}" if src.checkpoint else "the model")
         n_points = seeds * len(steps) * (epochs + 1)
         summary = {}
         if sampling in ("jr", "all"):
             t0 = time.perf_counter()
             options = dict(chosen)
             use_augment = options.pop("augment")
-            s = jump_retrain(net, d, seeds=range(seeds), step_sizes=steps, epochs=epochs, store=run, progress=True,
-                             train_seed=seed, replace=replace, augment=use_augment, device=dev, **options)
-            summary["jump"] = {"points": int(s.sizes["point"]), "seconds": time.perf_counter() - t0, "retrain": chosen}
+            with executor(dask, scheduler) as ex:
+                if ex is not None:  # workers rebuild the model and data from the source, once each
+                    net, d, _ = ex.source(src)
+                s = jump_retrain(net, d, seeds=range(seeds), step_sizes=steps, epochs=epochs, store=run, progress=True,
+                                 train_seed=seed, replace=replace, augment=use_augment, device=dev, executor=ex,
+                                 **options)
+            bad = int((~np.isfinite(np.asarray(s["loss"].values))).sum())
+            summary["jump"] = {"points": int(s.sizes["point"]), "seconds": time.perf_counter() - t0, "retrain": chosen,
+                               "nonfinite": bad}
+            if bad:
+                console.print(f"[yellow]{bad} of {int(s.sizes['point'])} J&R points have a NaN or infinite loss "
+                              "(diverged retraining); they are kept and flagged[/]")
         if sampling in ("grid", "naive", "all"):
             f = Landscape(net, d.train, test=test_pair(d), device=dev)
             if sampling in ("grid", "all"):

@@ -9,6 +9,7 @@ cell is an independent pair of eigenvalue solves, so cells go to any
 from __future__ import annotations
 
 import math
+from concurrent.futures import as_completed
 
 import numpy as np
 import torch
@@ -40,6 +41,12 @@ def convexity_cell(
     if values.numel() == 0 or not torch.isfinite(values).all():
         return math.nan, math.nan
     return float(values[-1]), float(values[0])
+
+
+def _cell_at(f, center, dirs, x: float, y: float, seed: int, kw: dict) -> tuple[float, float]:
+    """One cell, its point made where it runs: a task carries the centre and directions (shared
+    by every cell, sent once to a cluster) and two coordinates, not a vector per cell."""
+    return convexity_cell(f, center + x * dirs[0] + y * dirs[1], seed=seed, **kw)
 
 
 def convexity_map(
@@ -105,25 +112,23 @@ def convexity_map(
     kw = dict(tol=tol, maxiter=maxiter, method=method, split=split, ignore=ignore)
     cells = [(i, j) for i in range(steps) for j in range(steps)]
 
-    def point(i, j):
-        return center + float(coords[i]) * dirs[0] + float(coords[j]) * dirs[1]
+    def args(i, j):
+        return f, center, dirs, float(coords[i]), float(coords[j]), cell_seed(seed, i, j), kw
 
     lo = np.full((steps, steps), np.nan)
     hi = np.full((steps, steps), np.nan)
-    results = []
     with progress_bar(progress, len(cells), f"convexity map {steps}x{steps}") as advance:
         if executor is None:
             for i, j in cells:
-                results.append(convexity_cell(f, point(i, j), seed=cell_seed(seed, i, j), **kw))
+                lo[i, j], hi[i, j] = _cell_at(*args(i, j))
                 advance(1)
         else:
-            futures = [executor.submit(convexity_cell, f, point(i, j), seed=cell_seed(seed, i, j), **kw)
-                       for i, j in cells]
-            for fut in futures:
-                results.append(fut.result())
+            # Cells finish in any order (dynamic scheduling): each is placed by its own index.
+            futures = {executor.submit(_cell_at, *args(i, j)): (i, j) for i, j in cells}
+            for fut in as_completed(futures):
+                i, j = futures[fut]
+                lo[i, j], hi[i, j] = fut.result()
                 advance(1)
-    for (i, j), (a, b) in zip(cells, results):
-        lo[i, j], hi[i, j] = a, b
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.abs(lo / hi)
     ratio[~np.isfinite(ratio)] = np.nan
