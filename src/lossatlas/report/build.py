@@ -15,10 +15,11 @@ import numpy as np
 
 from .._errors import missing_extra
 from ..store import RunDir, atomic_write_text
-from .figures_measures import density_figure, diagram_figure, hessian_figure, prediction_table, sharpness_table
+from .figures_measures import (density_figure, diagram_figure, hessian_figure, nested_table, prediction_table,
+                               sharpness_table)
 from .figures_samples import embedding_figure, trajectory_figure, training_figure
 from .figures_surface import line_figure, lines_figure, plane_figures, ratio_figure
-from .page import Page, Section, esc, mapping_table, table
+from .page import Page, Section, esc, flatten, mapping_table, table
 from .products import RunProducts, nested_runs, scan
 from .provenance import provenance_section
 
@@ -96,8 +97,10 @@ def _where(item: RunProducts, name: str = "") -> str:
 
 
 def _heading(section: Section, item: RunProducts, several: bool) -> None:
-    if several and item.label:
-        section.html(f"<h3>{esc(item.label)}</h3>")
+    """With nested runs, each run's part starts with its name (the top directory's as itself)."""
+    if several:
+        name = item.label or f"{item.run.path.name} (this directory)"
+        section.html(f"<h3>{esc(name)}</h3>")
 
 
 def _draw(page: Page, section: Section, what: str, make: Callable[[], Iterable]) -> None:
@@ -120,12 +123,17 @@ def _summary(section: Section, scanned) -> None:
         if not entries:
             continue
         _heading(section, item, several)
+        cards = []
+        plain = [(k, v) for k, v in entries.items() if not isinstance(v, dict)]
+        if plain:
+            cards.append(table(("key", "value"), plain))
         for key, value in entries.items():
             if isinstance(value, dict):
-                section.html(f"<details{' open' if key != 'train' else ''}><summary>{esc(key)}</summary>"
-                             f"{mapping_table(value)}</details>")
-            else:
-                section.html(table(("key", "value"), [(key, value)]))
+                # Long entries (the training data's description) start folded.
+                folded = len(flatten(value)) > 16
+                cards.append(f"<details{'' if folded else ' open'}><summary>{esc(key)}</summary>"
+                             f"{nested_table(value)}</details>")
+        section.html('<div class="cards">' + "".join(f"<div>{c}</div>" for c in cards) + "</div>")
 
 
 def _training(page: Page, section: Section, scanned) -> None:

@@ -101,6 +101,15 @@ def _palette(values: np.ndarray, colours: Sequence[str], spread: bool) -> dict:
     return {v: colours[i % len(colours)] for v, i in zip(distinct, idx)}
 
 
+def _padded(v: np.ndarray) -> list | None:
+    ok = v[np.isfinite(v)]
+    if not ok.size:
+        return None
+    lo, hi = float(ok.min()), float(ok.max())
+    pad = 0.06 * (hi - lo) if hi > lo else 1.0
+    return [lo - pad, hi + pad]
+
+
 def _log_loss(loss: np.ndarray) -> tuple[np.ndarray, str]:
     ok = loss[np.isfinite(loss)]
     if ok.size and (ok > 0).all():
@@ -174,8 +183,9 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
                                  customdata=loss, hovertemplate="loss %{customdata:.4g}<extra></extra>", showlegend=False),
                       row=r + 1, col=c + 1)
         loss_traces.append(len(fig.data) - 1)
-        fig.update_xaxes(showticklabels=False, row=r + 1, col=c + 1)
-        fig.update_yaxes(showticklabels=False, row=r + 1, col=c + 1)
+        # Fixed ranges: the panels keep their scale while the animation adds points.
+        fig.update_xaxes(showticklabels=False, range=_padded(xy[:, 0]), row=r + 1, col=c + 1)
+        fig.update_yaxes(showticklabels=False, range=_padded(xy[:, 1]), row=r + 1, col=c + 1)
 
     n_per_panel = len(groups)
     buttons = []
@@ -209,11 +219,12 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
             fig.data[idx].update(name=first["name"][j], showlegend=first["showlegend"][j], legendgroup=first["legendgroup"][j])
     else:
         fig.for_each_trace(lambda t: t.update(visible=True), selector=lambda t: t.name == label(shade_name))
-    menus = [dict(type="buttons", direction="right", x=0.0, y=1.12 + 0.02 * rows, xanchor="left", yanchor="bottom",
-                  showactive=True, buttons=buttons, pad={"r": 4, "t": 0})]
+    # The colour switch at the right, under the legend; play/pause and the slider below the panels.
+    menus = [dict(type="buttons", direction="down", x=1.02, y=0.0, xanchor="left", yanchor="bottom",
+                  showactive=True, buttons=buttons, pad={"l": 0, "b": 0})]
     layout = dict(title={"text": label(title + finite_note(loss))}, coloraxis={"colorscale": "Viridis",
-                  "showscale": not buttons[:-1], "colorbar": {"title": {"text": label(shade_name)}}},
-                  legend={"orientation": "v", "x": 1.02, "y": 1}, margin={"t": 120, "b": 90})
+                  "showscale": not buttons[:-1], "colorbar": {"title": {"text": label(shade_name)}, "len": 0.62, "y": 1.0, "yanchor": "top"}},
+                  legend={"orientation": "v", "x": 1.02, "y": 1}, margin={"t": 80, "b": 90, "r": 170})
     if animated:
         frames, steps_ = _frames(epoch, runs_traces, loss_traces, members, coords, methods)
         fig.frames = frames

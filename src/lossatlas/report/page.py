@@ -189,5 +189,5 @@ table.data td.long{white-space:normal;min-width:20em;max-width:60em;overflow-wra
 table.data th{background:#f0f3f8}caption{text-align:left;font-weight:600;padding:.3em 0}
 p.note{color:#555;font-size:.9em}p.warn{color:#9a3b00;font-size:.9em}
 pre{background:#f4f6f9;padding:.6em;overflow:auto;font-size:.8em}
-details{margin:.5em 0}summary{cursor:pointer;font-weight:600}
+details{margin:.5em 0}div.cards{display:flex;flex-wrap:wrap;gap:0 1.5em;align-items:flex-start}summary{cursor:pointer;font-weight:600}
 """
