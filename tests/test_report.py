@@ -2,6 +2,7 @@
 holds, every user-given string escaped, and the J&R animation (slider, play/pause, no auto-play,
 a switch to colour by loss)."""
 
+import base64
 import json
 import re
 
@@ -177,17 +178,24 @@ def test_embedding_figure_frames():
     meta = {"epoch": epoch, "run": run, "seed": run // 2, "step_size": np.where(run % 2, 1.0, 0.5),
             "loss": rng.uniform(0.1, 1, 12)}
     fig, _ = embedding_figure({"phate": rng.normal(size=(12, 2)), "pca": rng.normal(size=(12, 2))}, meta, "t")
-    assert len(fig.frames) == 3 and [f.name for f in fig.frames] == ["epoch 0", "epoch 1", "epoch 2"]
-    slider = fig.layout.sliders[0]
-    assert slider.active == 2 and len(slider.steps) == 3  # starts showing every epoch
-    labels = [b.label for menu in fig.layout.updatemenus for b in menu.buttons]
+    frames, layout = fig["frames"], fig["layout"]
+    assert [f["name"] for f in frames] == ["epoch 0", "epoch 1", "epoch 2"]
+    slider = layout["sliders"][0]
+    assert slider["active"] == 2 and len(slider["steps"]) == 3  # starts showing every epoch
+    labels = [b["label"] for menu in layout["updatemenus"] for b in menu["buttons"]]
     assert labels == ["colour: step size", "colour: seed", "colour: loss", "play", "pause"]
-    # Frame 0: each path shows only its jump point (later epochs are gaps).
-    first = fig.frames[0].data[0]
-    assert np.isfinite(np.asarray(first.x, float)).sum() == 1
-    # Colouring by loss shows the per-point loss trace of each panel, hidden at first.
-    loss_traces = [i for i, t in enumerate(fig.data) if t.marker.coloraxis == "coloraxis"]
-    assert len(loss_traces) == 2 and all(fig.data[i].visible is False for i in loss_traces)
+    # Frame 0: each path shows only its jump point (later epochs are gaps); float32 typed arrays.
+    x = np.frombuffer(base64.b64decode(frames[0]["data"][0]["x"]["bdata"]), "<f4")
+    assert x.shape == (3,) and np.isfinite(x).sum() == 1
+    # One path per run and panel, coloured by step size at first (one legend entry per step size).
+    data = fig["data"]
+    assert len(data) == 8 and len({t["line"]["color"] for t in data}) == 2
+    assert [t["name"] for t in data if t["showlegend"]] == ["step size 0.5", "step size 1"]
+    # The loss button puts every point on the loss colour scale, with its colour bar.
+    by_loss = next(b for menu in layout["updatemenus"] for b in menu["buttons"] if b["label"] == "colour: loss")
+    restyle, relayout, traces = by_loss["args"]
+    assert list(traces) == list(range(8)) and list(restyle["marker.coloraxis"]) == ["coloraxis"] * 8
+    assert np.allclose(restyle["marker.color"][0], np.log10(meta["loss"][:3])) and relayout["coloraxis.showscale"]
 
 
 def test_sections_only_for_what_the_run_holds(tmp_path):

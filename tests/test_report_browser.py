@@ -110,7 +110,7 @@ def test_report_in_headless_chromium(page, tmp_path):
             buttons["colour: loss"].click()
             WebDriverWait(driver, 10).until(lambda d: d.execute_script(
                 "return [...document.querySelectorAll('.plotly-graph-div')].some(g => (g.data || []).some("
-                "t => t.marker && t.marker.coloraxis && t.visible === true));"))
+                "t => t.marker && t.marker.coloraxis === 'coloraxis'));"))
             active = ("return [...document.querySelectorAll('.plotly-graph-div')].filter(g => g._fullLayout.sliders"
                       " && g._fullLayout.sliders.length).map(g => g._fullLayout.sliders[0].active)[0];")
             last = driver.execute_script(active)

@@ -8,12 +8,13 @@ buttons that colour the runs by step size, by seed, or every point by its (log) 
 
 from __future__ import annotations
 
+import base64
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from .figures_surface import _grid, finite_note
-from .page import fmt, label
+from .page import TEMPLATE, fmt, label
 
 __all__ = ["embedding_figure", "trajectory_figure", "training_figure"]
 
@@ -161,28 +162,20 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
     by_step = _palette(step, SEQUENTIAL, spread=True) if step is not None else None
     by_seed = _palette(seed, QUALITATIVE, spread=False) if seed is not None else None
 
-    # Traces: per panel, one per run (a path), then one of every point coloured by loss.
-    runs_traces, loss_traces, members = [], [], []
+    # Traces: per panel, one per run (a path from its jump point); colours come from the buttons.
+    runs_traces, members = [], []
     for i, m in enumerate(methods):
         xy = np.asarray(coords[m], float)
         r, c = divmod(i, cols)
         for g in groups:
-            first = g[0]
-            colour = by_step[step[first]] if by_step else (by_seed[seed[first]] if by_seed else QUALITATIVE[0])
             fig.add_trace(go.Scatter(x=xy[g, 0], y=xy[g, 1], mode="lines+markers" if animated else "markers",
-                                     line={"color": colour, "width": 1.5}, marker={"color": colour, "size": 6},
+                                     line={"width": 1.5}, marker={"size": 6},
                                      customdata=np.stack([loss[g], epoch[g] if epoch is not None else np.zeros(len(g))], 1),
                                      hovertemplate="loss %{customdata[0]:.4g}<br>epoch %{customdata[1]:g}<extra></extra>",
                                      showlegend=False),
                           row=r + 1, col=c + 1)
             runs_traces.append(len(fig.data) - 1)
             members.append(g)
-        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", visible=False, name=label(shade_name),
-                                 marker={"color": shade.astype(np.float32), "colorscale": "Viridis", "size": 7,
-                                         "coloraxis": "coloraxis"},
-                                 customdata=loss, hovertemplate="loss %{customdata:.4g}<extra></extra>", showlegend=False),
-                      row=r + 1, col=c + 1)
-        loss_traces.append(len(fig.data) - 1)
         # Fixed ranges: the panels keep their scale while the animation adds points.
         fig.update_xaxes(showticklabels=False, range=_padded(xy[:, 0]), row=r + 1, col=c + 1)
         fig.update_yaxes(showticklabels=False, range=_padded(xy[:, 1]), row=r + 1, col=c + 1)
@@ -203,33 +196,30 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
             if show:
                 seen.add(v)
             legend.append(show)
-        buttons.append(_colour_button(f"colour: {key}", runs_traces, loss_traces, colours, names, legend, lgroup))
-    grey = [GREY] * len(runs_traces)
+        buttons.append(dict(label=f"colour: {key}", method="update",
+                            args=[{"line.color": colours, "marker.color": colours, "marker.coloraxis": [None] * len(colours),
+                                   "name": names, "legendgroup": lgroup, "showlegend": legend},
+                                  {"coloraxis.showscale": False}, runs_traces]))
+    k = len(runs_traces)
+    # By loss: every point its (log) loss on one colour scale, the paths grey behind them.
     buttons.append(dict(label="colour: loss", method="update",
-                        args=[{"visible": [True] * len(runs_traces) + [True] * len(loss_traces),
-                               "line.color": grey + [None] * len(loss_traces),
-                               "marker.color": grey + [shade.astype(float).tolist()] * len(loss_traces),
-                               "showlegend": [False] * (len(runs_traces) + len(loss_traces))},
-                              {"coloraxis.showscale": True},
-                              runs_traces + loss_traces]))
-    if buttons[:-1]:
-        # Start as the first colour button says (legend entries included).
-        first = buttons[0]["args"][0]
-        for j, idx in enumerate(runs_traces):
-            fig.data[idx].update(name=first["name"][j], showlegend=first["showlegend"][j], legendgroup=first["legendgroup"][j])
-    else:
-        fig.for_each_trace(lambda t: t.update(visible=True), selector=lambda t: t.name == label(shade_name))
+                        args=[{"line.color": [GREY] * k, "marker.color": [shade[g].astype(float).tolist() for g in members],
+                               "marker.coloraxis": ["coloraxis"] * k, "showlegend": [False] * k},
+                              {"coloraxis.showscale": True}, runs_traces]))
+    # Start as the first button says.
+    start = buttons[0]["args"][0]
+    for j, idx in enumerate(runs_traces):
+        fig.data[idx].update({key.replace(".", "_"): value[j] for key, value in start.items()})
     # The colour switch at the right, under the legend; play/pause and the slider below the panels.
     menus = [dict(type="buttons", direction="down", x=1.02, y=0.0, xanchor="left", yanchor="bottom",
                   showactive=True, buttons=buttons, pad={"l": 0, "b": 0})]
     layout = dict(title={"text": label(title + finite_note(loss))}, coloraxis={"colorscale": "Viridis",
-                  "showscale": not buttons[:-1], "colorbar": {"title": {"text": label(shade_name)}, "len": 0.62, "y": 1.0, "yanchor": "top"}},
+                  "showscale": len(buttons) == 1, "colorbar": {"title": {"text": label(shade_name)}, "len": 0.62, "y": 1.0, "yanchor": "top"}},
                   legend={"orientation": "v", "x": 1.02, "y": 1}, margin={"t": 80, "b": 90, "r": 170})
     if animated:
-        frames, steps_ = _frames(epoch, runs_traces, loss_traces, members, coords, methods)
-        fig.frames = frames
+        frames, steps_ = _frames(epoch, runs_traces, members, coords, methods)
         play = dict(label="play", method="animate",
-                    args=[[f.name for f in frames], {"frame": {"duration": 450, "redraw": False}, "fromcurrent": False,
+                    args=[[f["name"] for f in frames], {"frame": {"duration": 450, "redraw": False}, "fromcurrent": False,
                                                      "mode": "immediate", "transition": {"duration": 0}}])
         pause = dict(label="pause", method="animate",
                      args=[[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
@@ -240,27 +230,23 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
                                   currentvalue={"prefix": "retraining epoch ", "visible": True},
                                   pad={"t": 30, "b": 10})]
     layout["updatemenus"] = menus
-    fig.update_layout(**layout)
-    return fig, 380 * rows + 200
+    fig.update_layout(template=TEMPLATE, **layout)
+    spec = fig.to_dict()
+    if animated:
+        spec["frames"] = frames
+    return spec, 380 * rows + 200
 
 
-def _colour_button(text, runs_traces, loss_traces, colours, names, legend, lgroup):
-    hidden = [False] * len(loss_traces)
-    return dict(label=text, method="update",
-                args=[{"visible": [True] * len(runs_traces) + hidden,
-                       "line.color": colours + [None] * len(loss_traces),
-                       "marker.color": colours + [None] * len(loss_traces),
-                       "name": names + [None] * len(loss_traces),
-                       "legendgroup": lgroup + [None] * len(loss_traces),
-                       "showlegend": legend + [False] * len(loss_traces)},
-                      {"coloraxis.showscale": False},
-                      runs_traces + loss_traces])
+def _typed(values: np.ndarray) -> dict:
+    """A float32 array in plotly.js's typed-array form (base64), as plotly writes its own arrays."""
+    return {"dtype": "f4", "bdata": base64.b64encode(np.ascontiguousarray(values, dtype="<f4").tobytes()).decode()}
 
 
-def _frames(epoch, runs_traces, loss_traces, members, coords, methods):
-    """One frame per retraining epoch: each path shown up to that epoch, later points as gaps."""
-    import plotly.graph_objects as go
+def _frames(epoch, runs_traces, members, coords, methods):
+    """One frame per retraining epoch: each path shown up to that epoch, later points as gaps.
 
+    Plain dicts: thousands of validated frame traces would take seconds to build for nothing.
+    """
     epochs = np.unique(epoch)
     if epochs.size > MAX_FRAMES:
         keep = np.unique(np.r_[np.linspace(0, epochs.size - 1, MAX_FRAMES).round().astype(int), epochs.size - 1])
@@ -274,15 +260,11 @@ def _frames(epoch, runs_traces, loss_traces, members, coords, methods):
             for j in range(per_panel):
                 g = members[i * per_panel + j]
                 hide = epoch[g] > e
-                data.append(go.Scatter(x=np.where(hide, np.nan, xy[g, 0]).astype(np.float32),
-                                       y=np.where(hide, np.nan, xy[g, 1]).astype(np.float32)))
+                data.append({"type": "scatter", "x": _typed(np.where(hide, np.nan, xy[g, 0])),
+                             "y": _typed(np.where(hide, np.nan, xy[g, 1]))})
                 traces.append(runs_traces[i * per_panel + j])
-            hide = epoch > e
-            data.append(go.Scatter(x=np.where(hide, np.nan, xy[:, 0]).astype(np.float32),
-                                   y=np.where(hide, np.nan, xy[:, 1]).astype(np.float32)))
-            traces.append(loss_traces[i])
         name = f"epoch {e:g}"
-        frames.append(go.Frame(data=data, traces=traces, name=name))
+        frames.append({"data": data, "traces": traces, "name": name})
         steps.append(dict(label=f"{e:g}", method="animate",
                           args=[[name], {"mode": "immediate", "frame": {"duration": 0, "redraw": False},
                                          "transition": {"duration": 0}}]))

@@ -13,7 +13,10 @@ import math
 import numbers
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["Page", "Section", "esc", "fmt", "flatten", "label", "table", "mapping_table"]
+__all__ = ["Page", "Section", "TEMPLATE", "esc", "fmt", "flatten", "label", "table", "mapping_table"]
+
+#: The plotly template of every figure.
+TEMPLATE = "plotly_white"
 
 
 def esc(value: Any) -> str:
@@ -144,14 +147,20 @@ class Page:
     def figure(self, fig, height: int = 480, caption: str | None = None) -> str:
         """One plotly figure as a ``<div>``: the first carries plotly.js, the others only their data.
 
-        ``auto_play=False``: an animated figure waits for its play button.
+        ``fig`` is a :class:`plotly.graph_objects.Figure`, or a figure already made a dict (with
+        its template applied; taken as it is, unvalidated: the animated embeddings build their
+        thousands of frame traces as plain typed arrays). ``auto_play=False``: an animated figure
+        waits for its play button.
         """
         import plotly.io as pio
 
-        fig.update_layout(height=height, template="plotly_white")
+        if isinstance(fig, dict):
+            fig["layout"]["height"] = height
+        else:
+            fig.update_layout(height=height, template=TEMPLATE)
         first = self.figures == 0
         self.figures += 1
-        div = pio.to_html(fig, full_html=False, include_plotlyjs=True if first else False, include_mathjax=False,
+        div = pio.to_html(fig, validate=not isinstance(fig, dict), full_html=False, include_plotlyjs=True if first else False, include_mathjax=False,
                           auto_play=False, default_height=f"{height}px", div_id=f"figure-{self.figures}",
                           config={"displaylogo": False, "responsive": True})
         cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
