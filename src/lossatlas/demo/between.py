@@ -1,0 +1,84 @@
+"""The demo's comparisons between minima, stored at the top of the demo directory.
+
+``interpolation.zarr`` (Li et al.'s 1-D interpolation from the good to the bad minimum),
+``connect_linear.zarr`` and ``connect_bezier.zarr`` (the barrier between them on a straight line
+and on a trained quadratic Bezier curve), ``sharpness.zarr`` (one table of sharpness, flatness
+and the top Hessian eigenvalue for all three minima; each minimum's eigenvalue also goes to its
+own ``hessian.zarr``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from .. import plot
+from ..connectivity import connect
+from ..sharpness import compare_minima
+from ..store import RunDir
+from ..surface import line
+from .minima import Minimum, has_batch_norm
+from .settings import DemoSettings
+
+__all__ = ["connect_stage", "interpolation_stage", "sharpness_stage"]
+
+
+def _bn_text(m: Minimum) -> str:
+    return ("batch-norm statistics recomputed at every point on the training data" if has_batch_norm(m.model)
+            else "no batch norm")
+
+
+def interpolation_stage(top: RunDir, a: Minimum, b: Minimum, s: DemoSettings, replace: bool = False) -> dict:
+    """Loss and accuracy on ``(1 - t) a + t b`` for t in [-0.5, 1.5], train and test data."""
+    ds = line(a.landscape, a.theta, b.theta, steps=s.interpolation_steps, extent=(-0.5, 1.5), store=top,
+              name="interpolation", progress=True, replace=replace,
+              attrs={"label_a": a.name, "label_b": b.name, "bn_statistics": _bn_text(a)})
+    plot.plot_interpolation(ds, path=top.figures / "interpolation",
+                            title=f"{a.name} minimum (t=0) to {b.name} minimum (t=1)")
+    ends = {k: [float(ds[k].sel(t=t, method="nearest")) for t in (0.0, 1.0)] for k in ds.data_vars if k != "done"}
+    out = {"a": a.name, "b": b.name, "ends": ends, "max_loss": float(ds.loss.max()), "bn": _bn_text(a)}
+    top.update_summary(interpolation=out)
+    return out
+
+
+def connect_stage(top: RunDir, a: Minimum, b: Minimum, s: DemoSettings) -> dict:
+    """The barrier between two minima: linear path, and a Bezier curve when ``bezier_steps > 0``."""
+    paths, barriers = {}, {}
+    ds = connect(a.landscape, a.theta, b.theta, method="linear", points=s.connect_points)
+    top.save("connect_linear", ds)
+    paths["linear"], barriers["linear"] = ds, float(ds.attrs["barrier"])
+    if s.bezier_steps > 0:
+        ds = connect(a.landscape, a.theta, b.theta, method="bezier", model=a.model, data=a.data.train,
+                     steps=s.bezier_steps, points=s.connect_points, seed=0, progress=True)
+        top.save("connect_bezier", ds)
+        paths["bezier"], barriers["bezier"] = ds, float(ds.attrs["barrier"])
+    plot.plot_connectivity(paths, path=top.figures / "connectivity", title=f"{a.name} to {b.name} minimum")
+    out = {"a": a.name, "b": b.name, "barriers": barriers}
+    top.update_summary(connect=out)
+    return out
+
+
+def sharpness_stage(top: RunDir, minima: dict[str, Minimum], s: DemoSettings) -> dict:
+    """Keskar et al.'s epsilon-sharpness, loss rise, basin volume and the top Hessian eigenvalue of
+    every minimum, each on its own training data (the memorization minimum on its random labels)."""
+    table = compare_minima({n: m.landscape for n, m in minima.items()}, {n: m.theta for n, m in minima.items()},
+                           eps=s.sharpness_eps, subspace=s.sharpness_subspace, maxiter=s.sharpness_maxiter,
+                           radius=s.rise_radius, directions=s.rise_directions, eigenvalues=1, seed=0, progress=True)
+    top.save("sharpness", table)
+    rows = {}
+    for i, name in enumerate(str(v) for v in table.minimum.values):
+        row = {v: float(table[v].values[i]) for v in table.data_vars if table[v].dims == ("minimum",)}
+        sharp = table["sharpness"].isel(minimum=i)
+        row["sharpness"] = {f"eps={float(e):g} {sp}": float(sharp.sel(eps=e, space=sp))
+                            for e in sharp.eps.values for sp in sharp.space.values}
+        row["top_hessian_eigenvalue"] = float(table["lambda"].values[i, 0])
+        rows[name] = row
+        m = minima[name]
+        eig = xr.Dataset({"eigenvalue": (("k",), np.asarray([row["top_hessian_eigenvalue"]]))}, coords={"k": [1]},
+                         attrs={"settings": {"top": 1, "seed": 0, "data_fingerprint": m.landscape.fingerprint,
+                                             "center_fingerprint": m.landscape.space.fingerprint(m.theta)},
+                                "top_eigenvalues": [row["top_hessian_eigenvalue"]]})
+        m.run.save("hessian", eig)
+        m.run.update_summary(hessian={"top_eigenvalues": [row["top_hessian_eigenvalue"]]})
+    top.update_summary(sharpness=rows)
+    return rows

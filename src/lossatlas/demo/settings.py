@@ -1,0 +1,110 @@
+"""The demo's settings: one full set (``make demo``) and one quick set (tests), in one place.
+
+The three minima share the model, its initialization and the data split; they differ only in
+weight decay, augmentation and labels (:data:`MINIMA`). Every number below was chosen by
+measurement (see :mod:`lossatlas.demo` for what was measured).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+__all__ = ["DemoSettings", "FULL", "MINIMA", "PAPER_STEPS_X_LR", "QUICK", "settings_for"]
+
+#: Horoi et al. retrain 40 CIFAR-10 epochs at batch 128 (about 15,600 SGD steps) at lr 1e-3.
+PAPER_STEPS_X_LR = 15_600 * 1e-3
+
+#: What makes each minimum: the data's augmentation and labels, and the training's weight decay.
+MINIMA = {
+    "good": dict(augment=True, random_labels=0.0, weight_decay=5e-4),
+    "bad": dict(augment=False, random_labels=0.0, weight_decay=0.0),
+    "memorization": dict(augment=False, random_labels=1.0, weight_decay=0.0),
+}
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Every setting of the demo (plain values, recorded in ``config/demo.yaml``)."""
+
+    # the network (a 1-D CNN on MNIST-1D) and the data split
+    channels: tuple = (16, 32)
+    hidden: int = 256
+    init_seed: int = 0
+    data_seed: int = 0
+    subset: int | None = None
+    test_subset: int | None = None
+    # training: SGD with momentum and a step decay at half and three quarters of the epochs
+    lr: float = 0.05
+    momentum: float = 0.9
+    batch_size: int = 128
+    epochs: int = 40
+    memorization_epochs: int = 80
+    # 2-D surfaces, trajectory contours and the interpolation
+    surface_steps: int = 21
+    surface_span: float = 1.0
+    surface_figures: str = "all"  # or "contour"
+    trajectory_steps: int = 15
+    interpolation_steps: int = 41
+    # jump and retrain
+    jr_seeds: int = 4
+    jr_step_sizes: tuple = (0.25, 0.5, 0.75, 1.0)
+    jr_epochs: int = 10
+    jr_lr: float = 0.05
+    # embeddings and topology
+    methods: tuple = ("phate", "tsne", "umap", "pca")
+    topology_k: int = 20
+    # sharpness (Keskar et al.'s box, loss rise along filter-normalized directions) and curvature
+    sharpness_eps: tuple = (1e-3,)
+    sharpness_subspace: int | None = 100
+    sharpness_maxiter: int = 10
+    rise_radius: float = 0.25
+    rise_directions: int = 10
+    # mode connectivity: the straight line, and a trained quadratic Bezier curve (0 steps: none)
+    connect_points: int = 41
+    bezier_steps: int = 400
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def epochs_of(self, minimum: str) -> int:
+        return self.memorization_epochs if minimum == "memorization" else self.epochs
+
+    def milestones_of(self, minimum: str) -> tuple[int, int]:
+        """Step decay (x0.1 twice): at 1/2 and 3/4 of the epochs; for memorization at 3/4 and 9/10,
+        since an early drop stalls the fitting of random labels (measured: 99.8 % at epoch 56 of
+        80 at the constant rate)."""
+        e = self.epochs_of(minimum)
+        return (3 * e // 4, 9 * e // 10) if minimum == "memorization" else (e // 2, 3 * e // 4)
+
+    def n_train(self) -> int:
+        """Training samples: MNIST-1D's own split holds 4000."""
+        return self.subset or 4000
+
+    def jr_steps(self) -> int:
+        """SGD steps of one retraining run (the last batch of an epoch may be partial)."""
+        return self.jr_epochs * math.ceil(self.n_train() / self.batch_size)
+
+    def jr_travel(self) -> dict:
+        """Steps x learning rate of a retraining run, against the paper's."""
+        steps = self.jr_steps()
+        product = steps * self.jr_lr
+        return {"steps": steps, "lr": self.jr_lr, "steps_x_lr": product, "paper_steps_x_lr": PAPER_STEPS_X_LR,
+                "fraction_of_paper": product / PAPER_STEPS_X_LR}
+
+
+FULL = DemoSettings()
+
+QUICK = DemoSettings(
+    subset=1000, test_subset=500, epochs=24, memorization_epochs=60,
+    surface_steps=9, surface_figures="contour", trajectory_steps=7, interpolation_steps=17,
+    jr_seeds=2, jr_step_sizes=(0.5, 1.0), jr_epochs=4, jr_lr=0.05,
+    topology_k=10, sharpness_eps=(1e-3,), sharpness_subspace=None, sharpness_maxiter=3,
+    rise_directions=4, connect_points=17, bezier_steps=0,
+)
+
+
+def settings_for(quick: bool) -> DemoSettings:
+    """The quick settings (about a minute on 2 cores) or the full ones (about ten)."""
+    return QUICK if quick else FULL
