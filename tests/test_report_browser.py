@@ -102,21 +102,20 @@ def test_report_in_headless_chromium(page, tmp_path):
         with pytest.raises(NoAlertPresentException):  # no hostile name ran as script
             driver.switch_to.alert.text
 
-        # The J&R figure: colour by loss, then play; the animation runs through its epochs.
-        buttons = {b.text.strip(): b for b in driver.find_elements(By.CSS_SELECTOR, "g.updatemenu-button")}
+        # The (first) J&R figure: colour by loss, then play; the animation runs through its epochs.
         if '"colour: loss"' in page.read_text():
+            animated = next(f for f in figures if "colour: loss" in f.text)
+            buttons = {b.text.strip(): b for b in animated.find_elements(By.CSS_SELECTOR, "g.updatemenu-button")}
             assert {"colour: loss", "play", "pause"} <= set(buttons), sorted(buttons)
-            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", buttons["colour: loss"])
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", animated)
             buttons["colour: loss"].click()
             WebDriverWait(driver, 10).until(lambda d: d.execute_script(
-                "return [...document.querySelectorAll('.plotly-graph-div')].some(g => (g.data || []).some("
-                "t => t.marker && t.marker.coloraxis === 'coloraxis'));"))
-            active = ("return [...document.querySelectorAll('.plotly-graph-div')].filter(g => g._fullLayout.sliders"
-                      " && g._fullLayout.sliders.length).map(g => g._fullLayout.sliders[0].active)[0];")
-            last = driver.execute_script(active)
+                "return arguments[0].data.some(t => t.marker && t.marker.coloraxis === 'coloraxis');", animated))
+            active = "return arguments[0]._fullLayout.sliders[0].active;"
+            last = driver.execute_script(active, animated)
             buttons["play"].click()
-            WebDriverWait(driver, 10, poll_frequency=0.05).until(lambda d: d.execute_script(active) != last)
-            WebDriverWait(driver, 60, poll_frequency=0.2).until(lambda d: d.execute_script(active) == last)
+            WebDriverWait(driver, 10, poll_frequency=0.05).until(lambda d: d.execute_script(active, animated) != last)
+            WebDriverWait(driver, 60, poll_frequency=0.2).until(lambda d: d.execute_script(active, animated) == last)
 
         # A screenshot of the window and of the first (WebGL 3-D) figure are not blank.
         driver.execute_script("window.scrollTo(0, 0);")

@@ -124,7 +124,13 @@ def _summary(section: Section, scanned) -> None:
             continue
         _heading(section, item, several)
         cards = []
-        plain = [(k, v) for k, v in entries.items() if not isinstance(v, dict)]
+        for key, value in entries.items():
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                # A list of records (the demo's notices): one row each.
+                columns = list(dict.fromkeys(c for v in value for c in v))
+                cards.append(table(columns, [[v.get(c, "") for c in columns] for v in value], caption=key))
+        plain = [(k, v) for k, v in entries.items()
+                 if not isinstance(v, dict) and not (isinstance(v, list) and v and all(isinstance(x, dict) for x in v))]
         if plain:
             cards.append(table(("key", "value"), plain))
         for key, value in entries.items():
