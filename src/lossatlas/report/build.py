@@ -123,23 +123,32 @@ def _summary(section: Section, scanned) -> None:
         if not entries:
             continue
         _heading(section, item, several)
-        cards = []
+        comparisons, records, plain, others = [], [], [], []
         for key, value in entries.items():
-            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            if isinstance(value, dict) and _rows_of_mappings(value):
+                comparisons.append(_card(key, nested_table(value), folded=False))
+            elif isinstance(value, dict):
+                # Long entries (the training data's description) start folded.
+                others.append(_card(key, mapping_table(value), folded=len(flatten(value)) > 16))
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
                 # A list of records (the demo's notices): one row each.
                 columns = list(dict.fromkeys(c for v in value for c in v))
-                cards.append(table(columns, [[v.get(c, "") for c in columns] for v in value], caption=key))
-        plain = [(k, v) for k, v in entries.items()
-                 if not isinstance(v, dict) and not (isinstance(v, list) and v and all(isinstance(x, dict) for x in v))]
+                records.append(table(columns, [[v.get(c, "") for c in columns] for v in value], caption=key))
+            else:
+                plain.append((key, value))
         if plain:
-            cards.append(table(("key", "value"), plain))
-        for key, value in entries.items():
-            if isinstance(value, dict):
-                # Long entries (the training data's description) start folded.
-                folded = len(flatten(value)) > 16
-                cards.append(f"<details{'' if folded else ' open'}><summary>{esc(key)}</summary>"
-                             f"{nested_table(value)}</details>")
-        section.html('<div class="cards">' + "".join(f"<div>{c}</div>" for c in cards) + "</div>")
+            others.insert(0, table(("key", "value"), plain))
+        # Comparisons (one row per minimum) first, then the rest side by side.
+        section.html("".join(comparisons + records))
+        section.html('<div class="cards">' + "".join(f"<div>{c}</div>" for c in others) + "</div>")
+
+
+def _card(key: str, body: str, folded: bool) -> str:
+    return f"<details{'' if folded else ' open'}><summary>{esc(key)}</summary>{body}</details>"
+
+
+def _rows_of_mappings(value: dict) -> bool:
+    return bool(value) and all(isinstance(v, dict) for v in value.values())
 
 
 def _training(page: Page, section: Section, scanned) -> None:
