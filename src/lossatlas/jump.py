@@ -239,10 +239,6 @@ def _static_samples(f: Landscape, center, blocks, n: int, attrs: dict, settings:
         for k, v in coord_vars.items():  # the layout writes index coords only
             run.write_variable(name, k, np.asarray(v))
     else:
-        need, free = 4.0 * n * f.space.size, free_memory()
-        require(need <= free / 2, f"{n} sampled points of {f.space.size} parameters need about {need / 2**30:.3g} GiB "
-                f"of weights in memory, but {free / 2**30:.3g} GiB is available; give store= to stream them to disk, "
-                "or sample fewer points")
         weights = np.empty((n, f.space.size), np.float32)
     with progress_bar(progress, int((~done).sum()), f"{attrs['sampling']} sampling: {n} points") as advance:
         for i, c, dirs in blocks:
@@ -270,6 +266,15 @@ def _static_samples(f: Landscape, center, blocks, n: int, attrs: dict, settings:
     data = {"weights": (("point", "param"), weights)}
     data.update({k: (("point",), v) for k, v in values.items()})
     return xr.Dataset(data, coords={k: (("point",), v) for k, v in coord_vars.items()}, attrs=attrs)
+
+
+def _check_in_memory(f: Landscape, n: int, store) -> None:
+    """Without a store every sampled point's weights are held in memory: refuse, before any work,
+    a sampling whose weights would take over half the memory available."""
+    need, free = 4.0 * n * f.space.size, free_memory()
+    require(store is not None or need <= free / 2, f"{n} sampled points of {f.space.size} parameters need about "
+            f"{need / 2**30:.3g} GiB of weights in memory, but {free / 2**30:.3g} GiB is available; give store= to "
+            "stream them to disk, or sample fewer points")
 
 
 def _prepare_center(f: Landscape, center) -> torch.Tensor:
@@ -310,6 +315,7 @@ def grid_sample(
     """
     n_points = positive_int("n_points", n_points)
     require(span > 0, f"span must be positive, got {span}")
+    _check_in_memory(f, n_points, store)
     norm_e, rule = parse_norm(norm), parse_ignore(ignore)
     center = _prepare_center(f, center)
     m = 3
@@ -370,6 +376,7 @@ def naive_sample(
     require(bool(step_sizes) and all(c > 0 for c in step_sizes), f"step sizes must be positive, got {step_sizes}")
     require(n_points % len(step_sizes) == 0,
             f"n_points={n_points} is not a multiple of the {len(step_sizes)} step sizes")
+    _check_in_memory(f, n_points, store)
     norm_e, rule = parse_norm(norm), parse_ignore(ignore)
     center = _prepare_center(f, center)
     n_dirs = n_points // len(step_sizes)
