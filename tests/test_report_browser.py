@@ -101,6 +101,12 @@ def test_report_in_headless_chromium(page, tmp_path):
         assert len(figures) >= 1 and len(roots) >= len(figures)
         with pytest.raises(NoAlertPresentException):  # no hostile name ran as script
             driver.switch_to.alert.text
+        if not os.environ.get("LOSSATLAS_REPORT_RUN"):
+            from test_report import HOSTILE
+
+            # ... and in the figures the names read as the user wrote them, character for character.
+            texts = driver.execute_script("return [...document.querySelectorAll('svg text')].map(t => t.textContent);")
+            assert any(HOSTILE in t for t in texts), [t for t in texts if "alert" in t][:3]
 
         # The (first) J&R figure: colour by loss, then play; the animation runs through its epochs.
         if '"colour: loss"' in page.read_text():

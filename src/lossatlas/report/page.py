@@ -34,15 +34,17 @@ def label(value: Any) -> str:
     """``value`` as text for a plotly title, axis label, legend entry or hover text.
 
     plotly.js reads those as HTML-like markup (``<b>``, ``<br>``, ``<a href>``) and typesets text
-    between dollar signs with MathJax when it is present, so both are neutralised: the entities
-    are drawn as the characters they stand for.
+    between dollar signs with MathJax when it is present, so both are neutralised: ``<``, ``>``,
+    ``&`` and ``$`` become entities, which plotly draws as the characters they stand for. Quotes
+    stay as they are: with no ``<`` left no tag (and no attribute) can be formed, and plotly would
+    draw ``&quot;`` literally.
 
     Examples
     --------
     >>> label("<b>$x$</b>")
     '&lt;b&gt;&#36;x&#36;&lt;/b&gt;'
     """
-    return esc(value).replace("$", "&#36;")
+    return html.escape(str(value), quote=False).replace("$", "&#36;")
 
 
 def fmt(value: Any) -> str:
