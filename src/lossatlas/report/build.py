@@ -161,6 +161,9 @@ def _training(page: Page, section: Section, scanned) -> None:
             meta = p.ds.drop_vars("weights")
             _draw(page, section, p.name, lambda: [(training_figure(select_run(meta).load(),
                                                                    f"{_where(item, p.name)}: training"), 420)])
+            if "run" in meta.coords and len(np.unique(meta["run"].values)) > 1:
+                section.text(f"{p.name} holds {len(np.unique(meta['run'].values))} runs; the first is drawn here "
+                             "and in the trajectory plot (embed them together with the trajectory as the source).")
 
 
 def _surfaces(page: Page, section: Section, scanned) -> None:

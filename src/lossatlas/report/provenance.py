@@ -53,6 +53,9 @@ def provenance_section(section: Section, scanned: Iterable) -> None:
                     versions[k].setdefault(str(p.ds.attrs[k]), []).append(f"{where}/{p.name}")
             if "device" in p.ds.attrs:
                 devices.setdefault(str(p.ds.attrs["device"]), []).append(f"{where}/{p.name}")
+            for key, value in p.ds.attrs.items():
+                if "seed" in key and isinstance(value, (int, float, str, list)) and not isinstance(value, bool):
+                    seeds.append((where, f"{p.name}.zarr", key, _text(value)))
         for command, cfg in read_configs(item.run).items():
             for key, value in flatten(cfg).items():
                 last = key.rsplit(".", 1)[-1]
@@ -75,7 +78,7 @@ def provenance_section(section: Section, scanned: Iterable) -> None:
         section.html(table(("device", "recorded by"), [(d, ", ".join(w[:8]) + (" ..." if len(w) > 8 else ""))
                                                       for d, w in devices.items()], caption="devices"))
     if seeds:
-        section.html(table(("run", "command", "setting", "seed"), seeds, caption="seeds"))
+        section.html(table(("run", "config or product", "setting", "seed"), seeds, caption="seeds"))
     for item in scanned:
         where = item.label or item.run.path.name
         if item.run.has_source():
