@@ -248,3 +248,9 @@ def test_report_command_on_a_real_run(tmp_path):
     assert "mlp on digits" in page
     r = runner.invoke(local, ["report", str(tmp_path / "absent")])
     assert r.exit_code == 2 and "no run directory" in r.output
+
+
+def test_an_empty_run_says_so(tmp_path):
+    page = build_report(RunDir(tmp_path / "empty").path).read_text()
+    assert "holds no products and no summary yet" in page and "<h2>Provenance</h2>" in page
+    assert not PLOTLY_SIGNATURE.search(page)  # no figure, no plotly.js

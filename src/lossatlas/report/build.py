@@ -62,7 +62,10 @@ def build_report(run_dir, path=None) -> Path:
     target = Path(path) if path is not None else run.path / "report.html"
     scanned = [scan(run)] + [scan(RunDir(sub, create=False), sub.name) for sub in nested_runs(run.path)]
     page = Page(f"lossatlas report: {run.path.name}", _subtitle(run))
-    _summary(page.section("Summary"), scanned)
+    summary = page.section("Summary")
+    if not any(item.products or item.run.summary() for item in scanned):
+        summary.text("This run directory holds no products and no summary yet.")
+    _summary(summary, scanned)
     _training(page, page.section("Training"), scanned)
     _surfaces(page, page.section("Surfaces"), scanned)
     _trajectories(page, page.section("Trajectories"), scanned)
