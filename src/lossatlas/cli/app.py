@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import analysis, demo, measures, surface, training
+from . import report as report_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -22,6 +23,7 @@ app.command("topology")(measures.topology)
 app.command("hessian")(measures.hessian)
 app.command("sharpness")(measures.sharpness)
 app.command("connect")(measures.connect)
+app.command("report")(report_cmd.report)
 app.command("demo")(demo.demo)
 
 
