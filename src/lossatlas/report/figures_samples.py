@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .figures_surface import _grid, finite_note
+from .figures_surface import finite_note, plane_values
 from .page import TEMPLATE, fmt, label
 
 __all__ = ["embedding_figure", "trajectory_figure", "training_figure"]
@@ -59,7 +59,7 @@ def trajectory_figure(xy: np.ndarray, epochs: np.ndarray, explained: Sequence[fl
     fig = go.Figure()
     note = ""
     if plane is not None and "loss" in plane:
-        z = _grid(plane, "loss")
+        z = plane_values(plane, "loss")
         ok = z[np.isfinite(z)]
         logged = ok.size > 0 and bool((ok > 0).all())
         fig.add_trace(go.Contour(x=np.asarray(plane["x"].values, float), y=np.asarray(plane["y"].values, float),

@@ -26,7 +26,7 @@ def finite_note(values: np.ndarray) -> str:
     return f" ({bad} non-finite points not drawn)" if bad else ""
 
 
-def _grid(ds, var: str) -> np.ndarray:
+def plane_values(ds, var: str) -> np.ndarray:
     """``var`` as a [y, x] array (plotly's z is indexed row = y), NaN where a cell is not done."""
     z = np.asarray(ds[var].transpose("x", "y").values, dtype=float)
     if "done" in ds:
@@ -52,7 +52,7 @@ def plane_figures(ds, title: str, log: bool = True) -> list:
 
     x, y = np.asarray(ds["x"].values, float), np.asarray(ds["y"].values, float)
     xt, yt = _axis_titles(ds)
-    z = _grid(ds, "loss")
+    z = plane_values(ds, "loss")
     finite = z[np.isfinite(z)]
     use_log = log and finite.size > 0 and bool((finite > 0).all())
     height = np.log10(z) if use_log else z
@@ -71,7 +71,7 @@ def plane_figures(ds, title: str, log: bool = True) -> list:
     cont = make_subplots(rows=rows, cols=cols, subplot_titles=[label(METRICS[v]) for v in panels],
                          horizontal_spacing=0.12, vertical_spacing=0.12)
     for i, var in enumerate(panels):
-        zz = _grid(ds, var)
+        zz = plane_values(ds, var)
         ok = zz[np.isfinite(zz)]
         logged = var.endswith("loss") and ok.size > 0 and bool((ok > 0).all())
         shown = np.log10(zz) if logged else zz
@@ -94,7 +94,7 @@ def ratio_figure(ds, title: str):
     """Li et al.'s convexity map: |lambda_min / lambda_max| over a plane, as a heat map."""
     import plotly.graph_objects as go
 
-    z = _grid(ds, "ratio")
+    z = plane_values(ds, "ratio")
     fig = go.Figure(go.Heatmap(x=np.asarray(ds["x"].values, float), y=np.asarray(ds["y"].values, float),
                                z=z.astype(np.float32), colorscale="RdBu_r", zmin=0,
                                colorbar={"title": {"text": "|min/max|"}},
