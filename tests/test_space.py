@@ -107,3 +107,16 @@ def test_bad_input_errors():
         random_directions(broken)
     with pytest.raises(InputError, match="direction has shape"):
         normalize_direction(space, torch.zeros(3), space.vector(model))
+
+
+def test_half_precision_models_hash():
+    # bf16 and fp16 models crashed the old hashers (NumPy has no bfloat16)
+    import lossatlas as la
+    from helpers import mlp
+
+    for dtype in (torch.bfloat16, torch.float16):
+        model = mlp().to(dtype)
+        space = la.ParamSpace(model)
+        vec = space.vector(model)
+        assert len(space.fingerprint(vec)) == 16
+        assert space.fingerprint(vec) != space.fingerprint(vec.float())
