@@ -54,3 +54,25 @@ def train_briefly(model, X, y, steps=60, lr=0.1):
         opt.step()
     model.eval()
     return model
+
+
+class Stop(Exception):
+    """Raised by :func:`stop_after` to interrupt a sampler mid-run."""
+
+
+def stop_after(n):
+    """A progress callback that interrupts the work once ``n`` units are done."""
+
+    def progress(done, total):
+        if done >= n:
+            raise Stop
+
+    return progress
+
+
+def clusters(n=48, shape=(16,), classes=4, seed=0, noise=0.8):
+    """``n`` samples of ``classes`` Gaussian clusters in ``shape``, from their own generator."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    X = torch.randn(classes, *shape, generator=gen)[y] + noise * torch.randn(n, *shape, generator=gen)
+    return X, y

@@ -14,19 +14,7 @@ from lossatlas.jump import grid_sample, jump_retrain, naive_sample
 from lossatlas.landscape import Landscape
 from lossatlas.store import RunDir, read_attr
 
-from helpers import DEVICE, blobs, mlp
-
-
-class Stop(Exception):
-    pass
-
-
-def stop_after(n):
-    def progress(done, total):
-        if done >= n:
-            raise Stop
-
-    return progress
+from helpers import DEVICE, blobs, mlp, Stop, stop_after
 
 
 @pytest.fixture(scope="module")

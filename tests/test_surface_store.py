@@ -10,19 +10,7 @@ from lossatlas.space import ParamSpace, random_directions
 from lossatlas.store import RunDir, read_attr
 from lossatlas.surface import center_index, center_value, line, plane
 
-from helpers import DEVICE, blobs, mlp, train_briefly
-
-
-class Stop(Exception):
-    pass
-
-
-def stop_after(n):
-    def progress(done, total):
-        if done >= n:
-            raise Stop
-
-    return progress
+from helpers import DEVICE, blobs, mlp, train_briefly, Stop, stop_after
 
 
 def count_calls(f, method):

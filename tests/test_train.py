@@ -7,12 +7,11 @@ from lossatlas._errors import InputError
 from lossatlas.models import build
 from lossatlas.space import ParamSpace
 
+from helpers import clusters
+
 
 def data(n=120, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 4
-    X = torch.randn(4, 1, 8, 8, generator=gen)[y] + 0.8 * torch.randn(n, 1, 8, 8, generator=gen)
-    return X, y
+    return clusters(n, (1, 8, 8), seed=seed)
 
 
 def cnn(seed, bn=True):

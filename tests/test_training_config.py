@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from helpers import DEVICE
+from helpers import DEVICE, clusters
 from lossatlas._errors import InputError
 from lossatlas.models import build
 from lossatlas.progress import progress_bar
@@ -14,10 +14,7 @@ from lossatlas.training import TrainConfig, train
 
 
 def data(n=48, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 4
-    X = torch.randn(4, 16, generator=gen)[y] + 0.8 * torch.randn(n, 16, generator=gen)
-    return X, y
+    return clusters(n, (16,), seed=seed)
 
 
 def mlp(seed=0):

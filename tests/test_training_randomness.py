@@ -8,17 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import DEVICE
+from helpers import DEVICE, clusters
 from lossatlas.models import build
 from lossatlas.space import ParamSpace
 from lossatlas.training import RandomStream, RunGenerators, train
 
 
 def data(n=48, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 4
-    X = torch.randn(4, 1, 8, 8, generator=gen)[y] + 0.8 * torch.randn(n, 1, 8, 8, generator=gen)
-    return X, y
+    return clusters(n, (1, 8, 8), seed=seed)
 
 
 def net(seed, bn=True):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import DEVICE
+from helpers import DEVICE, clusters
 from lossatlas._errors import StoreMismatchError
 from lossatlas.models import build
 from lossatlas.space import ParamSpace
@@ -14,10 +14,7 @@ from lossatlas.training import train
 
 
 def data(n=48, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 4
-    X = torch.randn(4, 16, generator=gen)[y] + 0.8 * torch.randn(n, 16, generator=gen)
-    return X, y
+    return clusters(n, (16,), seed=seed)
 
 
 def mlp(seed=0):
