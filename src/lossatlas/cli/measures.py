@@ -37,6 +37,15 @@ def _landscape(src, bn: str, samples: Optional[int], ex=None):
     return net, d, dev, f
 
 
+def _check_versions(*paths) -> None:
+    """Refuse, before any work, a run directory written by a newer lossatlas."""
+    from ..store.version import check_run_version
+
+    for p in paths:
+        if p is not None and Path(p).is_dir():
+            check_run_version(p)
+
+
 def hessian(
     run_path: RunOpt = None,
     model: ModelOpt = None, model_arg: ModelArgOpt = None, checkpoint: CheckpointOpt = None, data: DataOpt = None,
@@ -144,6 +153,7 @@ def sharpness(
         from ..store import RunDir
 
         require(len(runs) >= 1, "give at least one run directory")
+        _check_versions(*runs, out)
         epsilons = floats(eps, "--eps")
         require(epsilons and all(e > 0 for e in epsilons), "--eps takes positive numbers")
         names = [Path(r).name or str(r) for r in runs]
@@ -201,6 +211,7 @@ def connect(
         require(methods and all(m in ("linear", "bezier", "neb") for m in methods),
                 f"--method takes linear, bezier or neb, got {method!r}")
         require(points >= 3, f"--points must be at least 3, got {points}")
+        _check_versions(a, b, out)
         src_a, _ = resolve_source(a, {}, device)
         src_b, _ = resolve_source(b, {}, device)
         run = open_out(out, src_a)
@@ -242,6 +253,7 @@ def topology(
         from ..store import RunDir
         from ..topology import persistence, total_persistence
 
+        _check_versions(run_path)
         run = RunDir(run_path, create=False)
         require(run.exists(source), f"{run.zarr_path(source)} does not exist; run `lossatlas jump {run_path}` first")
         require(k >= 1 and p > 0, "--k must be >= 1 and --p > 0")

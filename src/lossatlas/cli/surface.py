@@ -211,6 +211,11 @@ def interpolate(
         from ..surface import line
 
         ext = pair(extent, "--extent")
+        from ..store.version import check_run_version
+
+        for p in (a, b, out):
+            if Path(p).is_dir():
+                check_run_version(p)
         require(steps >= 2, f"--steps must be at least 2, got {steps}")
         require(bn == "auto" or parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)"), "")
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)

@@ -6,10 +6,10 @@ process. :mod:`.preflight` holds the checks made before a run's work starts.
 """
 
 from .cluster import CONNECT_TIMEOUT, DaskExecutor, WorkerLostError, executor_for, landscape_handle
-from .preflight import available_memory, check_fits, check_weights, check_writable
+from .preflight import check_weights, check_writable
 from .worker import Rebuild, build_landscape, run_task, worker_counts
 
 __all__ = [
-    "CONNECT_TIMEOUT", "DaskExecutor", "Rebuild", "WorkerLostError", "available_memory", "build_landscape",
-    "check_fits", "check_weights", "check_writable", "executor_for", "landscape_handle", "run_task", "worker_counts",
+    "CONNECT_TIMEOUT", "DaskExecutor", "Rebuild", "WorkerLostError", "build_landscape", "check_weights",
+    "check_writable", "executor_for", "landscape_handle", "run_task", "worker_counts",
 ]

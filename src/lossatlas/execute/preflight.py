@@ -3,7 +3,6 @@ raised before anything is computed or written, so nothing already computed is lo
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -46,34 +45,3 @@ def check_weights(model, what: str = "the model") -> None:
            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     require(not bad, f"{what} holds NaN or infinite weights in {bad[:10]}{' ...' if len(bad) > 10 else ''}: it "
             "diverged or was damaged; use the checkpoint of an earlier, finite epoch")
-
-
-def available_memory() -> int:
-    """Bytes of memory available to this process now."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:  # pragma: no cover - psutil comes with distributed
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-
-
-def check_fits(n_bytes: float, what: str, advice: str, fraction: float = 0.5) -> None:
-    """Refuse a result of ``n_bytes`` that would take more than ``fraction`` of the memory
-    available now, with ``advice`` on how to make it smaller.
-
-    Examples
-    --------
-    >>> check_fits(41 * 41 * 40, "a 41x41 plane", "use fewer steps")
-    """
-    free = available_memory()
-    require(n_bytes <= fraction * free, f"{what} needs about {_size(n_bytes)} of memory, but {_size(free)} is "
-            f"available here; {advice}")
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"

@@ -1,5 +1,5 @@
-"""Which lossatlas wrote a run directory: ``config/lossatlas.yaml`` records the newest version
-that wrote to it, and an older lossatlas refuses the run before any work (its stores may hold
+"""Which lossatlas wrote a run directory: ``lossatlas-version.yaml`` records the newest version
+that wrote to it (beside ``config/``, whose files are the commands' own configs), and an older lossatlas refuses the run before any work (its stores may hold
 layouts or settings it does not know)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import yaml
 from .._errors import require
 from .files import atomic_write_text
 
-VERSION_FILE = Path("config") / "lossatlas.yaml"
+VERSION_FILE = Path("lossatlas-version.yaml")
 
 
 def installed_version() -> str:
