@@ -16,6 +16,10 @@ from lossatlas.demo import FULL, MEMORIZED, MINIMA, PAPER_STEPS_X_LR, QUICK, Not
 
 PER_MINIMUM = ("trajectory", "surface", "trajectory_plane", "jump", "embedding", "topology", "hessian")
 TOP = ("interpolation", "connect_linear", "sharpness")
+# The quick demo takes about two minutes of CPU (measured: 111 s on one thread); on a shared,
+# loaded machine its wall time can pass the suite's per-test limit, which is not a failure of it.
+pytestmark = pytest.mark.timeout(1800)
+
 SUMMARY_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "total_persistence_d0",
                 "total_persistence_d1", "top_hessian_eigenvalue", "sharpness", "mean_rise", "embedding_scores")
 
@@ -122,3 +126,19 @@ def test_notices_say_each_kind_of_warning_once_in_plain_words():
     kinds = notices.as_list()
     assert [k["count"] for k in kinds] == [3, 1] and kinds[0]["stages"] == ["embedding good", "embedding bad"]
     assert "figure is drawn all the same" in explain("something else entirely")
+
+
+def test_a_demo_directory_of_other_settings_is_refused_before_any_training(tmp_path):
+    import torch
+
+    from lossatlas import StoreMismatchError
+    from lossatlas.demo import source_of, train_minimum
+    from lossatlas.store import RunDir
+
+    run = RunDir(tmp_path / "good")
+    other = source_of("good", FULL, "cpu").as_dict()
+    run.write_source({k: v for k, v in other.items() if k != "device"})
+    with pytest.raises(StoreMismatchError, match="subset"):
+        train_minimum(tmp_path, "good", QUICK, "cpu", torch.device("cpu"))
+    assert RunDir(tmp_path / "good").read_source()["subset"] is None  # the record is untouched
+    assert not (tmp_path / "good" / "trajectory.zarr").exists()

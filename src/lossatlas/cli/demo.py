@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import typer
@@ -10,19 +9,9 @@ import typer
 from .common import DeviceOpt, ReplaceOpt, console, reported
 
 
-def call(command, **kwargs):
-    """Call another command's function from Python with its command-line defaults for every
-    option not given (called directly, typer's parameters default to their OptionInfo)."""
-    for name, param in inspect.signature(command).parameters.items():
-        if name not in kwargs:
-            default = param.default
-            kwargs[name] = default.default if isinstance(default, typer.models.ParameterInfo) else default
-    return command(**kwargs)
-
-
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="demo directory (one run directory per minimum inside)"),
-    quick: bool = typer.Option(False, help="smaller settings (about a minute; for tests)"),
+    quick: bool = typer.Option(False, help="smaller settings (under two minutes; for tests)"),
     device: DeviceOpt = "auto",
     replace: ReplaceOpt = False,
 ):

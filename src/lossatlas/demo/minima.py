@@ -16,7 +16,7 @@ import torch
 
 from ..landscape import Landscape
 from ..sources import Source
-from ..store import RunDir, write_checkpoint
+from ..store import RunDir, differences, mismatch, write_checkpoint
 from ..training import TrainConfig, train
 from .settings import MINIMA, DemoSettings
 
@@ -67,6 +67,12 @@ def train_minimum(out: Path, name: str, settings: DemoSettings, device: str, dev
     run = RunDir(Path(out) / name)
     record = {k: v for k, v in src.as_dict().items() if k != "device"}
     cfg = train_config(name, settings)
+    if run.has_source() and not replace:
+        # Checked before the source is rewritten: products of another source are never relabelled.
+        stored = {k: v for k, v in run.read_source().items() if k not in ("device", "checkpoint", "data_fingerprint")}
+        diffs = differences(stored, {k: v for k, v in record.items() if k != "checkpoint"})
+        if diffs:
+            raise mismatch(run.path / "config" / "source.yaml", diffs)
     data = src.build_data()
     run.write_source({**record, "data_fingerprint": data.fingerprint})
     run.write_config("train", {"source": src.as_dict(), "train": cfg.as_dict()})

@@ -106,5 +106,5 @@ QUICK = DemoSettings(
 
 
 def settings_for(quick: bool) -> DemoSettings:
-    """The quick settings (about a minute on 2 cores) or the full ones (about ten)."""
+    """The quick settings (under two minutes on 2 cores; for tests) or the full ones (under ten)."""
     return QUICK if quick else FULL
