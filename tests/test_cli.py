@@ -37,6 +37,8 @@ def test_surface_on_builtin_model_trains_first_and_writes_plane(tmp_path):
     assert (out / "figures" / "surface_contour.png").stat().st_size > 0
     assert (out / "figures" / "surface_contour.pdf").exists()
     assert (out / "model.pt").exists()
+    # every command ends by rebuilding the run's self-contained report
+    assert "plotly" in (out / "report.html").read_text()
     run = la.RunDir(out)
     assert run.read_config("surface")["surface"]["steps"] == 5 and run.read_source()["model"] == "mlp"
     # the checkpoint written above is loadable as a user checkpoint, giving the same center loss

@@ -59,11 +59,15 @@ _EXPORTS = {
     "total_persistence": "topology",
     "predict": "prediction",
     "load_data": "data",
+    "build_report": "report",
+    "DaskExecutor": "execute",
+    "WorkerLostError": "execute",
 }
 
 _SUBMODULES = {
     "space", "store", "sources", "landscape", "surface", "training", "jump", "curvature", "sharpness",
-    "connectivity", "trajectory", "embedding", "topology", "prediction", "plot", "data", "models", "cli",
+    "connectivity", "trajectory", "embedding", "topology", "prediction", "plot", "report", "data", "models",
+    "execute", "cli",
 }
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES - set(_EXPORTS))

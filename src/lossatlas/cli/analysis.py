@@ -11,7 +11,7 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
-from .common import DeviceOpt, ReplaceOpt, console, record_fingerprint, reported, resolve_source
+from .common import DeviceOpt, ReplaceOpt, console, record_fingerprint, reported, resolve_source, write_report
 
 RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="run directory")]
 
@@ -69,6 +69,7 @@ def trajectory(
                                        "random_extent": np.abs(xy_r).max(0).tolist(), "pca_extent": np.abs(xy).max(0).tolist()})
         console.print(f"PCA directions capture {100 * ratios[0]:.1f}% + {100 * ratios[1]:.1f}% = {100 * ratios.sum():.1f}% of the variance")
         console.print(f"wrote {run.zarr_path('trajectory_plane')} and figures in {run.figures}")
+        write_report(run)
 
 
 def scores(emb) -> dict:
@@ -124,3 +125,4 @@ def embed(
         for m, s in sc.items():
             table.add_row(m, *(f"{s.get(k, float('nan')):.3f}" for k in keys))
         console.print(table)
+        write_report(run)

@@ -105,9 +105,11 @@ def resolve_source(run_path: Optional[Path], flags: dict, device: str, defaults:
     """
     from ..sources import Source
     from ..store import RunDir
+    from ..store.version import check_run_version
 
     if run_path is not None:
         run = RunDir(run_path, create=False)
+        check_run_version(run.path)
         require(run.has_source(), f"{run.path} records no source (config/source.yaml); is it a lossatlas run directory?")
         require(not flags, f"{run.path} already records its model and data; drop "
                 f"{', '.join('--' + k.replace('_', '-').replace('model-args', 'model-arg') for k in flags)} or give no RUN")
@@ -122,9 +124,15 @@ def resolve_source(run_path: Optional[Path], flags: dict, device: str, defaults:
 
 def open_out(out: Path, src) -> Any:
     """The output run directory, recording ``src`` there; a directory recording another source
-    (other model, data or split) is refused, so no command mixes two sources in one run."""
+    (other model, data or split), written by a newer lossatlas, or not writable is refused, so no
+    command mixes two sources in one run or damages a run it does not understand."""
+    from ..execute import check_writable
     from ..store import RunDir, differences
+    from ..store.version import check_run_version, record_run_version
 
+    if Path(out).is_dir():
+        check_run_version(out)
+    check_writable(out)
     run = RunDir(out)
     record = {k: v for k, v in src.as_dict().items() if k != "device"}
     if run.has_source():
@@ -134,6 +142,7 @@ def open_out(out: Path, src) -> Any:
                 "write to another --out, or give the run directory as RUN to use its own source")
     else:
         run.write_source(record)
+    record_run_version(run.path)
     return run
 
 
@@ -184,3 +193,16 @@ def executor(dask: Optional[int], scheduler: Optional[str]) -> Iterator[Any]:
         if stats["tasks"]:
             console.print(f"{stats['tasks']} tasks of {stats['payload_bytes_mean']:.0f} bytes each (pickled), "
                           f"{stats['scattered_bytes']} bytes sent to the workers once")
+
+
+def write_report(run) -> None:
+    """Rebuild ``RUN/report.html`` from whatever the run holds, as every command does at its end;
+    a report that cannot be built (plotly missing) is said, not fatal: the products are written."""
+    from ..report import build_report
+
+    try:
+        path = build_report(run.path)
+    except InputError as exc:
+        console.print(f"[yellow]no report:[/] {escape(str(exc))}")
+        return
+    console.print(f"report: {path}")

@@ -12,7 +12,7 @@ from typing_extensions import Annotated
 from .._errors import require
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      SchedulerOpt, SubsetOpt, check_executor, console, executor, floats, open_out,
-                     record_fingerprint, reported, resolve_source, source_flags)
+                     record_fingerprint, reported, resolve_source, source_flags, write_report)
 
 RunOpt = Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="a run directory: its model, final weights and data split")]
 
@@ -66,8 +66,6 @@ def hessian(
 ):
     """Hessian eigenvalues, trace and spectral density at a minimum (and the convexity map): hessian.zarr."""
     with reported():
-        from ..execute import check_writable
-        from ..store.version import check_run_version, record_run_version
 
         require(top >= 1 and trace_samples >= 0 and map_steps >= 2 and span > 0 and tol > 0,
                 "--top must be >= 1, --trace-samples >= 0, --map-steps >= 2, --span and --tol > 0")
@@ -75,12 +73,8 @@ def hessian(
         require(map or (dask is None and scheduler is None), "--dask and --scheduler share out the cells of the "
                 "convexity map: give --map too (the other measures run in this process)")
         target = out or run_path or Path("runs/hessian")
-        for p in {run_path, target} - {None}:
-            check_run_version(p)
-        check_writable(target)
         src, _ = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
         run = open_out(target, src)
-        record_run_version(run.path)
         settings = dict(top=top, smallest=smallest, trace_samples=trace_samples, density=density, map=map,
                         map_steps=map_steps, span=span, samples=samples, bn=bn, tol=tol, seed=seed)
         run.write_config("hessian", {"source": src.as_dict(), "hessian": settings})
@@ -131,6 +125,7 @@ def _hessian_work(run, src, settings, ex, *, top, smallest, trace_samples, densi
                       + (f"; most negative {result['min_eigenvalue']:.4g} (|min/max| {result['ratio']:.3g})" if smallest else "")
                       + (f"; trace {result['trace']:.4g} +- {result['trace_stderr']:.2g}" if trace_samples else ""))
         console.print(f"wrote {run.zarr_path('hessian')} and figures in {run.figures}")
+        write_report(run)
 
 
 def sharpness(
@@ -153,7 +148,7 @@ def sharpness(
         from ..store import RunDir
 
         require(len(runs) >= 1, "give at least one run directory")
-        _check_versions(*runs, out)
+        _check_versions(out)  # the runs are checked as their sources are read
         epsilons = floats(eps, "--eps")
         require(epsilons and all(e > 0 for e in epsilons), "--eps takes positive numbers")
         names = [Path(r).name or str(r) for r in runs]
@@ -190,6 +185,7 @@ def sharpness(
         console.print(table)
         target.update_summary(sharpness=rows)
         console.print(f"wrote {target.zarr_path('sharpness')}")
+        write_report(target)
 
 
 def connect(
@@ -211,7 +207,6 @@ def connect(
         require(methods and all(m in ("linear", "bezier", "neb") for m in methods),
                 f"--method takes linear, bezier or neb, got {method!r}")
         require(points >= 3, f"--points must be at least 3, got {points}")
-        _check_versions(a, b, out)
         src_a, _ = resolve_source(a, {}, device)
         src_b, _ = resolve_source(b, {}, device)
         run = open_out(out, src_a)
@@ -232,6 +227,7 @@ def connect(
         plot.plot_connectivity(paths, path=run.figures / "connectivity", title=f"{a.name} to {b.name}")
         run.update_summary(connect={"barriers": barriers})
         console.print(f"wrote {', '.join(str(run.zarr_path(f'connect_{m}')) for m in methods)} and figures in {run.figures}")
+        write_report(run)
 
 
 def topology(
@@ -273,3 +269,4 @@ def topology(
         run.update_summary(topology={"total_persistence": totals, "k": k, "values": values, "complex": complex})
         console.print(f"total persistence (p={p:g}): " + ", ".join(f"D{d} {v:.4g}" for d, v in totals.items()))
         console.print(f"wrote {run.zarr_path('topology')} and figures in {run.figures}")
+        write_report(run)

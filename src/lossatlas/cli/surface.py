@@ -13,7 +13,7 @@ from typing_extensions import Annotated
 from .._errors import require
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, open_out, pair,
-                     record_fingerprint, reported, resolve_source, source_flags, test_pair)
+                     record_fingerprint, reported, resolve_source, source_flags, test_pair, write_report)
 
 # Training of a model given without a checkpoint (surface alone, no earlier `lossatlas train`).
 BUILTIN_TRAIN = dict(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=64)
@@ -83,10 +83,8 @@ def surface(
     """A 1-D or 2-D loss surface around a model (Li et al.): surface.zarr or line.zarr, and figures/."""
     with reported():
         from .._errors import parse_enum
-        from ..execute import check_writable
         from ..landscape import BatchNormMode
         from ..space import parse_ignore, parse_norm
-        from ..store.version import check_run_version, record_run_version
         from ..surface import grid_axes
 
         # Every option is checked before any data is loaded or any training starts.
@@ -108,13 +106,9 @@ def surface(
         if dims == 2:
             grid_axes(bounds, steps)  # refuses a grid that would not fit in memory
         target = out or run_path or Path("runs/surface")
-        for p in {run_path, target} - {None}:
-            check_run_version(p)
-        check_writable(target)
         src, _ = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
         dev = src.resolve_device()
         run = open_out(target, src)
-        record_run_version(run.path)
         settings = dict(dims=dims, steps=steps, span=span, xrange=xr_, yrange=yr_, norm=norm, ignore=ignore, bn=bn,
                         samples=samples, seed=seed, directions=str(directions) if directions else None,
                         train_epochs=train_epochs, strategy=strategy, workers=workers, compile=compile, tf32=tf32,
@@ -177,6 +171,7 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
         where = f"loss at the center {center:.4g}" if center is not None else "the grid has no centre point (even --steps)"
         console.print(f"{int(ds.loss.size)} points in {seconds:.1f} s; {where}")
         console.print(f"wrote {run.zarr_path(name)} and {len(figures)} figures in {run.figures}")
+        write_report(run)
 
 
 def _endpoint(spec: Path, flags: dict, device: str):
@@ -211,11 +206,6 @@ def interpolate(
         from ..surface import line
 
         ext = pair(extent, "--extent")
-        from ..store.version import check_run_version
-
-        for p in (a, b, out):
-            if Path(p).is_dir():
-                check_run_version(p)
         require(steps >= 2, f"--steps must be at least 2, got {steps}")
         require(bn == "auto" or parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)"), "")
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
@@ -245,3 +235,4 @@ def interpolate(
         console.print(f"loss at t=0: {ends['loss'][0]:.4g}, t=1: {ends['loss'][1]:.4g}, highest on the line "
                       f"{float(ds.loss.max()):.4g} ({stats})")
         console.print(f"wrote {run.zarr_path('interpolation')} and figures in {run.figures}")
+        write_report(run)

@@ -13,7 +13,7 @@ from typing_extensions import Annotated
 from .._errors import require
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, floats, open_out,
-                     record_fingerprint, reported, resolve_source, source_flags, test_pair)
+                     record_fingerprint, reported, resolve_source, source_flags, test_pair, write_report)
 
 # J&R retraining without a recorded run (a bare checkpoint): Horoi et al.'s README example.
 JUMP_DEFAULTS = dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=0.0, batch_size=128, augment=False)
@@ -74,10 +74,9 @@ def train_cmd(
     with reported():
         from rich.table import Table
 
-        from ..execute import check_weights, check_writable
+        from ..execute import check_weights
         from ..sources import Source
         from ..store import write_checkpoint
-        from ..store.version import check_run_version, record_run_version
         from ..training import train
 
         flags = dict(source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset),
@@ -90,10 +89,7 @@ def train_cmd(
         src = Source.from_dict({**source, "device": device}, str(config) if config else "the options")
         dev = src.resolve_device()
         target = Path(out_s or "runs/train")
-        check_run_version(target)
-        check_writable(target)
         run = open_out(target, src)
-        record_run_version(run.path)
         run.write_config("train", {"source": src.as_dict(), "train": cfg})
         d = src.build_data()
         record_fingerprint(run, d)
@@ -116,6 +112,7 @@ def train_cmd(
         table.add_row(*(f"{v:.4g}" for v in last.values()))
         console.print(table)
         console.print(f"wrote {run.zarr_path('trajectory')} and {run.path / 'model.pt'}")
+        write_report(run)
 
 
 def retrain_defaults(run) -> tuple[dict, str]:
@@ -159,23 +156,18 @@ def jump(
     with reported():
         import numpy as np
 
-        from ..execute import check_weights, check_writable
+        from ..execute import check_weights
         from ..jump import grid_sample, jump_retrain, naive_sample
         from ..landscape import Landscape
-        from ..store.version import check_run_version, record_run_version
 
         require(sampling in ("jr", "grid", "naive", "all"), f"--sampling must be jr, grid, naive or all, got {sampling!r}")
         require(seeds >= 1 and epochs >= 0 and span > 0, "--seeds must be >= 1, --epochs >= 0 and --span > 0")
         steps = floats(step_sizes, "--step-sizes")
         check_executor(dask, scheduler)
         target = out or run_path or Path("runs/jump")
-        for p in {run_path, target} - {None}:
-            check_run_version(p)
-        check_writable(target)
         src, given_run = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
         dev = src.resolve_device()
         run = open_out(target, src)
-        record_run_version(run.path)
         chosen, why = retrain_defaults(given_run)
         given = dict(optimizer=optimizer, lr=lr, momentum=momentum, batch_size=batch_size, weight_decay=weight_decay, augment=augment)
         chosen.update({k: v for k, v in given.items() if v is not None})
@@ -216,3 +208,4 @@ def jump(
                 summary["naive"] = {"points": int(nv.sizes["point"])}
         run.update_summary(**{f"sampling_{k}": v for k, v in summary.items()})
         console.print(f"wrote {', '.join(str(run.zarr_path(k)) for k in summary)}")
+        write_report(run)
