@@ -295,21 +295,6 @@ def test_train_trajectory_jump_embed_pipeline(tmp_path):
     assert (out / "figures" / "embedding_jump.png").exists()
 
 
-def test_demo_quick_runs_every_step(tmp_path):
-    # The README's main job (`make demo` runs it without --quick): every stage must run through.
-    out = tmp_path / "demo"
-    r = invoke("demo", "--quick", "--out", out)
-    assert r.exit_code == 0, r.output
-    assert "done:" in r.output
-    for store in ("trajectory", "surface", "trajectory_plane", "jump", "embedding"):
-        assert (out / f"{store}.zarr").is_dir(), store
-    for fig in ("surface_contour", "trajectory_pca", "embedding_jump"):
-        assert (out / "figures" / f"{fig}.png").stat().st_size > 0, fig
-    emb = xr.open_zarr(out / "embedding.zarr", consolidated=False)
-    assert [str(m) for m in emb["method"].values] == ["phate", "tsne", "umap", "pca"]
-    assert np.isfinite(emb["embedding"].values).all()
-
-
 def test_surface_of_other_settings_is_refused_or_replaced(tmp_path):
     out = tmp_path / "run"
     base = ["surface", "--model", "mlp", *SMALL, "--train-epochs", 1, "--out", out]
