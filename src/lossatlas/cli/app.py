@@ -13,19 +13,15 @@ app = typer.Typer(
     help="Sample, draw and measure the loss landscapes of PyTorch models.",
     pretty_exceptions_enable=False,
 )
-app.command("surface")(surface.surface)
-app.command("interpolate")(surface.interpolate)
-app.command("train")(training.train_cmd)
-app.command("trajectory")(analysis.trajectory)
-app.command("jump")(training.jump)
-app.command("embed")(analysis.embed)
-app.command("topology")(measures.topology)
-app.command("hessian")(measures.hessian)
-app.command("sharpness")(measures.sharpness)
-app.command("connect")(measures.connect)
-app.command("report")(report_cmd.report)
-app.command("demo")(demo.demo)
-
+# One module per command group; the order is the order of `lossatlas --help`.
+COMMANDS = (
+    ("surface", surface.surface), ("interpolate", surface.interpolate), ("train", training.train_cmd),
+    ("trajectory", analysis.trajectory), ("jump", training.jump), ("embed", analysis.embed),
+    ("topology", measures.topology), ("hessian", measures.hessian), ("sharpness", measures.sharpness),
+    ("connect", measures.connect), ("report", report_cmd.report), ("demo", demo.demo),
+)
+for _name, _command in COMMANDS:
+    app.command(_name)(_command)
 
 def main() -> None:
     app()

@@ -13,6 +13,8 @@ import math
 import numbers
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..store.settings import flatten
+
 __all__ = ["Page", "Section", "TEMPLATE", "esc", "fmt", "flatten", "label", "table", "mapping_table"]
 
 #: The plotly template of every figure.
@@ -59,18 +61,6 @@ def fmt(value: Any) -> str:
     if isinstance(value, (list, tuple)) and len(value) <= 12 and all(isinstance(v, (numbers.Number, str)) for v in value):
         return ", ".join(fmt(v) for v in value)
     return str(value)
-
-
-def flatten(mapping: Mapping, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as one level of ``a.b.c`` keys (lists are kept as values)."""
-    out: dict[str, Any] = {}
-    for k, v in mapping.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and v:
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def table(header: Sequence[Any], rows: Iterable[Sequence[Any]], caption: str | None = None) -> str:

@@ -23,12 +23,13 @@ def normalized(settings: Mapping[str, Any]) -> dict:
     return json.loads(json.dumps(json_safe(dict(settings)), sort_keys=True, allow_nan=True))
 
 
-def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of ``a.b.c`` keys (lists are kept as values)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping) and v:
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
@@ -36,8 +37,8 @@ def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
 
 def differences(stored: Mapping | None, requested: Mapping) -> list[tuple[str, Any, Any]]:
     """``(key, stored value, requested value)`` for every setting that differs (nested keys dotted)."""
-    a = _flatten(normalized(stored or {}))
-    b = _flatten(normalized(requested))
+    a = flatten(normalized(stored or {}))
+    b = flatten(normalized(requested))
     return [(k, a.get(k, _MISSING), b.get(k, _MISSING)) for k in sorted(set(a) | set(b)) if a.get(k, _MISSING) != b.get(k, _MISSING)]
 
 
