@@ -20,16 +20,18 @@ PCA and their DeMAP and continuity scores, persistence diagrams and total persis
 Hessian eigenvalue with Keskar et al.'s sharpness and the loss rise, and the barrier between the
 good and the bad minimum on a straight line and a Bezier curve.
 
-Measured on 2026-12-01 on a 2-core machine shared with other jobs (load average 4-9), one torch
-thread: the full demo took 483 s of CPU (1485 s wall at that load), ``--quick`` 111 s of CPU
-(335 s wall); the dearest stages are the three 21x21 surfaces (about 33 s each, their 3-D
-figures included) and J&R (about 60 s per minimum). Full results: good train/test accuracy
-0.975/0.953, bad 1.000/0.936, memorization 1.000/0.111; top Hessian eigenvalue 10.4, 2.39,
-0.061; barrier good-bad 0.041 (line) and 0.039 (Bezier). PHATE's kNN graph of the J&R samples
-fell into 12 pieces and its DeMAP was the lowest of the four methods (about -0.2 on the good and
-bad minima), as ``examples/minima`` found with shorter retraining. The quick
-minima (1000 signals, 24 epochs) fit the random labels but hardly differ from each other
-(test accuracy 0.52 both): they check that every stage runs, they are no finding.
+Measured on 2026-12-01 on 2 cores, torch's default 2 threads, load average 0.5-3: the full demo
+took 8 min 13 s wall (486 s in the stages, 633 s CPU), ``--quick`` 94 s (inside the test). The
+dearest stages: J&R (55-90 s per minimum), the memorization training (53 s), the three 21x21
+surfaces (20-26 s each, their 3-D figures included). Full results: good train/test accuracy
+0.977/0.953, bad 1.000/0.929, memorization 1.000/0.098; top Hessian eigenvalue 10.1, 2.74,
+0.13; total persistence D0 0.016, 4.89, 3.81 (D1 0 for all). No barrier between the good and
+the bad minimum: the highest loss on the line and on the Bezier curve is the good end itself
+(barrier 0.038, half the difference of the ends). PHATE's kNN graph of the J&R samples fell into
+several pieces and its DeMAP was the lowest of the four methods (about -0.2 on the good and bad
+minima, t-SNE 0.75-0.86), as ``examples/minima`` found with shorter retraining. The quick minima
+(1000 signals, 24 epochs) fit the random labels but hardly differ from each other (test accuracy
+0.52 both): they check that every stage runs, they are no finding.
 
 Modules: :mod:`.settings` (the full and quick settings), :mod:`.minima` (training into one run
 directory per minimum), :mod:`.analyses` (the stages of one minimum), :mod:`.between` (the
