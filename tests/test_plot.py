@@ -622,3 +622,16 @@ def test_nonfinite_coordinates_are_counted():
     fig = lp.plot_trajectory(coords, range(6))
     assert "1 snapshot with NaN/inf coordinates" in fig.axes[0].get_title()
     close(fig)
+
+
+def test_interpolation_of_a_model_without_batch_norm_has_no_bn_note():
+    # `line` records bn="eval" for every model; the note must follow `has_batch_norm`
+    ds = make_interpolation(bn="eval")
+    ds.attrs["has_batch_norm"] = False
+    fig = lp.plot_interpolation(ds)
+    assert "batch norm" not in fig.axes[0].get_title()
+    close(fig)
+    ds.attrs["has_batch_norm"] = True
+    fig = lp.plot_interpolation(ds)
+    assert "batch norm" in fig.axes[0].get_title()
+    close(fig)

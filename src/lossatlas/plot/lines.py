@@ -165,5 +165,6 @@ def plot_interpolation(ds, path=None, title: str | None = None, log: bool = Fals
     b = ds.attrs.get("label_b") or ds.attrs.get("label_end") or "B"
     if title is None:
         title = ds.attrs.get("title") or f"{a} (t = 0) to {b} (t = 1)"
-    note = bn_note(ds.attrs.get("bn"))
+    # `line` records the mode whatever the model; it only matters where there is batch norm.
+    note = bn_note(ds.attrs.get("bn")) if ds.attrs.get("has_batch_norm", True) else ""
     return finish(_draw_line(ds, log=log, marks=(str(a), str(b)), notes=[note] if note else [], title=title), path)
