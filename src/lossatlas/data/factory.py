@@ -8,14 +8,14 @@ the same options as built-in data (split, subsets, normalization, label noise, a
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 
 from .._errors import InputError, require
 from .container import Data, RawData
 from .prepare import check_options
-from .tensors import prepare_user_data, raw_from_arrays
+from .tensors import prepare_user_data, raw_from_arrays, user_data_options
 
 __all__ = ["load_factory", "read_loader"]
 
@@ -99,15 +99,7 @@ def load_factory(
     spec: str,
     *,
     factory_args: Mapping | None = None,
-    seed: int = 0,
-    test_fraction: float | None = None,
-    normalize: bool = False,
-    normalization: Any = None,
-    augment: bool | Callable = False,
-    random_labels: float = 0.0,
-    subset: int | None = None,
-    test_subset: int | None = None,
-    dtype: torch.dtype | None = None,
+    **options: Any,
 ) -> Data:
     """The data of a user's factory ``package.module:factory``, with the options of built-in data.
 
@@ -117,8 +109,10 @@ def load_factory(
         ``package.module:factory``; the working directory is importable, as under ``python -m``.
     factory_args : dict, optional
         Keyword arguments of the factory (plain values, so that a run can record them).
-    seed, test_fraction, normalize, normalization, augment, random_labels, subset, test_subset, dtype
-        As in :func:`~lossatlas.data.load_tensors`.
+    **options
+        ``seed``, ``test_fraction``, ``normalize``, ``normalization``, ``augment``,
+        ``random_labels``, ``subset``, ``test_subset``, ``dtype``: as in
+        :func:`~lossatlas.data.load_tensors`, with its defaults (one signature for both).
 
     Returns
     -------
@@ -138,8 +132,7 @@ def load_factory(
     --------
     >>> data = load_factory("mypkg.data:make", factory_args={"n": 1000}, subset=500)   # doctest: +SKIP
     """
-    options = dict(seed=seed, test_fraction=test_fraction, normalize=normalize, normalization=normalization,
-                   augment=augment, random_labels=random_labels, subset=subset, test_subset=test_subset, dtype=dtype)
+    options = user_data_options(**options)
     check_options(**options, dtype_optional=True)
     require(isinstance(spec, str) and ":" in spec,
             f"a data factory is given as package.module:factory, got {spec!r}")

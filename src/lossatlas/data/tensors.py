@@ -163,3 +163,15 @@ def prepare_user_data(raw: RawData, *, name: str, record: dict, seed: int, test_
                    normalize=normalize, normalization=normalization, augment=augment, augment_name=None,
                    random_labels=float(random_labels), subset=subset, test_subset=test_subset, dtype=dtype,
                    args=args)
+
+
+def user_data_options(**options: Any) -> dict:
+    """:func:`load_tensors`' keyword options with its defaults, for other loaders of a user's own
+    data (:func:`~lossatlas.data.load_factory`), so that one signature defines them; an unknown
+    option is refused with the known ones listed."""
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(load_tensors).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    unknown = sorted(set(options) - set(defaults))
+    require(not unknown, f"unknown data options {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **options}
