@@ -193,7 +193,10 @@ def import_object(spec: str, what: str = "factory"):
 def resolve_device(device: Any = "auto", check: bool = True):
     """``device`` as a ``torch.device``: ``auto`` is CUDA when available, else the CPU.
 
-    A device this machine does not have is refused with the reason, before any work.
+    The name is checked first without importing torch (``check=False`` stops there, for config
+    validation); the machine check is :func:`lossatlas.landscape.devices.resolve_device`, the
+    one that the landscape and training use too. A device this machine does not have is refused
+    with the reason, before any work.
 
     Examples
     --------
@@ -206,17 +209,6 @@ def resolve_device(device: Any = "auto", check: bool = True):
             f"unknown device {device!r}; choose one of {list(DEVICES)}")
     if not check:
         return None
-    import torch
+    from .landscape.devices import resolve_device as checked_device  # the one device check
 
-    if kind == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if kind == "cuda":
-        require(torch.cuda.is_available(),
-                f"device {text!r} was asked for, but CUDA is not available here (torch {torch.__version__}, "
-                "torch.cuda.is_available() is False); use the device 'cpu' or 'auto'")
-        if index:
-            require(int(index) < torch.cuda.device_count(),
-                    f"device {text!r} does not exist: this machine has {torch.cuda.device_count()} CUDA devices")
-    if kind == "mps":
-        require(torch.backends.mps.is_available(), "device 'mps' was asked for, but MPS is not available here; use 'cpu'")
-    return torch.device(text)
+    return checked_device(text)

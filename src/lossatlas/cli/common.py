@@ -38,8 +38,8 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when availa
 ReplaceOpt = Annotated[bool, typer.Option("--replace", help="redo a product stored in the run with other settings")]
 
 # What library messages suggest, and the flag that does it on the command line.
-_TRANSLATIONS = {"replace=True": "--replace", "device 'cpu' or 'auto'": "--device cpu (or auto)",
-                 "the device 'cpu'": "--device cpu", "the data must be": "--data must be"}
+_TRANSLATIONS = {"replace=True": "--replace", "device='cpu' or device='auto'": "--device cpu or --device auto",
+                 "the data must be": "--data must be"}
 
 
 def fail(exc: InputError) -> None:

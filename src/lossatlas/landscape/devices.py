@@ -61,7 +61,7 @@ def resolve_device(device=None, model: torch.nn.Module | None = None) -> torch.d
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise _no(str(device), f"{why} (torch {torch.__version__})")
+            raise _no(str(device), f"CUDA is not available here: {why} (torch {torch.__version__})")
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
             raise _no(str(device), f"this machine has {count} CUDA device(s), numbered from 0")

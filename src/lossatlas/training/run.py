@@ -65,17 +65,11 @@ def resolve_device(device, models: Sequence[nn.Module]) -> torch.device:
         devs = {_model_device(m) for m in models}
         require(len(devs) == 1, f"the models lie on several devices {sorted(map(str, devs))}; pass device=...")
         return devs.pop()
-    if isinstance(device, str) and device.strip().lower() == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"unknown device {device!r}; use e.g. 'cpu', 'cuda', 'cuda:1', 'mps' or 'auto'") from None
-    if dev.type == "cuda":
-        require(torch.cuda.is_available(), f"device {str(dev)!r} was asked for, but CUDA is not available here; use 'cpu'")
-        require(dev.index is None or dev.index < torch.cuda.device_count(), f"device {str(dev)!r} does not exist here")
-        if dev.index is None:  # "cuda" is the current device: named by index, as a model's tensors name it
-            dev = torch.device("cuda", torch.cuda.current_device())
+    from ..landscape.devices import resolve_device as checked_device  # the one device check
+
+    dev = checked_device(device)
+    if dev.type == "cuda" and dev.index is None:  # the current device, named by index as a model's tensors name it
+        dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 
