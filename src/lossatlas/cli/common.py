@@ -206,3 +206,13 @@ def write_report(run) -> None:
         console.print(f"[yellow]no report:[/] {escape(str(exc))}")
         return
     console.print(f"report: {path}")
+
+
+def auto_batch_norm(bn: str, net) -> str:
+    """``bn`` as given, or for ``"auto"`` the honest choice for points away from the model's own:
+    statistics recomputed at every point when the model has batch norm, else ``"eval"``."""
+    if bn != "auto":
+        return bn
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    return "recompute" if any(isinstance(m, _BatchNorm) for m in net.modules()) else "eval"

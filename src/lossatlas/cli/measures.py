@@ -12,7 +12,7 @@ from typing_extensions import Annotated
 from .._errors import require
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      SchedulerOpt, SubsetOpt, check_executor, console, executor, floats, open_out,
-                     record_fingerprint, reported, resolve_source, source_flags, write_report)
+                     record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm)
 
 RunOpt = Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="a run directory: its model, final weights and data split")]
 
@@ -20,17 +20,13 @@ RunOpt = Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="a run d
 def _landscape(src, bn: str, samples: Optional[int], ex=None):
     """Model, data, device and the Landscape of one source (batch norm 'auto': recompute if any);
     with a cluster executor ``ex``, the Landscape is shared (workers rebuild it from ``src``)."""
-    import torch
-
     from ..execute import build_landscape, check_weights, landscape_handle
 
     dev = src.resolve_device()
     d = src.build_data()
     net = src.build_model(d).to(dev)
     check_weights(net, f"the checkpoint {src.checkpoint}" if src.checkpoint else "the model")
-    if bn == "auto":
-        bn = "recompute" if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()) else "eval"
-    options = dict(bn=bn, samples=samples, seed=src.data_seed)
+    options = dict(bn=auto_batch_norm(bn, net), samples=samples, seed=src.data_seed)
     f = build_landscape(net, d, dev, options)
     if ex is not None:
         ex.share(f, landscape_handle(src, d, f, options))

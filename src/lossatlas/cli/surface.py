@@ -13,7 +13,7 @@ from typing_extensions import Annotated
 from .._errors import require
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, open_out, pair,
-                     record_fingerprint, reported, resolve_source, source_flags, test_pair, write_report)
+                     record_fingerprint, reported, resolve_source, source_flags, test_pair, write_report, auto_batch_norm)
 
 # Training of a model given without a checkpoint (surface alone, no earlier `lossatlas train`).
 BUILTIN_TRAIN = dict(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=64)
@@ -207,7 +207,8 @@ def interpolate(
 
         ext = pair(extent, "--extent")
         require(steps >= 2, f"--steps must be at least 2, got {steps}")
-        require(bn == "auto" or parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)"), "")
+        if bn != "auto":
+            parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
         src_a, label_a = _endpoint(a, flags, device)
         src_b, label_b = _endpoint(b, flags, device)
@@ -218,17 +219,14 @@ def interpolate(
         space = ParamSpace(net_a)
         net_b_space = ParamSpace(net_b)
         require(space == net_b_space, f"{a} and {b} have different parameters; interpolation needs one architecture")
-        has_bn = any(isinstance(m, __import__("torch").nn.modules.batchnorm._BatchNorm) for m in net_a.modules())
-        bn_v = ("recompute" if has_bn else "eval") if bn == "auto" else bn
+        bn_v = auto_batch_norm(bn, net_a)
         run.write_config("interpolate", {"a": str(a), "b": str(b), "source_a": src_a.as_dict(), "source_b": src_b.as_dict(),
                                          "extent": ext, "steps": steps, "bn": bn_v, "samples": samples})
         f = Landscape(net_a, d.train, bn=bn_v, test=test_pair(d), samples=samples, seed=src_a.data_seed, device=dev)
         theta_a, theta_b = space.vector(net_a), net_b_space.vector(net_b)
-        stats = {"recompute": "batch-norm statistics recomputed at every point on the training data",
-                 "eval": "the first model's stored batch-norm statistics at every point" if has_bn else "no batch norm",
-                 "batch": "each batch's own batch-norm statistics"}[bn_v]
         ds = line(f, theta_a, theta_b, steps=steps, extent=ext, store=run, name="interpolation", progress=True,
-                  replace=replace, attrs={"label_a": label_a, "label_b": label_b, "bn_statistics": stats})
+                  replace=replace, attrs={"label_a": label_a, "label_b": label_b})
+        stats = ds.attrs["bn_statistics"]  # `line` says which statistics it used
         plot.plot_interpolation(ds, path=run.figures / "interpolation", title=f"{label_a} (t=0) to {label_b} (t=1)")
         ends = {k: [float(ds[k].sel(t=t, method="nearest")) for t in (0.0, 1.0)] for k in ds.data_vars if k != "done"}
         run.update_summary(interpolation={"ends": ends, "max_loss": float(ds.loss.max()), "bn": stats})
