@@ -88,3 +88,23 @@ def test_bad_input_fails_before_any_run(minimum):
         la.jump_retrain(model, data, step_sizes=(0.5, -1))
     with pytest.raises(InputError, match="distinct"):
         la.jump_retrain(model, data, seeds=[1, 1])
+
+
+def test_vmapped_runs_match_sequential_runs(minimum, tmp_path):
+    """ensemble="vmap" trains all runs at once; each member is the run it would be alone (up to
+    float rounding), in the same run-by-run order, in memory and through a store."""
+    model, data = minimum
+    kwargs = dict(seeds=[0, 1], step_sizes=[0.5, 1.0], epochs=2, batch_size=32)
+    seq = la.jump_retrain(model, data, **kwargs)
+    vm = la.jump_retrain(model, data, ensemble="vmap", **kwargs)
+    stored = la.jump_retrain(model, data, ensemble="vmap", store=tmp_path, **kwargs)
+    for other in (vm, stored):
+        for c in ("run", "epoch", "seed", "step_size"):
+            np.testing.assert_array_equal(other[c].values, seq[c].values)
+        np.testing.assert_allclose(other.weights.values, seq.weights.values, atol=1e-5)
+        np.testing.assert_allclose(other.loss.values, seq.loss.values, rtol=1e-4, atol=1e-6)
+    # the mode is a recorded setting: a sequential request does not reuse the vmapped store
+    with pytest.raises(la.StoreMismatchError, match="ensemble"):
+        la.jump_retrain(model, data, store=tmp_path, **kwargs)
+    with pytest.raises(InputError, match="ensemble"):
+        la.jump_retrain(model, data, ensemble="threads", **kwargs)
