@@ -15,11 +15,12 @@ from .container import RawData
 
 __all__ = ["FASHION_CLASSES", "IDX_STEMS", "read_idx", "read_idx_dataset"]
 
+#: File stem of each of the four arrays, keyed ``train_x``, ``train_y``, ``test_x``, ``test_y``.
+#: LeCun's names are ``<split>-<content>-idx<rank>-ubyte``, the test split being called "t10k".
 IDX_STEMS = {
-    "train_x": "train-images-idx3-ubyte",
-    "train_y": "train-labels-idx1-ubyte",
-    "test_x": "t10k-images-idx3-ubyte",
-    "test_y": "t10k-labels-idx1-ubyte",
+    f"{split}_{array}": f"{prefix}-{content}-ubyte"
+    for split, prefix in (("train", "train"), ("test", "t10k"))
+    for array, content in (("x", "images-idx3"), ("y", "labels-idx1"))
 }
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

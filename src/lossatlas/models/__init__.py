@@ -10,10 +10,12 @@ store. Forward passes avoid in-place operations so that landscapes can be evalua
 
 Modules: ``mlp``, ``cnn`` (SmallCNN, SmallVGG, VGG-9), ``resnet``, ``wide_resnet`` (one per
 family, each citing its source); ``init`` (seeded initialization); ``registry`` (names and
-:func:`build`); ``checkpoint`` (:func:`load_checkpoint`); ``arguments`` and ``layers`` (what the
-families share).
+:func:`build`); ``checkpoint`` (:func:`load_checkpoint`); ``architecture`` (the base class
+:class:`Architecture`: argument checks, ``spec`` and initialization), ``arguments`` and ``layers``
+(what the families share).
 """
 
+from .architecture import Architecture
 from .checkpoint import WRAPPERS, key_readings, load_checkpoint
 from .cnn import VGG9, SmallCNN, SmallVGG
 from .init import SCHEMES, initialize
@@ -24,7 +26,7 @@ from .resnet import ResNet, resnet
 from .wide_resnet import WideResNet, wide_resnet
 
 __all__ = [
-    "ACTIVATIONS", "ALIASES", "MLP", "MODELS", "SCHEMES", "VGG9", "WRAPPERS", "GlobalAvgPool",
-    "ResNet", "SmallCNN", "SmallVGG", "WideResNet", "build", "count_parameters", "initialize",
+    "ACTIVATIONS", "ALIASES", "Architecture", "MLP", "MODELS", "SCHEMES", "VGG9", "WRAPPERS",
+    "GlobalAvgPool", "ResNet", "SmallCNN", "SmallVGG", "WideResNet", "build", "count_parameters", "initialize",
     "key_readings", "load_checkpoint", "model_names", "resnet", "wide_resnet",
 ]

@@ -82,3 +82,22 @@ def make_spec(name: str, shape: tuple[int, ...], num_classes: int, **kwargs: Any
     for key, value in kwargs.items():
         spec[key] = list(value) if isinstance(value, tuple) else value
     return spec
+
+
+def blocks_per_stage(depth: Any, extra: int, arch: str, examples: Sequence[int]) -> int:
+    """``n`` of a residual network of depth ``6n + extra`` (three stages of ``n`` two-conv blocks).
+
+    ``extra`` is the number of layers outside the blocks' ``6n`` convolutions in the family's
+    own count (2 for He et al.'s ResNets, 4 for Zagoruyko & Komodakis' Wide ResNets).
+
+    Examples
+    --------
+    >>> blocks_per_stage(56, 2, "resnet", (20, 56))
+    9
+    """
+    require(
+        isinstance(depth, int) and depth >= 6 + extra and (depth - extra) % 6 == 0,
+        f"{arch} depth must be 6n+{extra} with n >= 1 ({', '.join(map(str, examples))}, ...); "
+        f"got {depth!r}",
+    )
+    return (depth - extra) // 6

@@ -19,12 +19,53 @@ import torch
 from torch import nn
 
 from .._errors import positive_int
-from .arguments import int_sequence, make_spec, sample_shape
-from .init import initialize
+from .architecture import Architecture
+from .arguments import int_sequence
 from .layers import GlobalAvgPool, halving_pool, layer_kinds
 
 
-class SmallCNN(nn.Module):
+def conv_stack(
+    layout: Sequence[int | str], input_shape: Sequence[int], batch_norm: bool, conv_bias: bool
+) -> tuple[nn.Sequential, int, tuple[int, ...]]:
+    """The feature extractor of the plain CNNs, from a VGG-style layout.
+
+    Each int of ``layout`` adds a 3x3 convolution (padding 1) with that many output channels,
+    then batch normalization if ``batch_norm``, then a ReLU; each ``"M"`` adds a
+    :func:`~lossatlas.models.layers.halving_pool`. 1-D layers for ``(C, L)`` inputs, 2-D for
+    ``(C, H, W)``.
+
+    Returns
+    -------
+    features : torch.nn.Sequential
+    channels : int
+        Channels of its output.
+    size : tuple of int
+        Spatial size of its output.
+
+    Examples
+    --------
+    >>> features, channels, size = conv_stack((8, "M", 16, "M"), (1, 8, 8), True, False)
+    >>> channels, size, len(features)
+    (16, (2, 2), 8)
+    """
+    ndim = len(input_shape) - 1
+    conv, bn, _ = layer_kinds(ndim)
+    cin, size = int(input_shape[0]), tuple(input_shape[1:])
+    layers: list[nn.Module] = []
+    for item in layout:
+        if item == "M":
+            pool, size = halving_pool(ndim, size)
+            layers.append(pool)
+            continue
+        layers.append(conv(cin, int(item), kernel_size=3, padding=1, bias=conv_bias))
+        if batch_norm:
+            layers.append(bn(int(item)))
+        layers.append(nn.ReLU())
+        cin = int(item)
+    return nn.Sequential(*layers), cin, size
+
+
+class SmallCNN(Architecture, arch="smallcnn", ranks=(2, 3), init_scheme="torch"):
     """Conv blocks (3x3 conv, optional BN, ReLU, 2x max-pool) and a one-hidden-layer head.
 
     Uses 1-D layers for ``(C, L)`` inputs (e.g. mnist1d, ``(1, 40)``) and 2-D layers for
@@ -33,10 +74,9 @@ class SmallCNN(nn.Module):
 
     Parameters
     ----------
-    input_shape : tuple of int
+    input_shape, num_classes
+        As for every :class:`~lossatlas.models.Architecture`; here input_shape is
         ``(C, L)`` or ``(C, H, W)``.
-    num_classes : int
-        Number of output logits.
     channels : sequence of int, default (16, 32)
         Output channels of the conv blocks (one block per entry).
     hidden : int or None, default 64
@@ -52,9 +92,6 @@ class SmallCNN(nn.Module):
     torch.Size([4, 10])
     """
 
-    #: Initialization scheme of :func:`lossatlas.models.init.initialize` (also for seeded builds).
-    init_scheme = "torch"
-
     def __init__(
         self,
         input_shape: Sequence[int],
@@ -63,44 +100,22 @@ class SmallCNN(nn.Module):
         hidden: int | None = 64,
         batch_norm: bool = False,
     ) -> None:
-        super().__init__()
-        shape = sample_shape(input_shape, "smallcnn", (2, 3))
-        num_classes = positive_int("num_classes", num_classes)
+        super().__init__(input_shape, num_classes)
         channels = int_sequence(channels, "channels", allow_empty=False)
         if hidden is not None and hidden != 0:
             hidden = positive_int("hidden", hidden)
         else:
             hidden = None
-        ndim = len(shape) - 1
-        conv, bn, _ = layer_kinds(ndim)
-        size = shape[1:]
-        cin = shape[0]
-        feats: list[nn.Module] = []
-        for c in channels:
-            feats.append(conv(cin, c, kernel_size=3, padding=1, bias=not batch_norm))
-            if batch_norm:
-                feats.append(bn(c))
-            feats.append(nn.ReLU())
-            pool, size = halving_pool(ndim, size)
-            feats.append(pool)
-            cin = c
-        self.features = nn.Sequential(*feats)
+        layout = [item for c in channels for item in (c, "M")]
+        self.features, cin, size = conv_stack(layout, self.input_shape, batch_norm, not batch_norm)
         flat = cin * math.prod(size)
         if hidden is None:
-            self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, num_classes))
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, self.num_classes))
         else:
             self.head = nn.Sequential(
-                nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+                nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, self.num_classes)
             )
-        self.spec = make_spec(
-            "smallcnn",
-            shape,
-            num_classes,
-            channels=channels,
-            hidden=hidden,
-            batch_norm=bool(batch_norm),
-        )
-        initialize(self, None, self.init_scheme)
+        self.finish(channels=channels, hidden=hidden, batch_norm=bool(batch_norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -109,7 +124,7 @@ class SmallCNN(nn.Module):
 # --------------------------------------------------------------------------- SmallVGG
 
 
-class SmallVGG(nn.Module):
+class SmallVGG(Architecture, arch="smallvgg", ranks=(2, 3), init_scheme="he"):
     """A small VGG-like network: stages of 3x3 convs with BN and ReLU, each ending in a max-pool.
 
     Global average pooling feeds the linear classifier, so any input size works. 1-D layers for
@@ -117,10 +132,9 @@ class SmallVGG(nn.Module):
 
     Parameters
     ----------
-    input_shape : tuple of int
+    input_shape, num_classes
+        As for every :class:`~lossatlas.models.Architecture`; here input_shape is
         ``(C, L)`` or ``(C, H, W)``.
-    num_classes : int
-        Number of output logits.
     channels : sequence of int, default (16, 32, 64)
         Channels of each stage.
     batch_norm : bool, default True
@@ -130,13 +144,12 @@ class SmallVGG(nn.Module):
 
     Examples
     --------
-    >>> net = SmallVGG((1, 28, 28), 10)
-    >>> net(torch.zeros(2, 1, 28, 28)).shape
-    torch.Size([2, 10])
-    """
+    Trained on 28x28 digits, the same network takes any other size too:
 
-    #: Initialization scheme of :func:`lossatlas.models.init.initialize` (also for seeded builds).
-    init_scheme = "he"
+    >>> net = SmallVGG((1, 28, 28), 10, channels=(8, 16))
+    >>> tuple(net(torch.zeros(3, 1, 20, 36)).shape)
+    (3, 10)
+    """
 
     def __init__(
         self,
@@ -146,37 +159,14 @@ class SmallVGG(nn.Module):
         batch_norm: bool = True,
         convs_per_stage: int = 2,
     ) -> None:
-        super().__init__()
-        shape = sample_shape(input_shape, "smallvgg", (2, 3))
-        num_classes = positive_int("num_classes", num_classes)
+        super().__init__(input_shape, num_classes)
         channels = int_sequence(channels, "channels", allow_empty=False)
         convs_per_stage = positive_int("convs_per_stage", convs_per_stage)
-        ndim = len(shape) - 1
-        conv, bn, _ = layer_kinds(ndim)
-        size = shape[1:]
-        cin = shape[0]
-        feats: list[nn.Module] = []
-        for c in channels:
-            for _ in range(convs_per_stage):
-                feats.append(conv(cin, c, kernel_size=3, padding=1, bias=not batch_norm))
-                if batch_norm:
-                    feats.append(bn(c))
-                feats.append(nn.ReLU())
-                cin = c
-            pool, size = halving_pool(ndim, size)
-            feats.append(pool)
-        self.features = nn.Sequential(*feats)
+        layout = [item for c in channels for item in (c,) * convs_per_stage + ("M",)]
+        self.features, cin, _ = conv_stack(layout, self.input_shape, batch_norm, not batch_norm)
         self.pool = GlobalAvgPool()
-        self.classifier = nn.Linear(cin, num_classes)
-        self.spec = make_spec(
-            "smallvgg",
-            shape,
-            num_classes,
-            channels=channels,
-            batch_norm=bool(batch_norm),
-            convs_per_stage=convs_per_stage,
-        )
-        initialize(self, None, self.init_scheme)
+        self.classifier = nn.Linear(cin, self.num_classes)
+        self.finish(channels=channels, batch_norm=bool(batch_norm), convs_per_stage=convs_per_stage)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.features(x)))
@@ -188,7 +178,7 @@ class SmallVGG(nn.Module):
 _VGG9_LAYOUT: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M")
 
 
-class VGG9(nn.Module):
+class VGG9(Architecture, arch="vgg9", ranks=(3,), init_scheme="he"):
     """The VGG-9 of Li et al. (CIFAR-10, with batch normalization): 7 conv + 2 FC layers.
 
     Conv layers 64, 64, pool, 128, 128, pool, 256, 256, 256, pool (3x3, padding 1, each followed
@@ -198,10 +188,9 @@ class VGG9(nn.Module):
 
     Parameters
     ----------
-    input_shape : tuple of int
+    input_shape, num_classes
+        As for every :class:`~lossatlas.models.Architecture`; here input_shape is
         ``(C, H, W)``; any size (pooling uses ``ceil_mode`` and skips dimensions of size 1).
-    num_classes : int
-        Number of output logits.
     batch_norm : bool, default True
         Batch normalization after every conv layer and the hidden FC layer.
     width : int, default 1
@@ -209,44 +198,26 @@ class VGG9(nn.Module):
 
     Examples
     --------
-    >>> net = VGG9((3, 32, 32), 10)
-    >>> net(torch.zeros(2, 3, 32, 32)).shape
-    torch.Size([2, 10])
+    >>> from lossatlas.models import count_parameters
+    >>> round(count_parameters(VGG9((3, 32, 32), 10)) / 1e6, 2)
+    2.79
     """
-
-    #: Initialization scheme of :func:`lossatlas.models.init.initialize` (also for seeded builds).
-    init_scheme = "he"
 
     def __init__(
         self, input_shape: Sequence[int], num_classes: int, batch_norm: bool = True, width: int = 1
     ) -> None:
-        super().__init__()
-        shape = sample_shape(input_shape, "vgg9", (3,))
-        num_classes = positive_int("num_classes", num_classes)
+        super().__init__(input_shape, num_classes)
         width = positive_int("width", width)
-        size = shape[1:]
-        cin = shape[0]
-        feats: list[nn.Module] = []
-        for item in _VGG9_LAYOUT:
-            if item == "M":
-                pool, size = halving_pool(2, size)
-                feats.append(pool)
-                continue
-            c = int(item) * width
-            feats.append(nn.Conv2d(cin, c, kernel_size=3, padding=1))
-            if batch_norm:
-                feats.append(nn.BatchNorm2d(c))
-            feats.append(nn.ReLU())
-            cin = c
-        self.features = nn.Sequential(*feats)
+        layout = [item if item == "M" else int(item) * width for item in _VGG9_LAYOUT]
+        # As in the authors' model, the convolutions keep their biases even with BN.
+        self.features, cin, size = conv_stack(layout, self.input_shape, batch_norm, True)
         fc: list[nn.Module] = [nn.Flatten(), nn.Linear(cin * math.prod(size), cin)]
         if batch_norm:
             fc.append(nn.BatchNorm1d(cin))
         fc.append(nn.ReLU())
         self.fc = nn.Sequential(*fc)
-        self.classifier = nn.Linear(cin, num_classes)
-        self.spec = make_spec("vgg9", shape, num_classes, batch_norm=bool(batch_norm), width=width)
-        initialize(self, None, self.init_scheme)
+        self.classifier = nn.Linear(cin, self.num_classes)
+        self.finish(batch_norm=bool(batch_norm), width=width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.fc(self.features(x)))

@@ -8,21 +8,20 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .._errors import positive_int, require
-from .arguments import int_sequence, make_spec, sample_shape
-from .init import initialize
+from .._errors import require
+from .architecture import Architecture
+from .arguments import int_sequence
 from .layers import ACTIVATIONS
 
 
-class MLP(nn.Module):
+class MLP(Architecture, arch="mlp", ranks=(1, 2, 3), init_scheme="torch"):
     """Fully connected network on the flattened input.
 
     Parameters
     ----------
-    input_shape : tuple of int
-        Shape of one sample (any rank; it is flattened), e.g. ``(784,)`` or ``(1, 28, 28)``.
-    num_classes : int
-        Number of output logits.
+    input_shape, num_classes
+        As for every :class:`~lossatlas.models.Architecture`; here input_shape is of any
+        rank (it is flattened), e.g. ``(784,)`` or ``(1, 28, 28)``.
     hidden : sequence of int, default (64, 64)
         Widths of the hidden layers; empty gives a linear (logistic-regression) model.
     activation : str, default "relu"
@@ -37,9 +36,6 @@ class MLP(nn.Module):
     torch.Size([5, 10])
     """
 
-    #: Initialization scheme of :func:`lossatlas.models.init.initialize` (also for seeded builds).
-    init_scheme = "torch"
-
     def __init__(
         self,
         input_shape: Sequence[int],
@@ -48,28 +44,23 @@ class MLP(nn.Module):
         activation: str = "relu",
         batch_norm: bool = False,
     ) -> None:
-        super().__init__()
-        shape = sample_shape(input_shape, "mlp", (1, 2, 3))
-        num_classes = positive_int("num_classes", num_classes)
+        super().__init__(input_shape, num_classes)
         hidden = int_sequence(hidden, "hidden", allow_empty=True)
         require(
             activation in ACTIVATIONS,
             f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}",
         )
         layers: list[nn.Module] = [nn.Flatten()]
-        width = math.prod(shape)
+        width = math.prod(self.input_shape)
         for h in hidden:
             layers.append(nn.Linear(width, h))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(h))
             layers.append(ACTIVATIONS[activation]())
             width = h
-        layers.append(nn.Linear(width, num_classes))
+        layers.append(nn.Linear(width, self.num_classes))
         self.net = nn.Sequential(*layers)
-        self.spec = make_spec(
-            "mlp", shape, num_classes, hidden=hidden, activation=activation, batch_norm=bool(batch_norm)
-        )
-        initialize(self, None, self.init_scheme)
+        self.finish(hidden=hidden, activation=activation, batch_norm=bool(batch_norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._errors import positive_int, require
-from .arguments import make_spec, sample_shape
-from .init import initialize
+from .architecture import Architecture
+from .arguments import blocks_per_stage
 from .layers import GlobalAvgPool
 
 
@@ -53,7 +53,7 @@ class _BasicBlock(nn.Module):
         return F.relu(out)
 
 
-class ResNet(nn.Module):
+class ResNet(Architecture, arch="resnet", ranks=(3,), init_scheme="he"):
     """CIFAR ResNet of He et al. (depth 6n+2), optionally without skip connections.
 
     A 3x3 stem conv, three stages of n basic blocks with 16, 32, 64 channels (times ``width``),
@@ -63,10 +63,9 @@ class ResNet(nn.Module):
 
     Parameters
     ----------
-    input_shape : tuple of int
+    input_shape, num_classes
+        As for every :class:`~lossatlas.models.Architecture`; here input_shape is
         ``(C, H, W)``; any size (global average pooling before the classifier).
-    num_classes : int
-        Number of output logits.
     depth : int, default 20
         6n+2: 20, 32, 44, 56, 110, ...
     shortcut : bool, default True
@@ -86,9 +85,6 @@ class ResNet(nn.Module):
     269722
     """
 
-    #: Initialization scheme of :func:`lossatlas.models.init.initialize` (also for seeded builds).
-    init_scheme = "he"
-
     def __init__(
         self,
         input_shape: Sequence[int],
@@ -98,23 +94,17 @@ class ResNet(nn.Module):
         width: int = 1,
         shortcut_type: str = "A",
     ) -> None:
-        super().__init__()
-        shape = sample_shape(input_shape, "resnet", (3,))
-        num_classes = positive_int("num_classes", num_classes)
+        super().__init__(input_shape, num_classes)
         width = positive_int("width", width)
-        require(
-            isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0,
-            f"resnet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, ...); got {depth!r}",
-        )
+        n = blocks_per_stage(depth, 2, "resnet", (20, 32, 44, 56, 110))
         require(
             shortcut_type in ("A", "B"),
             f"shortcut_type must be 'A' (identity with zero-padding) or 'B' (1x1 conv "
             f"projection); got {shortcut_type!r}",
         )
-        n = (depth - 2) // 6
         kind = shortcut_type if shortcut else None
         c0 = 16 * width
-        self.conv1 = nn.Conv2d(shape[0], c0, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(self.input_shape[0], c0, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(c0)
         blocks: list[nn.Module] = []
         cin = c0
@@ -126,17 +116,8 @@ class ResNet(nn.Module):
                 cin = cout
         self.layers = nn.Sequential(*blocks)
         self.pool = GlobalAvgPool()
-        self.linear = nn.Linear(cin, num_classes)
-        self.spec = make_spec(
-            "resnet",
-            shape,
-            num_classes,
-            depth=depth,
-            shortcut=bool(shortcut),
-            width=width,
-            shortcut_type=shortcut_type,
-        )
-        initialize(self, None, self.init_scheme)
+        self.linear = nn.Linear(cin, self.num_classes)
+        self.finish(depth=depth, shortcut=bool(shortcut), width=width, shortcut_type=shortcut_type)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._errors import positive_int, require
-from .arguments import make_spec, sample_shape
-from .init import initialize
+from .architecture import Architecture
+from .arguments import blocks_per_stage
 from .layers import GlobalAvgPool
 
 
@@ -43,7 +43,7 @@ class _PreActBlock(nn.Module):
         return self.conv2(out) + skip
 
 
-class WideResNet(nn.Module):
+class WideResNet(Architecture, arch="wrn", ranks=(3,), init_scheme="he"):
     """Wide ResNet WRN-d-k of Zagoruyko & Komodakis (pre-activation, depth 6n+4).
 
     A 3x3 stem conv with 16 channels, three groups of n blocks with 16k, 32k, 64k channels
@@ -52,10 +52,9 @@ class WideResNet(nn.Module):
 
     Parameters
     ----------
-    input_shape : tuple of int
+    input_shape, num_classes
+        As for every :class:`~lossatlas.models.Architecture`; here input_shape is
         ``(C, H, W)``; any size.
-    num_classes : int
-        Number of output logits.
     depth : int, default 28
         6n+4: 10, 16, 22, 28, 40, ...
     k : int, default 2
@@ -66,13 +65,11 @@ class WideResNet(nn.Module):
 
     Examples
     --------
-    >>> net = WideResNet((3, 32, 32), 10, depth=16, k=2)
-    >>> net(torch.zeros(2, 3, 32, 32)).shape
-    torch.Size([2, 10])
-    """
+    WRN-16-2 has (16 - 4) / 6 = 2 blocks in each of its three groups:
 
-    #: Initialization scheme of :func:`lossatlas.models.init.initialize` (also for seeded builds).
-    init_scheme = "he"
+    >>> len(WideResNet((3, 32, 32), 10, depth=16, k=2).layers)
+    6
+    """
 
     def __init__(
         self,
@@ -82,20 +79,14 @@ class WideResNet(nn.Module):
         k: int = 2,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        shape = sample_shape(input_shape, "wrn", (3,))
-        num_classes = positive_int("num_classes", num_classes)
+        super().__init__(input_shape, num_classes)
         k = positive_int("k (the widening factor)", k)
-        require(
-            isinstance(depth, int) and depth >= 10 and (depth - 4) % 6 == 0,
-            f"wrn depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...); got {depth!r}",
-        )
+        n = blocks_per_stage(depth, 4, "wrn", (10, 16, 22, 28, 40))
         require(
             isinstance(dropout, (int, float)) and 0.0 <= float(dropout) < 1.0,
             f"dropout must be a probability in [0, 1); got {dropout!r}",
         )
-        n = (depth - 4) // 6
-        self.conv1 = nn.Conv2d(shape[0], 16, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(self.input_shape[0], 16, 3, padding=1, bias=False)
         blocks: list[nn.Module] = []
         cin = 16
         for stage, base in enumerate((16, 32, 64)):
@@ -107,9 +98,8 @@ class WideResNet(nn.Module):
         self.layers = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(cin)
         self.pool = GlobalAvgPool()
-        self.linear = nn.Linear(cin, num_classes)
-        self.spec = make_spec("wrn", shape, num_classes, depth=depth, k=k, dropout=float(dropout))
-        initialize(self, None, self.init_scheme)
+        self.linear = nn.Linear(cin, self.num_classes)
+        self.finish(depth=depth, k=k, dropout=float(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(self.conv1(x))
