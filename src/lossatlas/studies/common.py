@@ -1,0 +1,252 @@
+"""Pieces shared by the studies: a named minimum trained into its own sub-run, a stage clock, the
+study's summary and report, and the study figures the plot package does not draw.
+
+A study keeps one run directory per minimum (``OUT/NAME``, a proper lossatlas run: recorded source,
+``config/train.yaml``, ``trajectory.zarr``, ``model.pt``), so every command works on it later
+(``lossatlas surface OUT/sb-wd0``), and comparisons in directories of their own beside them
+(``OUT/pair-...``); the report finds both, one level down.
+
+Example
+-------
+>>> from lossatlas.studies.common import MinimumSpec, StudyClock, train_minimum, finish_study
+>>> spec = MinimumSpec("sb", source, TrainConfig(batch_size=64, epochs=40))   # doctest: +SKIP
+>>> m = train_minimum("runs/study-x", spec, device="cpu")                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .._errors import require
+from ..demo.minima import Minimum, has_batch_norm
+from ..landscape import Landscape
+from ..sources import Source, resolve_device
+from ..store import RunDir, differences, mismatch, write_checkpoint
+from ..training import TrainConfig, train
+
+__all__ = [
+    "MinimumSpec", "StudyClock", "finish_study", "plot_line_grid", "plot_weight_histograms", "train_minimum",
+    "weight_values",
+]
+
+
+@dataclass(frozen=True)
+class MinimumSpec:
+    """What makes one minimum of a study: its sub-run's name, its source (model, initialization,
+    data, augmentation, labels) and its training settings."""
+
+    name: str
+    source: Source
+    train: TrainConfig
+
+    def describe(self) -> dict:
+        t = self.train
+        return {"batch_size": t.batch_size, "lr": t.lr, "momentum": t.momentum, "weight_decay": t.weight_decay,
+                "epochs": t.epochs, "schedule": t.schedule, "milestones": list(t.milestones),
+                "init_seed": self.source.init_seed, "train_seed": t.seed}
+
+
+def _refuse_other_source(run: RunDir, record: dict) -> None:
+    """A sub-run that records another source is refused before its record is rewritten."""
+    ignored = ("device", "checkpoint", "data_fingerprint")
+    stored = {k: v for k, v in run.read_source().items() if k not in ignored}
+    diffs = differences(stored, {k: v for k, v in record.items() if k not in ignored})
+    if diffs:
+        raise mismatch(run.path / "config" / "source.yaml", diffs)
+
+
+def train_minimum(out, spec: MinimumSpec, device="auto", replace: bool = False, progress=True) -> Minimum:
+    """Train ``spec`` into ``out/spec.name`` (a finished run of the same settings is reused).
+
+    Parameters
+    ----------
+    out : path
+        The study directory.
+    spec : MinimumSpec
+    device : str or torch.device
+        Where to train and evaluate (``auto``: CUDA when available).
+    replace : bool
+        Redo a sub-run that holds another source or other training settings (otherwise refused).
+
+    Returns
+    -------
+    lossatlas.demo.Minimum
+        With a landscape on the training data (and the test data, when there is any).
+
+    Examples
+    --------
+    >>> m = train_minimum("runs/study-batch", spec, device="cpu")   # doctest: +SKIP
+    >>> m.final["test_accuracy"]                                   # doctest: +SKIP
+    """
+    dev = resolve_device(device)
+    cfg = spec.train.validate()
+    src = spec.source.validate()
+    run = RunDir(Path(out) / spec.name)
+    record = {k: v for k, v in src.as_dict().items() if k != "device"}
+    if run.has_source() and not replace:
+        _refuse_other_source(run, record)
+    data = src.build_data()
+    run.write_source({**record, "data_fingerprint": data.fingerprint})
+    run.write_config("train", {"source": src.as_dict(), "train": cfg.as_dict()})
+    model = src.build_model(data).to(dev)  # seeded: one initialization per init_seed
+    settings = cfg.as_dict()
+    main = {k: settings.pop(k) for k in ("optimizer", "lr", "momentum", "weight_decay", "epochs", "batch_size", "seed")}
+    result = train(model, data, **main, store=run, progress=progress, replace=replace, device=dev, **settings)
+    write_checkpoint(run.path / "model.pt", model.state_dict(), source=src.as_dict())
+    t = result.trajectory
+    final = {k: float(t[k].values[-1]) for k in ("loss", "accuracy", "test_loss", "test_accuracy") if k in t}
+    run.update_summary(train={"epochs": cfg.epochs, "final": final, "settings": spec.describe(),
+                              "data": data.describe(), "init_fingerprint": t.attrs.get("init_fingerprints", [None])[0]})
+    X, y = data.test
+    f = Landscape(model, data.train, test=(X, y) if X.shape[0] else None,
+                  bn="recompute" if has_batch_norm(model) else "eval", device=dev)
+    return Minimum(spec.name, run, src, model, data, f, final)
+
+
+class StudyClock:
+    """Wall and CPU seconds of each stage of a study, with the 1-minute load average when it
+    ended: on a shared machine CPU seconds say what the work cost, wall seconds what it took."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, dict] = {}
+        self._start = (time.perf_counter(), time.process_time())
+
+    @staticmethod
+    def _since(wall: float, cpu: float) -> dict:
+        return {"wall_s": round(time.perf_counter() - wall, 2), "cpu_s": round(time.process_time() - cpu, 2)}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block as stage ``name`` (a repeated name adds up)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            took = self._since(wall, cpu)
+            old = self.stages.get(name, {"wall_s": 0.0, "cpu_s": 0.0})
+            self.stages[name] = {"wall_s": round(old["wall_s"] + took["wall_s"], 2),
+                                 "cpu_s": round(old["cpu_s"] + took["cpu_s"], 2),
+                                 "load_average_1min": round(os.getloadavg()[0], 2)}
+
+    def total(self) -> dict:
+        return {**self._since(*self._start), "load_average_at_end": [round(v, 2) for v in os.getloadavg()]}
+
+
+def finish_study(out, study: str, summary: Mapping, clock: StudyClock, console=None) -> dict:
+    """Write ``out/summary.json`` (``summary`` plus the timings under ``study``) and
+    ``out/report.html``; returns the summary as written.
+
+    Examples
+    --------
+    >>> finish_study("runs/study-batch", "batch", {"minima": rows}, clock)   # doctest: +SKIP
+    """
+    from ..report import build_report
+
+    top = RunDir(Path(out))
+    top.update_summary(**summary)
+    report = build_report(top.path)
+    entry = dict(top.summary().get(study, {}))
+    entry.update(timings=clock.stages, total=clock.total(), report=str(report))
+    top.update_summary(**{study: entry})
+    if console is not None:
+        total = entry["total"]
+        console.print(f"{total['wall_s']:.0f} s wall, {total['cpu_s']:.0f} s CPU (load average "
+                      f"{total['load_average_at_end'][0]:.1f} at the end); open {report}")
+    return top.summary()
+
+
+def weight_values(m: Minimum) -> np.ndarray:
+    """Every entry of the minimum's weight matrices and kernels (not biases nor norm scales), as
+    Li et al.'s weight histograms (Fig. 3) count them."""
+    space, theta = m.landscape.space, m.theta.detach().cpu()
+    parts = [theta[e.slice].numpy() for e in space.entries if e.kind == "weight"]
+    require(bool(parts), "the model has no weight matrices")
+    return np.concatenate(parts)
+
+
+def _figure(rows: int, cols: int, width: float, height: float):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def plot_line_grid(panels: Sequence[Sequence[tuple[str, object]]], path=None, title: str | None = None,
+                   xlabel: str = "alpha"):
+    """1-D lines as Li et al. draw them (Figs. 2 and 4): loss on the left axis (blue), accuracy
+    on the right (red), train solid and test dashed; ``panels[row][col] = (title, dataset)`` with
+    datasets over ``t`` as :func:`lossatlas.line` returns them. Non-finite losses are counted in
+    the panel title.
+
+    Examples
+    --------
+    >>> plot_line_grid([[("SB", ds_sb), ("LB", ds_lb)]], path="figures/slices")   # doctest: +SKIP
+    """
+    from ..plot.save import finish
+
+    rows, cols = len(panels), max(len(r) for r in panels)
+    fig, axes = _figure(rows, cols, 3.6, 2.8)
+    for i, row in enumerate(panels):
+        for j in range(cols):
+            ax = axes[i][j]
+            if j >= len(row):
+                ax.set_visible(False)
+                continue
+            name, ds = row[j]
+            t = np.asarray(ds.t.values, float)
+            twin = ax.twinx()
+            bad = 0
+            for var, style in (("loss", "-"), ("test_loss", "--")):
+                if var in ds:
+                    v = np.asarray(ds[var].values, float)
+                    bad += int((~np.isfinite(v)).sum())
+                    ax.plot(t, v, style, color="tab:blue", label=var.replace("_", " "))
+            for var, style in (("accuracy", "-"), ("test_accuracy", "--")):
+                if var in ds:
+                    twin.plot(t, 100 * np.asarray(ds[var].values, float), style, color="tab:red")
+            ax.set_title(name + (f" ({bad} non-finite)" if bad else ""), fontsize=9)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("loss", color="tab:blue")
+            twin.set_ylabel("accuracy (%)", color="tab:red")
+            twin.set_ylim(0, 100)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return finish(fig, path)
+
+
+def plot_weight_histograms(groups: Sequence[tuple[str, Mapping[str, np.ndarray]]], path=None,
+                           title: str | None = None, bins: int = 100):
+    """Histograms of weights (Li et al. Fig. 3): one panel per group (e.g. per weight decay), one
+    outline per minimum, each labelled with its weights' L2 norm.
+
+    Examples
+    --------
+    >>> plot_weight_histograms([("WD=0", {"SB": w1, "LB": w2})], path="figures/weights")   # doctest: +SKIP
+    """
+    from ..plot.save import finish
+
+    fig, axes = _figure(1, len(groups), 4.0, 3.0)
+    for ax, (name, values) in zip(axes[0], groups):
+        everything = np.concatenate([np.asarray(v, float) for v in values.values()])
+        lim = float(np.quantile(np.abs(everything), 0.999)) or 1.0
+        edges = np.linspace(-lim, lim, bins + 1)
+        for label, v in values.items():
+            v = np.asarray(v, float)
+            ax.hist(v, bins=edges, histtype="step", label=f"{label} (|w| = {np.linalg.norm(v):.1f})")
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("weight value")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("count")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return finish(fig, path)
+
