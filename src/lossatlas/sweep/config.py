@@ -1,0 +1,202 @@
+"""The settings of a sweep (``lossatlas sweep CONFIG``): the grid of networks and how each minimum
+is sampled, as one typed config read from YAML with every field checked before any training.
+
+Horoi et al. (IDA 2022, section 4.1) train 108 Wide-ResNets from one initialization over depth x
+width x batch size x weight decay x augmentation, then sample 640 points around each minimum with
+J&R, a 3-D grid and naive sampling. The defaults here are that design scaled to MNIST-1D and small
+MLPs (``examples/sweep/mnist1d-mlp.yaml`` holds the study's exact settings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from .._errors import require
+from ..typed import from_mapping
+
+__all__ = ["AXES", "JumpSettings", "Network", "SweepConfig", "model_args_for", "read_sweep_config"]
+
+#: The axes of a sweep, in the order its networks are numbered (the last varies fastest).
+AXES = ("depth", "width", "batch_size", "weight_decay", "augment")
+
+#: Horoi et al. retrain 40 CIFAR-10 epochs at batch 128 (about 15,600 SGD steps) at lr 1e-3.
+PAPER_STEPS_X_LR = 15_600 * 1e-3
+
+
+def model_args_for(model: str, depth: int, width: int) -> dict:
+    """The factory arguments of built-in ``model`` at sweep ``depth`` and ``width``.
+
+    ``mlp``: ``depth`` hidden layers of ``width`` units. ``smallcnn``: ``depth`` convolutions of
+    ``width, 2 width, ...`` channels. ``wrn``: ``depth`` and widening factor ``width``, as Horoi et
+    al.'s WRN-depth-width. ``resnet``: ``depth`` layers, ``width`` base channels.
+
+    Examples
+    --------
+    >>> model_args_for("mlp", 2, 32)
+    {'hidden': [32, 32]}
+    """
+    if model == "mlp":
+        return {"hidden": [int(width)] * int(depth)}
+    if model == "smallcnn":
+        return {"channels": [int(width) * 2**i for i in range(int(depth))]}
+    if model == "wrn":
+        return {"depth": int(depth), "k": int(width)}
+    if model == "resnet":
+        return {"depth": int(depth), "width": int(width)}
+    raise ValueError(model)
+
+
+@dataclass
+class JumpSettings:
+    """Jump and retrain around each minimum (Horoi et al. section 3.1); grid and naive sampling
+    draw as many points as J&R records after its jumps (``n_points``)."""
+
+    seeds: list = field(default_factory=lambda: [0, 1, 2, 3])
+    step_sizes: list = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    epochs: int = 40
+    lr: float = 0.0125  # 40 epochs x 32 steps x 0.0125 = 16 (the paper: 15,600 x 1e-3 = 15.6)
+    momentum: float = 0.9
+    batch_size: int = 128
+    ensemble: str = "vmap"
+    grid_span: float = 1.0
+    naive_step_sizes: list = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    topology_k: int = 20
+
+    def runs(self) -> int:
+        return len(self.seeds) * len(self.step_sizes)
+
+    def n_points(self) -> int:
+        """Retrained points per minimum (epochs 1..E of every run; the paper's 640)."""
+        return self.runs() * self.epochs
+
+
+@dataclass
+class Network:
+    """One network of the sweep: its index and its value on each axis."""
+
+    index: int
+    depth: int
+    width: int
+    batch_size: int
+    weight_decay: float
+    augment: bool
+
+    def name(self) -> str:
+        return f"net-{self.index:04d}"
+
+    def axes(self) -> dict:
+        return {a: getattr(self, a) for a in AXES}
+
+
+@dataclass
+class SweepConfig:
+    """Every setting of a sweep.
+
+    Examples
+    --------
+    >>> cfg = SweepConfig(depths=[1, 2], widths=[16], batch_sizes=[64], weight_decays=[0.0, 1e-3],
+    ...                   augment=[False]).validate()
+    >>> len(cfg.networks())
+    4
+    """
+
+    model: str = "mlp"
+    init_seed: int = 0
+    data: str = "mnist1d"
+    data_root: Optional[str] = None
+    data_seed: int = 0
+    subset: Optional[int] = None
+    test_subset: Optional[int] = None
+    depths: list = field(default_factory=lambda: [1, 2, 3])
+    widths: list = field(default_factory=lambda: [32, 64])
+    batch_sizes: list = field(default_factory=lambda: [32, 128, 512])
+    weight_decays: list = field(default_factory=lambda: [0.0, 1e-4, 1e-3])
+    augment: list = field(default_factory=lambda: [False, True])
+    # training from the initialization to the minimum: SGD, step decay at 1/2 and 3/4 of the epochs
+    lr: float = 0.05
+    momentum: float = 0.9
+    epochs: int = 40
+    jump: JumpSettings = field(default_factory=JumpSettings)
+    device: str = "cpu"
+
+    def validate(self) -> "SweepConfig":
+        """Check every field (raises :class:`~lossatlas.InputError` naming it); returns ``self``."""
+        from ..training import TrainConfig
+
+        require(self.model in ("mlp", "smallcnn", "wrn", "resnet"),
+                f"model must be one of mlp, smallcnn, wrn, resnet (the families with a depth and a width), "
+                f"got {self.model!r}")
+        for name in ("depths", "widths", "batch_sizes", "weight_decays", "augment"):
+            values = getattr(self, name)
+            require(isinstance(values, list) and len(values) > 0, f"{name} must be a non-empty list, got {values!r}")
+            require(len(set(map(repr, values))) == len(values), f"{name} repeats a value: {values}")
+        for name in ("depths", "widths", "batch_sizes"):
+            require(all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in getattr(self, name)),
+                    f"{name} must hold positive integers, got {getattr(self, name)}")
+        require(all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in self.weight_decays),
+                f"weight_decays must hold numbers >= 0, got {self.weight_decays}")
+        self.weight_decays = [float(v) for v in self.weight_decays]
+        require(all(isinstance(v, bool) for v in self.augment), f"augment must hold true/false, got {self.augment}")
+        for b in self.batch_sizes:  # the training settings of every network, checked before any trains
+            self.train_config(b, self.weight_decays[0])
+        j = self.jump
+        require(bool(j.seeds) and len(set(j.seeds)) == len(j.seeds), f"jump.seeds must be distinct, got {j.seeds}")
+        require(all(c > 0 for c in j.step_sizes) and bool(j.step_sizes), f"jump.step_sizes must be positive, got {j.step_sizes}")
+        require(all(c > 0 for c in j.naive_step_sizes) and bool(j.naive_step_sizes),
+                f"jump.naive_step_sizes must be positive, got {j.naive_step_sizes}")
+        require(j.n_points() % len(j.naive_step_sizes) == 0,
+                f"naive sampling draws n_points / len(naive_step_sizes) directions: {j.n_points()} J&R points do not "
+                f"divide by {len(j.naive_step_sizes)} step sizes")
+        require(j.ensemble in ("vmap", "sequential"), f"jump.ensemble must be vmap or sequential, got {j.ensemble!r}")
+        require(j.grid_span > 0, f"jump.grid_span must be positive, got {j.grid_span}")
+        require(isinstance(j.topology_k, int) and 1 <= j.topology_k < j.n_points(),
+                f"jump.topology_k must be an integer in [1, {j.n_points() - 1}], got {j.topology_k}")
+        TrainConfig(lr=j.lr, momentum=j.momentum, epochs=j.epochs, batch_size=j.batch_size).validate()
+        return self
+
+    def train_config(self, batch_size: int, weight_decay: float):
+        """The training of one network: SGD with momentum, x0.1 at 1/2 and 3/4 of the epochs."""
+        from ..training import TrainConfig
+
+        e = self.epochs
+        return TrainConfig(optimizer="sgd", lr=self.lr, momentum=self.momentum, weight_decay=weight_decay, epochs=e,
+                           batch_size=batch_size, schedule="step" if e >= 4 else "constant",
+                           milestones=(e // 2, 3 * e // 4) if e >= 4 else (), gamma=0.1,
+                           seed=self.init_seed).validate()
+
+    def networks(self) -> list[Network]:
+        grid = itertools.product(self.depths, self.widths, self.batch_sizes, self.weight_decays, self.augment)
+        return [Network(i, *values) for i, values in enumerate(grid)]
+
+    def source(self, net: Network):
+        """The :class:`~lossatlas.sources.Source` of one network (its model, data and augmentation)."""
+        from ..sources import Source
+
+        return Source(model=self.model, model_args=model_args_for(self.model, net.depth, net.width),
+                      init_seed=self.init_seed, data=self.data, data_root=self.data_root, data_seed=self.data_seed,
+                      subset=self.subset, test_subset=self.test_subset, augment=net.augment,
+                      device=self.device).validate()
+
+    def travel(self, n_train: int) -> dict:
+        """SGD steps x learning rate of one retraining run, against the paper's."""
+        steps = self.jump.epochs * math.ceil(n_train / self.jump.batch_size)
+        return {"steps": steps, "lr": self.jump.lr, "steps_x_lr": steps * self.jump.lr,
+                "paper_steps_x_lr": PAPER_STEPS_X_LR, "fraction_of_paper": steps * self.jump.lr / PAPER_STEPS_X_LR}
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def read_sweep_config(mapping: Mapping[str, Any], where: str = "sweep config") -> SweepConfig:
+    """A checked :class:`SweepConfig` from plain values (a YAML file read with ``yaml.safe_load``)."""
+    require(isinstance(mapping, Mapping), f"{where} must be a mapping of settings, got {type(mapping).__name__}")
+    values = dict(mapping)
+    jump = values.pop("jump", {}) or {}
+    require(isinstance(jump, Mapping), f"{where}: jump must be a mapping of settings, got {jump!r}")
+    cfg = from_mapping(SweepConfig, values, where, ignore=("jump",))
+    cfg.jump = from_mapping(JumpSettings, dict(jump), f"{where}: jump")
+    return cfg.validate()

@@ -1,0 +1,153 @@
+"""One network of a sweep, from initialization to its features: the task an executor runs.
+
+:func:`sample_network` trains the network, measures it at its minimum, draws the J&R, grid and
+naive samples of equal size around it (their weights in a scratch run directory that the driver
+deletes once the network's row is stored), and computes the total persistence of the J&R set. It
+takes plain values (the config as a dict and the network's index), so a Dask worker rebuilds
+everything itself: the per-task payload is the config, about a kilobyte.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..embedding import PHATE
+from ..jump import grid_sample, jump_retrain, naive_sample
+from ..landscape import Landscape
+from ..store import RunDir
+from ..topology import persistence, total_persistence
+from ..training import train
+from .config import read_sweep_config
+
+__all__ = ["FEATURE_SETS", "features_of", "sample_network"]
+
+#: The samplers whose train loss and accuracy are a network's features (Horoi et al. Table 1).
+FEATURE_SETS = ("jr", "grid", "naive")
+
+
+@functools.lru_cache(maxsize=4)
+def _data(source_items: tuple):
+    """The data set, built once per process (a worker serves many networks of one data set)."""
+    from ..sources import Source
+
+    return Source(**dict(source_items)).build_data()
+
+
+def _data_key(src) -> tuple:
+    d = src.as_dict()
+    keep = ("data", "data_root", "data_seed", "subset", "test_subset", "augment", "random_labels")
+    return tuple((k, d[k]) for k in keep)
+
+
+def features_of(samples) -> np.ndarray:
+    """Train loss then train accuracy of every sampled point, in the samples' order, as one row."""
+    return np.concatenate([np.asarray(samples["loss"].values, np.float64),
+                           np.asarray(samples["accuracy"].values, np.float64)])
+
+
+def _nonfinite(samples) -> int:
+    return int((~np.isfinite(np.asarray(samples["loss"].values))).sum())
+
+
+def _has_batch_norm(model) -> bool:
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _topology(jr, k: int) -> dict:
+    """Total persistence (p = 2, finite pairs) of D0 and D1 of the J&R set's loss filtration on the
+    kNN graph of PHATE's potential. Diverged points (non-finite loss) are left out of the
+    embedding, and counted."""
+    keep = np.isfinite(np.asarray(jr["loss"].values))
+    pts = jr.isel(point=np.flatnonzero(keep)) if not keep.all() else jr
+    if pts.sizes["point"] <= k:
+        return {"tp_d0": float("nan"), "tp_d1": float("nan"), "embedded": int(pts.sizes["point"]), "phate_components": 0}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = PHATE(metric="cosine", seed=0).fit(pts)
+    # phate warns when its kNN graph falls apart: kept as a number (1: connected), not printed
+    # once per network
+    parts = [re.search(r"disconnected with (\d+) connected", str(w.message)) for w in caught]
+    components = max([int(m.group(1)) for m in parts if m] or [1])
+    diagrams = persistence(fit, values=pts["loss"], k=k)
+    return {"tp_d0": float(total_persistence(diagrams[0], p=2)), "tp_d1": float(total_persistence(diagrams[1], p=2)),
+            "embedded": int(pts.sizes["point"]), "phate_components": components}
+
+
+def sample_network(config: dict, index: int, scratch: str | None = None) -> dict:
+    """Train network ``index`` of the sweep ``config`` and sample around its minimum.
+
+    Parameters
+    ----------
+    config : dict
+        The sweep's settings (:meth:`SweepConfig.as_dict`).
+    index : int
+        The network's place in :meth:`SweepConfig.networks`.
+    scratch : path, optional
+        A directory for the samples' weights (streamed there, not held in memory); without one
+        they stay in memory.
+
+    Returns
+    -------
+    dict of plain values and 1-D arrays: the network's axes, its train and test loss and accuracy
+    at the minimum, ``{jr,grid,naive}_features`` (train loss then accuracy of each sampled point),
+    the total persistence of the J&R set (``tp_d0``, ``tp_d1``), counts of non-finite losses,
+    and the seconds of each stage.
+
+    Examples
+    --------
+    >>> row = sample_network(cfg.as_dict(), 0)        # doctest: +SKIP
+    >>> row["jr_features"].shape                        # 2 x the J&R points
+    """
+    cfg = read_sweep_config(config)
+    net = cfg.networks()[int(index)]
+    j = cfg.jump
+    src = cfg.source(net)
+    dev = src.resolve_device()
+    data = _data(_data_key(src))
+    store = RunDir(Path(scratch)) if scratch is not None else None
+    seconds = {}
+    t = time.perf_counter()
+    model = src.build_model(data).to(dev)
+    tc = cfg.train_config(net.batch_size, net.weight_decay)
+    opts = {k: v for k, v in tc.as_dict().items()
+            if k not in ("optimizer", "lr", "momentum", "weight_decay", "epochs", "batch_size", "seed")}
+    train(model, data, optimizer=tc.optimizer, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay,
+          epochs=tc.epochs, batch_size=tc.batch_size, seed=tc.seed, device=dev, **opts)
+    seconds["train"] = time.perf_counter() - t
+    bn = "recompute" if _has_batch_norm(model) else "eval"
+    X, y = data.test
+    f = Landscape(model, data.train, test=(X, y), bn=bn, device=dev)
+    at_min = {k: float(v[0]) for k, v in f.evaluate(f.origin.unsqueeze(0)).items()}
+
+    t = time.perf_counter()
+    samples = jump_retrain(model, data, seeds=j.seeds, step_sizes=j.step_sizes, epochs=j.epochs, optimizer="sgd",
+                           lr=j.lr, momentum=j.momentum, batch_size=j.batch_size, weight_decay=net.weight_decay,
+                           store=store, ensemble=j.ensemble, device=dev)
+    retrained = samples.isel(point=np.flatnonzero(samples["epoch"].values > 0))
+    seconds["jump_retrain"] = time.perf_counter() - t
+    t = time.perf_counter()
+    n = j.n_points()
+    f_train = Landscape(model, data.train, bn=bn, device=dev)
+    grid = grid_sample(f_train, n_points=n, span=j.grid_span, seed=0, store=store)
+    naive = naive_sample(f_train, n_points=n, step_sizes=j.naive_step_sizes, seed=0, store=store)
+    seconds["grid_naive"] = time.perf_counter() - t
+    t = time.perf_counter()
+    topo = _topology(samples.load() if store is None else samples, j.topology_k)
+    seconds["topology"] = time.perf_counter() - t
+    return {
+        "index": net.index, **net.axes(),
+        "n_params": int(f.space.size),
+        "train_loss": at_min["loss"], "train_accuracy": at_min["accuracy"],
+        "test_loss": at_min["test_loss"], "test_accuracy": at_min["test_accuracy"],
+        "jr_features": features_of(retrained), "grid_features": features_of(grid), "naive_features": features_of(naive),
+        "jr_nonfinite": _nonfinite(retrained), "grid_nonfinite": _nonfinite(grid), "naive_nonfinite": _nonfinite(naive),
+        **topo,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+    }
