@@ -1,0 +1,12 @@
+"""Sweeps of many networks (``lossatlas sweep CONFIG``): train each from one initialization, sample
+around its minimum with J&R, grid and naive sampling, keep the small results (Horoi et al. 2022,
+Table 1 and Fig. 3B), and predict generalization from them (:mod:`.table`)."""
+
+from .config import AXES, JumpSettings, Network, SweepConfig, model_args_for, read_sweep_config
+from .driver import NAME, SCALARS, load_sweep, run_sweep
+from .network import FEATURE_SETS, features_of, sample_network
+
+__all__ = [
+    "AXES", "FEATURE_SETS", "JumpSettings", "NAME", "Network", "SCALARS", "SweepConfig", "features_of", "load_sweep",
+    "model_args_for", "read_sweep_config", "run_sweep", "sample_network",
+]
