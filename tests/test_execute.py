@@ -16,7 +16,9 @@ pytest.importorskip("distributed")
 from lossatlas.execute import DaskExecutor, WorkerLostError, worker_counts  # noqa: E402
 from lossatlas.jump import jump_retrain  # noqa: E402
 from lossatlas.sources import Source  # noqa: E402
-from lossatlas.surface import plane  # noqa: E402
+from lossatlas.surface import line, plane  # noqa: E402
+
+from helpers import Stop, stop_after  # noqa: E402
 
 SLOW = textwrap.dedent("""
     import os, time
@@ -114,6 +116,93 @@ def test_jump_retrain_on_two_workers_equals_in_process(cluster, tmp_path):
     np.testing.assert_allclose(ds.loss.values, ref.loss.values, rtol=1e-5)
     np.testing.assert_allclose(ds.weights.values, ref.weights.values, rtol=1e-5, atol=1e-6)
     assert list(ds.run.values) == list(ref.run.values)
+
+
+def line_end(f, seed=0, scale=0.5):
+    """An end point for a line from ``f.origin``: a step along a seeded random direction."""
+    gen = torch.Generator().manual_seed(seed)
+    return f.origin + scale * torch.randn(f.space.size, generator=gen, dtype=f.origin.dtype).to(f.origin.device)
+
+
+class CountingExecutor:
+    """Forwards tasks to ``inner`` and records how many points of a line each one evaluates."""
+
+    def __init__(self, inner):
+        self.inner, self.points = inner, []
+
+    def submit(self, fn, *args, **kwargs):
+        self.points.append(len(args[-1]))  # evaluate_line(f, start, end, t)
+        return self.inner.submit(fn, *args, **kwargs)
+
+
+def test_line_on_two_workers_equals_in_process_and_rebuilds_once_per_worker(cluster, tmp_path):
+    from lossatlas.store import RunDir
+
+    f = cluster.landscape(source(), strategy="loop")
+    end = line_end(f)
+    ref = line(f, None, end, steps=40)
+    before = cluster.stats["tasks"]
+    builds = {c["pid"]: c["builds"] for c in cluster.client.run(worker_counts).values()}
+    ds = line(f, None, end, steps=40, executor=cluster, store=tmp_path / "run")
+    np.testing.assert_allclose(ds.loss.values, ref.loss.values, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(ds.accuracy.values, ref.accuracy.values)
+    assert ds.done.values.all() and ds.attrs["n_nonfinite"] == 0
+    stats = cluster.stats
+    assert stats["tasks"] - before == 3  # blocks of 16, 16 and 8 points
+    assert stats["payload_bytes_max"] < 4000, stats  # the end point went to the workers once
+    stored = RunDir(tmp_path / "run").open("line")
+    assert stored.done.values.all()
+    np.testing.assert_array_equal(stored.loss.values, ds.loss.values)
+    for c in cluster.client.run(worker_counts).values():
+        # the Landscape at most once per worker process (none where an earlier test built it)
+        assert c["builds"] - builds.get(c["pid"], 0) <= 1
+
+
+def test_line_interrupted_on_the_cluster_resumes_only_its_missing_points(cluster, tmp_path):
+    from lossatlas.store import RunDir
+
+    f = cluster.landscape(source(), strategy="loop")
+    end = line_end(f, seed=1)
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(Stop):  # the driver stops once the first block is stored
+        line(f, None, end, steps=40, store=run, executor=cluster, progress=stop_after(1))
+    mask = run.done_mask("line")
+    kept = int(mask.sum())
+    assert 8 <= kept < 40, kept  # whole blocks of 16 (or the last one of 8), never a partial block
+    assert np.isnan(run.open("line").loss.values[~mask]).all()
+    counting = CountingExecutor(cluster)
+    resumed = line(f, None, end, steps=40, store=run, executor=counting)
+    assert sum(counting.points) == 40 - kept  # only the missing points were computed
+    assert resumed.attrs["resumed_cells"] == kept and resumed.done.values.all()
+    whole = line(f, None, end, steps=40)
+    np.testing.assert_allclose(resumed.loss.values, whole.loss.values, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(run.open("line").loss.values, whole.loss.values, rtol=1e-6, atol=0)
+
+
+def test_interpolate_command_on_the_cluster_equals_in_process(cluster, tmp_path):
+    import xarray as xr
+    from typer.testing import CliRunner
+
+    import slowpkg
+    from lossatlas.cli import app
+
+    for seed in (0, 1):
+        torch.save(slowpkg.make(seed=seed).state_dict(), tmp_path / f"m{seed}.pt")
+    args = ["interpolate", str(tmp_path / "m0.pt"), str(tmp_path / "m1.pt"), "--model", "slowpkg:make",
+            "--data", "digits", "--subset", "200", "--steps", "20", "--device", "cpu"]
+    r = CliRunner().invoke(app, [*args, "--scheduler", cluster.address, "--out", str(tmp_path / "dask")])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "running the independent tasks on the cluster at" in text and "2 tasks of" in text
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "here")])
+    assert r.exit_code == 0, r.output
+    a = xr.open_zarr(tmp_path / "dask" / "interpolation.zarr").load()
+    b = xr.open_zarr(tmp_path / "here" / "interpolation.zarr").load()
+    assert a.done.values.all()
+    np.testing.assert_allclose(a.loss.values, b.loss.values, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(a.accuracy.values, b.accuracy.values)
+    r = CliRunner().invoke(app, [*args, "--dask", "2", "--scheduler", cluster.address, "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "give one of them" in " ".join(r.output.split())
 
 
 def test_worker_killed_mid_run_loses_no_cell(cluster, tmp_path):

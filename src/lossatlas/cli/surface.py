@@ -13,7 +13,7 @@ from typing_extensions import Annotated
 from .._errors import require
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, open_out, pair,
-                     record_fingerprint, reported, resolve_source, source_flags, test_pair, write_report, auto_batch_norm)
+                     record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm)
 
 # Training of a model given without a checkpoint (surface alone, no earlier `lossatlas train`).
 BUILTIN_TRAIN = dict(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=64)
@@ -100,8 +100,6 @@ def surface(
         require(train_epochs >= 0, f"--train-epochs must be >= 0, got {train_epochs}")
         workers_v, compile_v = _speed_options(workers, compile, strategy)
         check_executor(dask, scheduler)
-        require(dims == 2 or (dask is None and scheduler is None), "--dask and --scheduler share out the rows of a "
-                "plane (--dims 2); a line runs in this process")
         bounds = (*(xr_ or (-span, span)), *(yr_ or (-span, span)))
         if dims == 2:
             grid_axes(bounds, steps)  # refuses a grid that would not fit in memory
@@ -157,11 +155,10 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
         if dims == 2:
             ds = plane(f, f.origin, dirs, span=bounds, steps=steps, store=run, name=name, progress=True,
                        replace=replace, attrs=how, executor=ex)
-            if "resumed_cells" in ds.attrs:
-                console.print(f"resumed: {ds.attrs['resumed_cells']} of {int(ds.loss.size)} cells done")
         else:
             ds = line(f, f.origin, f.origin + dirs[0], steps=steps, extent=bounds[:2], store=run, name=name,
-                      progress=True, replace=replace, attrs=how)
+                      progress=True, replace=replace, attrs=how, executor=ex)
+        _say_resumed(ds)
         seconds = time.perf_counter() - t0
         figures = plot.plot_surface_set(ds, run.figures, prefix=name)
         center = center_value(ds, "loss")
@@ -172,6 +169,12 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
         console.print(f"{int(ds.loss.size)} points in {seconds:.1f} s; {where}")
         console.print(f"wrote {run.zarr_path(name)} and {len(figures)} figures in {run.figures}")
         write_report(run)
+
+
+def _say_resumed(ds) -> None:
+    """The line a resumed plane or line prints: how many of its cells an earlier run had done."""
+    if "resumed_cells" in ds.attrs:
+        console.print(f"resumed: {ds.attrs['resumed_cells']} of {int(ds.loss.size)} cells done")
 
 
 def _endpoint(spec: Path, flags: dict, device: str):
@@ -195,13 +198,15 @@ def interpolate(
     bn: str = typer.Option("auto", help="batch norm: auto (recompute when the model has BN), eval, batch, recompute"),
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
     replace: ReplaceOpt = False,
+    dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Path = typer.Option(Path("runs/interpolate"), help="run directory"),
 ):
     """Loss and accuracy on the straight line between two minima (Li et al. Figs. 2-3): interpolation.zarr."""
     with reported():
         from .. import plot
         from .._errors import parse_enum
-        from ..landscape import BatchNormMode, Landscape
+        from ..execute import build_landscape, landscape_handle
+        from ..landscape import BatchNormMode
         from ..space import ParamSpace
         from ..surface import line
 
@@ -209,6 +214,8 @@ def interpolate(
         require(steps >= 2, f"--steps must be at least 2, got {steps}")
         if bn != "auto":
             parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
+        require(samples is None or samples >= 1, f"--samples must be a positive number of samples, got {samples}")
+        check_executor(dask, scheduler)
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
         src_a, label_a = _endpoint(a, flags, device)
         src_b, label_b = _endpoint(b, flags, device)
@@ -222,10 +229,15 @@ def interpolate(
         bn_v = auto_batch_norm(bn, net_a)
         run.write_config("interpolate", {"a": str(a), "b": str(b), "source_a": src_a.as_dict(), "source_b": src_b.as_dict(),
                                          "extent": ext, "steps": steps, "bn": bn_v, "samples": samples})
-        f = Landscape(net_a, d.train, bn=bn_v, test=test_pair(d), samples=samples, seed=src_a.data_seed, device=dev)
+        options = dict(bn=bn_v, samples=samples, seed=src_a.data_seed)
         theta_a, theta_b = space.vector(net_a), net_b_space.vector(net_b)
-        ds = line(f, theta_a, theta_b, steps=steps, extent=ext, store=run, name="interpolation", progress=True,
-                  replace=replace, attrs={"label_a": label_a, "label_b": label_b})
+        with executor(dask, scheduler) as ex:
+            f = build_landscape(net_a, d, dev, options)
+            if ex is not None:  # workers rebuild model a's Landscape from its source, once each
+                ex.share(f, landscape_handle(src_a, d, f, options))
+            ds = line(f, theta_a, theta_b, steps=steps, extent=ext, store=run, name="interpolation", progress=True,
+                      replace=replace, attrs={"label_a": label_a, "label_b": label_b}, executor=ex)
+        _say_resumed(ds)
         stats = ds.attrs["bn_statistics"]  # `line` says which statistics it used
         plot.plot_interpolation(ds, path=run.figures / "interpolation", title=f"{label_a} (t=0) to {label_b} (t=1)")
         ends = {k: [float(ds[k].sel(t=t, method="nearest")) for t in (0.0, 1.0)] for k in ds.data_vars if k != "done"}
