@@ -635,3 +635,101 @@ def test_interpolation_of_a_model_without_batch_norm_has_no_bn_note():
     fig = lp.plot_interpolation(ds)
     assert "batch norm" in fig.axes[0].get_title()
     close(fig)
+
+
+# ------------------------------------------------------------------ diverged (NaN/inf) losses
+
+
+def diverged_samples():
+    """J&R-like samples with a NaN and an inf loss (a diverged retraining), and their mask."""
+    samples = make_samples()
+    loss = samples["loss"].values.copy()
+    bad = np.zeros(len(loss), dtype=bool)
+    bad[[3, 20]] = True  # a retraining point and a jump point (epoch 0 of the fourth run)
+    loss[3], loss[20] = np.nan, np.inf
+    samples["loss"] = ("point", loss)
+    assert samples["epoch"].values[18] == 0 and samples["epoch"].values[20] != 0
+    return samples, bad
+
+
+def offsets_of(collections):
+    return np.concatenate([np.asarray(c.get_offsets()) for c in collections]) if collections else np.zeros((0, 2))
+
+
+def assert_marked_as_diverged(ax, emb, bad):
+    """The non-finite-loss points are grey crosses, and no other marker stands at them."""
+    crosses = [c for c in scatter_collections(ax) if collection_is_marker(c, "x")]
+    assert len(crosses) == 1
+    np.testing.assert_allclose(crosses[0].get_offsets(), emb[bad])
+    assert np.allclose(crosses[0].get_facecolor()[0][:3], to_rgba(lp.embeddings.DIVERGED_COLOR)[:3])
+    others = offsets_of([c for c in scatter_collections(ax) if c is not crosses[0]])
+    for point in emb[bad]:
+        assert not np.isclose(others, point).all(axis=1).any(), "a diverged point is also drawn as a finite one"
+
+
+@pytest.mark.parametrize("color", ["trajectory", "loss", "step_size", "epoch", "run"])
+def test_embedding_marks_diverged_points_in_every_colouring(color):
+    samples, bad = diverged_samples()
+    n = samples.sizes["point"]
+    emb = np.random.default_rng(8).normal(size=(n, 2))
+    fig = lp.plot_embedding(emb, samples, color=color, title="J&R")
+    ax = fig.axes[0]
+    assert_marked_as_diverged(ax, emb, bad)
+    assert "2 points diverged (NaN/inf loss)" in ax.get_title()
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"2 of {n} points diverged (NaN/inf loss)" in texts
+    close(fig)
+
+
+def test_embedding_panel_and_optimizer_paths_flag_diverged_points():
+    samples, bad = diverged_samples()
+    n = samples.sizes["point"]
+    emb = np.random.default_rng(9).normal(size=(n, 2))
+    fig = lp.plot_embedding_panel({"PHATE": emb, "PCA": emb[:, ::-1].copy()}, samples)
+    assert "2 points diverged (NaN/inf loss)" in fig.get_suptitle()
+    assert f"2 of {n} points diverged (NaN/inf loss)" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert_marked_as_diverged(fig.axes[0], emb, bad)
+    assert_marked_as_diverged(fig.axes[1], emb[:, ::-1], bad)
+    close(fig)
+    samples = samples.assign_coords(optimizer=("point", np.where(samples["seed"].values == 0, "sgd", "adam")))
+    fig = lp.plot_optimizer_trajectories(emb, samples)
+    ax = fig.axes[0]
+    crosses = [c for c in scatter_collections(ax) if collection_is_marker(c, "x")]
+    assert len(crosses) == 1
+    np.testing.assert_allclose(crosses[0].get_offsets(), emb[bad])
+    assert "2 points diverged (NaN/inf loss)" in ax.get_title()
+    assert f"2 of {n} points diverged (NaN/inf loss)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    close(fig)
+
+
+def test_all_finite_figures_show_no_diverged_flag():
+    samples = make_samples()
+    emb = np.random.default_rng(10).normal(size=(samples.sizes["point"], 2))
+    figs = [lp.plot_embedding(emb, samples, color=c, title="J&R") for c in ("trajectory", "loss", "epoch")]
+    figs.append(lp.plot_embedding_panel({"PHATE": emb}, samples))
+    figs.append(lp.plot_optimizer_trajectories(emb, samples.assign_coords(optimizer=samples["seed"])))
+    figs += [lp.plot_line(make_line()), lp.plot_interpolation(make_line()), lp.plot_contour(make_plane())]
+    for fig in figs:
+        texts = [fig.get_suptitle()] + [ax.get_title() for ax in fig.axes]
+        texts += [t.get_text() for leg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if leg
+                  for t in leg.get_texts()]
+        assert not any("diverged" in t for t in texts), texts
+        assert not any(collection_is_marker(c, "x") for ax in fig.axes for c in scatter_collections(ax))
+        close(fig)
+
+
+def test_line_and_plane_titles_say_when_losses_are_nan():
+    ds = make_line()
+    loss = ds["loss"].values.copy()
+    loss[[2, 7, 8]] = np.nan
+    ds["loss"] = ("t", loss)
+    fig = lp.plot_line(ds)
+    assert "3 points diverged" in fig.axes[0].get_title()
+    crosses = [c for c in scatter_collections(fig.axes[0]) if collection_is_marker(c, "x")]
+    np.testing.assert_allclose(crosses[0].get_offsets()[:, 0], ds["t"].values[[2, 7, 8]])
+    close(fig)
+    plane = make_plane()
+    plane["loss"][3, 4] = np.nan
+    fig = lp.plot_contour(plane)
+    assert "1 cell diverged" in fig.axes[0].get_title()
+    close(fig)

@@ -254,3 +254,71 @@ def test_an_empty_run_says_so(tmp_path):
     page = build_report(RunDir(tmp_path / "empty").path).read_text()
     assert "holds no products and no summary yet" in page and "<h2>Provenance</h2>" in page
     assert not PLOTLY_SIGNATURE.search(page)  # no figure, no plotly.js
+
+
+def _decoded(values):
+    """A plotly array as numbers: a typed array (``{"dtype", "bdata"}``) or a plain list."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), values["dtype"]).astype(float)
+    return np.asarray(values, dtype=float)
+
+
+def _jr_meta(loss):
+    epoch = np.tile(np.arange(3.0), 4)
+    run = np.repeat(np.arange(4), 3)
+    return {"epoch": epoch, "run": run, "seed": run // 2, "step_size": np.where(run % 2, 1.0, 0.5), "loss": loss}
+
+
+def test_embedding_figure_marks_diverged_points_and_says_how_many():
+    rng = np.random.default_rng(3)
+    loss = rng.uniform(0.1, 1, 12)
+    bad = np.zeros(12, bool)
+    bad[[5, 8]] = True  # the last epochs of run 1 and run 2
+    loss[5], loss[8] = np.nan, np.inf
+    coords = {"phate": rng.normal(size=(12, 2)), "pca": rng.normal(size=(12, 2))}
+    fig, _ = embedding_figure(coords, _jr_meta(loss), "J&R")
+    assert fig["layout"]["title"]["text"].endswith("2 of 12 points diverged (NaN/inf loss)")
+    crosses = [t for t in fig["data"] if t.get("marker", {}).get("symbol") == "x"]
+    assert len(crosses) == 2 and [t["showlegend"] for t in crosses] == [True, False]  # one per panel
+    assert "diverged (NaN/inf loss)" in crosses[0]["name"]
+    for trace, xy in zip(crosses, coords.values()):
+        np.testing.assert_allclose(_decoded(trace["x"]), xy[bad, 0])
+        np.testing.assert_allclose(_decoded(trace["y"]), xy[bad, 1])
+    # The runs' paths hold no diverged point, so no colouring paints one as a finite value.
+    paths = [t for t in fig["data"] if t.get("marker", {}).get("symbol") != "x"]
+    assert len(paths) == 8
+    shown = np.concatenate([_decoded(t["x"]) for t in paths])
+    assert np.isfinite(shown).sum() == 2 * (12 - 2)
+    for xy in coords.values():
+        assert not np.isin(xy[bad, 0], shown).any()
+    # Every frame of the animation keeps them off the paths too, and on their crosses once reached.
+    last = fig["frames"][-1]
+    runs_x = [_decoded(d["x"]) for d, i in zip(last["data"], last["traces"]) if fig["data"][i] in paths]
+    assert np.isfinite(np.concatenate(runs_x)).sum() == 2 * (12 - 2)
+    crosses_x = [_decoded(d["x"]) for d, i in zip(last["data"], last["traces"]) if fig["data"][i] in crosses]
+    np.testing.assert_allclose(crosses_x[0], coords["phate"][bad, 0])
+
+
+def test_all_finite_report_figures_show_no_diverged_flag():
+    from lossatlas.report.figures_samples import training_figure
+
+    rng = np.random.default_rng(4)
+    fig, _ = embedding_figure({"phate": rng.normal(size=(12, 2))}, _jr_meta(rng.uniform(0.1, 1, 12)), "J&R")
+    assert "diverged" not in fig["layout"]["title"]["text"]
+    assert not [t for t in fig["data"] if t.get("marker", {}).get("symbol") == "x"]
+    traj = xr.Dataset({"loss": ("point", np.linspace(2.0, 0.1, 6))}, coords={"epoch": ("point", np.arange(6.0))})
+    tf = training_figure(traj, "training").to_dict()
+    assert "diverged" not in tf["layout"]["title"]["text"] and len(tf["data"]) == 1
+
+
+def test_training_figure_marks_diverged_snapshots():
+    from lossatlas.report.figures_samples import training_figure
+
+    loss = np.array([2.0, 1.0, 0.5, np.nan, np.inf, np.nan])
+    traj = xr.Dataset({"loss": ("point", loss), "test_loss": ("point", loss * 1.1)},
+                      coords={"epoch": ("point", np.arange(6.0))})
+    fig = training_figure(traj, "training").to_dict()
+    assert fig["layout"]["title"]["text"].endswith("3 of 6 snapshots diverged (NaN/inf loss)")
+    crosses = [t for t in fig["data"] if t.get("marker", {}).get("symbol") == "x"]
+    assert len(crosses) == 1
+    np.testing.assert_allclose(_decoded(crosses[0]["x"]), [3.0, 4.0, 5.0])

@@ -1,7 +1,9 @@
 """Embeddings of sampled weights (Horoi et al.): one embedding, a panel of methods, optimizer paths.
 
-Jump points (epoch 0) are diamonds; points whose loss is NaN/inf are grey crosses, counted in the
-title; rows of the embedding that are not finite cannot be drawn and are counted too.
+Jump points (epoch 0) are diamonds. Points whose loss is NaN or inf (a diverged retraining) are
+grey crosses whatever the colouring, never coloured as a finite value, and counted in the title
+and the legend ("2 of 36 points diverged (NaN/inf loss)"); rows of the embedding that are not
+finite cannot be drawn and are counted too.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from .style import (
     var_label,
 )
 
-__all__ = ["plot_embedding", "plot_embedding_panel", "plot_optimizer_trajectories"]
+__all__ = ["DIVERGED_COLOR", "diverged_points", "plot_embedding", "plot_embedding_panel", "plot_optimizer_trajectories"]
+
+#: Colour of the crosses that mark points whose loss is NaN or inf.
+DIVERGED_COLOR = "0.45"
 
 
 def _coord(samples, name: str):
@@ -40,6 +45,26 @@ def _coord(samples, name: str):
     if name in samples.coords or name in samples.data_vars:
         return np.asarray(samples[name].values)
     return None
+
+
+def diverged_points(samples, n: int) -> np.ndarray:
+    """Mask of the points whose loss (``loss`` or ``test_loss``) is NaN or inf.
+
+    Example
+    -------
+    >>> diverged_points(xr.Dataset({"loss": ("point", [0.1, np.nan])}), 2)
+    array([False,  True])
+    """
+    bad = np.zeros(n, dtype=bool)
+    for name in ("loss", "test_loss"):
+        values = _coord(samples, name)
+        if values is not None and np.shape(values) == (n,):
+            bad |= ~np.isfinite(np.asarray(values, dtype=float))
+    return bad
+
+
+def _diverged_label(bad: np.ndarray) -> str:
+    return f"{int(bad.sum())} of {plural(len(bad), 'point')} diverged (NaN/inf loss)"
 
 
 def _check_embedding(embedding, samples) -> np.ndarray:
@@ -83,6 +108,20 @@ class _EmbeddingArt:
 
 
 def _draw_embedding(ax, emb, samples, color: str) -> _EmbeddingArt:
+    """The points of one panel: the finite-loss ones coloured by ``color``, the diverged ones as
+    grey crosses (legend entry and title note)."""
+    bad = diverged_points(samples, len(emb))
+    art = _draw_finite(ax, emb, samples, color, ~bad)
+    if bad.any():
+        _scatter(ax, emb, bad, marker="x", s=18, color=DIVERGED_COLOR, linewidths=0.9, zorder=6)
+        art.handles.append(Line2D([], [], marker="x", linestyle="none", color=DIVERGED_COLOR,
+                                  label=_diverged_label(bad)))
+        art.notes = f"{plural(int(bad.sum()), 'point')} diverged (NaN/inf loss)"
+    return art
+
+
+def _draw_finite(ax, emb, samples, color: str, keep: np.ndarray) -> _EmbeddingArt:
+    """The points in ``keep`` (those with a finite loss), coloured by ``color``."""
     art = _EmbeddingArt()
     n = len(emb)
     epoch = _coord(samples, "epoch")
@@ -90,8 +129,8 @@ def _draw_embedding(ax, emb, samples, color: str) -> _EmbeddingArt:
     step = _coord(samples, "step_size")
     run = _coord(samples, "run")
     loss = _coord(samples, "loss")
-    jump = (epoch == 0) if epoch is not None else np.zeros(n, dtype=bool)
-    rest = ~jump
+    first = (epoch == 0) if epoch is not None else np.zeros(n, dtype=bool)
+    jump, rest = first & keep, ~first & keep
     base_size = 10 if n > 2000 else 16
 
     if color == "trajectory" and seed is None:
@@ -141,26 +180,17 @@ def _draw_embedding(ax, emb, samples, color: str) -> _EmbeddingArt:
 
     if color == "loss":
         require(loss is not None, "color='loss' needs a 'loss' variable in samples")
-        lv = np.asarray(loss, dtype=float)
-        ok = np.isfinite(lv)
-        logl = log10_positive(lv)
-        finite = logl[ok]
+        logl = log10_positive(np.asarray(loss, dtype=float))
+        finite = logl[keep]
         norm = Normalize(finite.min(), finite.max()) if finite.size else Normalize(0, 1)
         cmap = mpl.colormaps[CMAPS["loss"]]
-        m = rest & ok
-        _scatter(ax, emb, m, s=base_size, c=logl[m], cmap=cmap, norm=norm, linewidths=0, zorder=3)
-        if jump.any():
-            mj = jump & ok
-            if mj.any():
-                _scatter(ax, emb, mj, marker="D", s=34, c=logl[mj], cmap=cmap, norm=norm,
+        _scatter(ax, emb, rest, s=base_size, c=logl[rest], cmap=cmap, norm=norm, linewidths=0, zorder=3)
+        if first.any():
+            if jump.any():
+                _scatter(ax, emb, jump, marker="D", s=34, c=logl[jump], cmap=cmap, norm=norm,
                          edgecolors="black", linewidths=0.6, zorder=5)
             art.handles.append(Line2D([], [], marker="D", linestyle="none", color="white",
                                       markeredgecolor="black", label="jump point"))
-        if (~ok).any():
-            _scatter(ax, emb, ~ok, marker="x", s=16, color="0.5", linewidths=0.8, zorder=4)
-            art.handles.append(Line2D([], [], marker="x", linestyle="none", color="0.5",
-                                      label=f"diverged ({int((~ok).sum())})"))
-            art.notes = f"{plural(int((~ok).sum()), 'point')} diverged"
         art.mappable = ScalarMappable(norm=norm, cmap=cmap)
         art.cbar_label = var_label("loss", log=True)
         return art
@@ -342,7 +372,7 @@ def plot_optimizer_trajectories(embedding, samples, group: str = "optimizer", pa
 
     One colour per value of ``group``; each run (coord ``run``, else the group value with ``seed``)
     is a line through its points in epoch order, starting at a gold star and ending at a filled
-    circle.
+    circle. Points whose loss is NaN or inf are grey crosses, counted in the title and legend.
 
     Parameters
     ----------
@@ -373,6 +403,8 @@ def plot_optimizer_trajectories(embedding, samples, group: str = "optimizer", pa
     epoch = _coord(samples, "epoch")
     order_key = epoch.astype(float) if epoch is not None else np.arange(len(emb), dtype=float)
 
+    bad = diverged_points(samples, len(emb))
+
     fig = Figure(figsize=(5.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     cats = sorted_unique(groups)
@@ -383,7 +415,8 @@ def plot_optimizer_trajectories(embedding, samples, group: str = "optimizer", pa
         idx = idx[np.argsort(order_key[idx], kind="stable")]
         c = lut[groups[idx[0]]]
         ax.plot(emb[idx, 0], emb[idx, 1], color=c, linewidth=1.0, alpha=0.85, zorder=2)
-        ax.scatter(emb[idx, 0], emb[idx, 1], s=8, color=c, linewidths=0, zorder=3)
+        ok = idx[~bad[idx]]
+        ax.scatter(emb[ok, 0], emb[ok, 1], s=8, color=c, linewidths=0, zorder=3)
         starts.append(idx[0])
         ends.append((idx[-1], c))
     if ends:
@@ -399,10 +432,15 @@ def plot_optimizer_trajectories(embedding, samples, group: str = "optimizer", pa
         Line2D([], [], marker="o", linestyle="none", markersize=6, color="0.6",
                markeredgecolor="black", label="final"),
     ]
+    note = ""
+    if bad.any():  # on top of every other marker: a diverged start or end is seen as diverged
+        ax.scatter(emb[bad, 0], emb[bad, 1], marker="x", s=22, color=DIVERGED_COLOR, linewidths=1.0, zorder=7)
+        handles.append(Line2D([], [], marker="x", linestyle="none", color=DIVERGED_COLOR, label=_diverged_label(bad)))
+        note = f"{plural(int(bad.sum()), 'point')} diverged (NaN/inf loss)"
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
               frameon=False, title=group.replace("_", " "))
     _style_embedding_axes(ax, method, 2)
-    full = title_with_notes(title, unplaced_note(emb))
+    full = title_with_notes(title, join_notes(note, unplaced_note(emb)))
     if full:
         ax.set_title(full)
     return finish(fig, path)

@@ -4,6 +4,10 @@ embeddings of weight samples (J&R runs animated over their retraining epochs).
 The embedding figure is Horoi et al.'s: each retraining run a path from its jump point, an epoch
 slider and play/pause buttons that grow the paths epoch by epoch (nothing plays on its own), and
 buttons that colour the runs by step size, by seed, or every point by its (log) train loss.
+
+Points whose loss is NaN or inf (a diverged retraining or training) are never coloured as a finite
+value: they are grey crosses of their own trace, under every colouring, and the title says
+"K of N points diverged (NaN/inf loss)".
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 from .figures_surface import finite_note, plane_values
 from .page import TEMPLATE, fmt, label
 
-__all__ = ["embedding_figure", "trajectory_figure", "training_figure"]
+__all__ = ["DIVERGED_MARKER", "diverged_note", "embedding_figure", "trajectory_figure", "training_figure"]
 
 QUALITATIVE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf"]
@@ -25,6 +29,26 @@ SEQUENTIAL = ["#fcbba1", "#fc9272", "#fb6a4a", "#ef3b2c", "#cb181d", "#a50f15", 
 GREY = "rgba(140,140,140,0.55)"
 # Frames beyond this many epochs are thinned (every k-th, always the last): the page stays small.
 MAX_FRAMES = 60
+#: The marker of points whose loss is NaN or inf.
+DIVERGED_MARKER = {"symbol": "x", "size": 8, "color": "rgb(110,110,110)"}
+
+
+def diverged_note(bad: np.ndarray, what: str = "points") -> str:
+    """``": K of N points diverged (NaN/inf loss)"`` for a mask ``bad`` with K of N set, else "".
+
+    Examples
+    --------
+    >>> diverged_note(np.array([True, False, False]))
+    ': 1 of 3 points diverged (NaN/inf loss)'
+    """
+    k = int(np.count_nonzero(bad))
+    return f": {k} of {np.size(bad)} {what} diverged (NaN/inf loss)" if k else ""
+
+
+def _nonfinite(*arrays) -> np.ndarray:
+    """Mask of the entries that are NaN or inf in any of ``arrays`` (None ones skipped)."""
+    given = [np.asarray(a, float) for a in arrays if a is not None]
+    return np.logical_or.reduce([~np.isfinite(a) for a in given]) if given else np.zeros(0, bool)
 
 
 def training_figure(traj, title: str):
@@ -32,6 +56,7 @@ def training_figure(traj, title: str):
     import plotly.graph_objects as go
 
     x = np.asarray(traj["epoch"].values, float) if "epoch" in traj.coords else np.arange(traj.sizes["point"])
+    bad = _nonfinite(*(traj[v].values for v in ("loss", "test_loss") if v in traj))
     fig = go.Figure()
     for var, name, colour in (("loss", "train loss", "#1f4e9c"), ("test_loss", "test loss", "#1f4e9c"),
                               ("accuracy", "train accuracy", "#c2410c"), ("test_accuracy", "test accuracy", "#c2410c")):
@@ -39,7 +64,12 @@ def training_figure(traj, title: str):
             fig.add_trace(go.Scatter(x=x, y=np.asarray(traj[var].values, float), name=name, mode="lines+markers",
                                      yaxis="y2" if "accuracy" in var else "y",
                                      line={"color": colour, "dash": "dash" if var.startswith("test") else "solid"}))
-    fig.update_layout(title={"text": label(title)}, xaxis={"title": {"text": "epoch"}},
+    note = ""
+    if bad.any():  # a diverged snapshot is a gap in the curves; a cross on the axis shows where
+        fig.add_trace(go.Scatter(x=x[bad], y=np.zeros(int(bad.sum())), mode="markers", marker=DIVERGED_MARKER,
+                                 name="diverged (NaN/inf loss)", hovertemplate="epoch %{x:g}: NaN/inf loss<extra></extra>"))
+        note = diverged_note(bad, "snapshots")
+    fig.update_layout(title={"text": label(title + note)}, xaxis={"title": {"text": "epoch"}},
                       yaxis={"title": {"text": "loss"}},
                       yaxis2={"title": {"text": "accuracy"}, "overlaying": "y", "side": "right", "range": [0, 1.02],
                               "showgrid": False},
@@ -135,6 +165,8 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
     methods = list(coords)
     n = next(iter(coords.values())).shape[0]
     loss = np.asarray(meta.get("loss", np.full(n, np.nan)), float)
+    # Only a recorded loss can have diverged (without one there is nothing to flag).
+    bad = _nonfinite(loss) if "loss" in meta else np.zeros(n, bool)
     shade, shade_name = _log_loss(loss)
     epoch = np.asarray(meta["epoch"], float) if "epoch" in meta else None
     step = np.asarray(meta["step_size"], float) if "step_size" in meta else None
@@ -163,12 +195,14 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
     by_seed = _palette(seed, QUALITATIVE, spread=False) if seed is not None else None
 
     # Traces: per panel, one per run (a path from its jump point); colours come from the buttons.
-    runs_traces, members = [], []
+    # Diverged points are gaps in the runs' paths and crosses of one more trace per panel.
+    runs_traces, members, diverged_traces = [], [], []
     for i, m in enumerate(methods):
         xy = np.asarray(coords[m], float)
+        shown = np.where(bad[:, None], np.nan, xy[:, :2])
         r, c = divmod(i, cols)
         for g in groups:
-            fig.add_trace(go.Scatter(x=xy[g, 0], y=xy[g, 1], mode="lines+markers" if animated else "markers",
+            fig.add_trace(go.Scatter(x=shown[g, 0], y=shown[g, 1], mode="lines+markers" if animated else "markers",
                                      line={"width": 1.5}, marker={"size": 6},
                                      customdata=np.stack([loss[g], epoch[g] if epoch is not None else np.zeros(len(g))], 1),
                                      hovertemplate="loss %{customdata[0]:.4g}<br>epoch %{customdata[1]:g}<extra></extra>",
@@ -176,6 +210,14 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
                           row=r + 1, col=c + 1)
             runs_traces.append(len(fig.data) - 1)
             members.append(g)
+        if bad.any():
+            fig.add_trace(go.Scatter(x=xy[bad, 0], y=xy[bad, 1], mode="markers", marker=DIVERGED_MARKER,
+                                     name=label(f"diverged (NaN/inf loss): {int(bad.sum())} of {n} points"),
+                                     legendgroup="diverged", showlegend=i == 0,
+                                     customdata=epoch[bad] if epoch is not None else np.zeros(int(bad.sum())),
+                                     hovertemplate="loss NaN/inf<br>epoch %{customdata:g}<extra></extra>"),
+                          row=r + 1, col=c + 1)
+            diverged_traces.append(len(fig.data) - 1)
         # Fixed ranges: the panels keep their scale while the animation adds points.
         fig.update_xaxes(showticklabels=False, range=_padded(xy[:, 0]), row=r + 1, col=c + 1)
         fig.update_yaxes(showticklabels=False, range=_padded(xy[:, 1]), row=r + 1, col=c + 1)
@@ -213,11 +255,11 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
     # The colour switch at the right, under the legend; play/pause and the slider below the panels.
     menus = [dict(type="buttons", direction="down", x=1.02, y=0.0, xanchor="left", yanchor="bottom",
                   showactive=True, buttons=buttons, pad={"l": 0, "b": 0})]
-    layout = dict(title={"text": label(title + finite_note(loss))}, coloraxis={"colorscale": "Viridis",
+    layout = dict(title={"text": label(title + diverged_note(bad))}, coloraxis={"colorscale": "Viridis",
                   "showscale": len(buttons) == 1, "colorbar": {"title": {"text": label(shade_name)}, "len": 0.62, "y": 1.0, "yanchor": "top"}},
                   legend={"orientation": "v", "x": 1.02, "y": 1}, margin={"t": 80, "b": 90, "r": 170})
     if animated:
-        frames, steps_ = _frames(epoch, runs_traces, members, coords, methods)
+        frames, steps_ = _frames(epoch, runs_traces, members, coords, methods, bad, diverged_traces)
         play = dict(label="play", method="animate",
                     args=[[f["name"] for f in frames], {"frame": {"duration": 450, "redraw": False}, "fromcurrent": False,
                                                      "mode": "immediate", "transition": {"duration": 0}}])
@@ -242,8 +284,9 @@ def _typed(values: np.ndarray) -> dict:
     return {"dtype": "f4", "bdata": base64.b64encode(np.ascontiguousarray(values, dtype="<f4").tobytes()).decode()}
 
 
-def _frames(epoch, runs_traces, members, coords, methods):
-    """One frame per retraining epoch: each path shown up to that epoch, later points as gaps.
+def _frames(epoch, runs_traces, members, coords, methods, bad, diverged_traces):
+    """One frame per retraining epoch: each path shown up to that epoch, later points as gaps;
+    diverged points (``bad``, never on a path) as crosses of their panel's ``diverged_traces``.
 
     Plain dicts: thousands of validated frame traces would take seconds to build for nothing.
     """
@@ -259,10 +302,16 @@ def _frames(epoch, runs_traces, members, coords, methods):
             xy = np.asarray(coords[m], float)
             for j in range(per_panel):
                 g = members[i * per_panel + j]
-                hide = epoch[g] > e
+                hide = (epoch[g] > e) | bad[g]
                 data.append({"type": "scatter", "x": _typed(np.where(hide, np.nan, xy[g, 0])),
                              "y": _typed(np.where(hide, np.nan, xy[g, 1]))})
                 traces.append(runs_traces[i * per_panel + j])
+            if diverged_traces:
+                xs = xy[bad]
+                later = epoch[bad] > e
+                data.append({"type": "scatter", "x": _typed(np.where(later, np.nan, xs[:, 0])),
+                             "y": _typed(np.where(later, np.nan, xs[:, 1]))})
+                traces.append(diverged_traces[i])
         name = f"epoch {e:g}"
         frames.append({"data": data, "traces": traces, "name": name})
         steps.append(dict(label=f"{e:g}", method="animate",
