@@ -117,6 +117,16 @@ def test_connect_refuses_bad_input(minima):
         connect(f, a, torch.zeros(3))
     with pytest.raises(InputError, match="insertion"):
         connect(f, a, b, method="neb", cycles=[NEBCycle(1, 0.1, "middle")])
+    # The training options of Bezier and NEB are one set (PathTraining), named when one is unknown.
+    for method in ("bezier", "neb"):
+        with pytest.raises(InputError, match=r"does not take \['batchsize'\].*'batch_size'"):
+            connect(f, a, b, method=method, batchsize=8)
+    from lossatlas.connectivity import bezier_curve, neb_path
+
+    with pytest.raises(InputError, match=r"method 'bezier' does not take \['batchsize'\].*'batch_size'"):
+        bezier_curve(f, a, b, batchsize=8)
+    with pytest.raises(InputError, match=r"method 'neb' does not take \['batchsize'\]"):
+        neb_path(f, a, b, batchsize=8)
 
 
 def test_connectivity_figure(minima, tmp_path):

@@ -162,6 +162,17 @@ def test_convexity_map_of_a_quadratic_in_threads_equals_in_process():
     assert calls[-1] == (9, 9) and len(calls) == 9
     assert np.array_equal(par["ratio"].values, ds["ratio"].values)
     assert ds.attrs["settings"] == par.attrs["settings"]
+    assert ds.attrs["settings"]["tol"] == 1e-6 and ds.attrs["settings"]["method"] == "lanczos"
+
+
+def test_convexity_map_refuses_an_unknown_solver_option_before_any_cell():
+    """The solver options are one set (CELL_SOLVER): a misspelt one is named, with the known ones."""
+    f, _ = quadratic([4.0, 1.0])
+    dirs = [torch.eye(2, dtype=torch.float64)[0], torch.eye(2, dtype=torch.float64)[1]]
+    calls = []
+    with pytest.raises(InputError, match=r"does not take \['tolerance'\].*'ignore', 'maxiter'"):
+        convexity_map(f, None, dirs, steps=3, tolerance=1e-6, progress=lambda d, t: calls.append(d))
+    assert calls == []
 
 
 class _NanLandscape:

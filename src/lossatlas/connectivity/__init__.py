@@ -5,13 +5,14 @@ from .bezier import bezier_curve, bezier_point, garipov_schedule
 from .linear import linear_path
 from .methods import Method, connect
 from .neb import DEFAULT_CYCLES, NEBCycle, neb_path, scaled_cycles
-from .objective import FullDataLoss, TrainingLoss, training_loss
+from .objective import FullDataLoss, PathTraining, TrainingLoss, training_loss
 
 __all__ = [
     "DEFAULT_CYCLES",
     "FullDataLoss",
     "Method",
     "NEBCycle",
+    "PathTraining",
     "TrainingLoss",
     "bezier_curve",
     "bezier_point",

@@ -17,7 +17,7 @@ import torch
 from .._errors import positive_int, require
 from ..curvature.operators import generator_for
 from ..progress import progress_bar
-from .objective import training_loss
+from .objective import PathTraining
 from .path import check_endpoints, endpoint_settings, path_dataset
 
 
@@ -44,19 +44,14 @@ def bezier_curve(
     theta_a,
     theta_b,
     *,
-    model=None,
-    data=None,
-    loss=None,
     steps: int = 1000,
     lr: float = 0.05,
     momentum: float = 0.9,
     weight_decay: float = 0.0,
-    batch_size: int = 128,
     points: int = 61,
     seed: int = 0,
-    forward=None,
-    target=None,
     progress=False,
+    **training,
 ):
     """Train the bend of a quadratic Bezier curve between two minima and evaluate the curve.
 
@@ -66,12 +61,6 @@ def bezier_curve(
         Evaluates the curve (``bn="recompute"`` for batch-norm models: statistics at each t).
     theta_a, theta_b : Tensor
         The two minima (the curve's fixed ends).
-    model, data : optional
-        The architecture and its training data, to train on mini-batches with train-mode
-        batch norm (required for batch-norm models). Without them the bend is trained on
-        ``f``'s own loss over all its data (exact gradients, one ``t`` per step).
-    loss : str or callable, optional
-        Training loss (default: the landscape's loss name).
     steps : int
         SGD steps (one mini-batch and one ``t`` each). Garipov et al. train 600 epochs on
         CIFAR; the default is scaled for small models.
@@ -79,16 +68,17 @@ def bezier_curve(
         SGD with momentum on ``c`` with Garipov et al.'s schedule (:func:`garipov_schedule`;
         their momentum 0.9; weight decay off by default so the curve minimizes the plain
         loss the barrier is measured on).
-    batch_size : int
-        Mini-batch size for tensor ``data``.
     points : int
         Values of ``t`` evaluated (Garipov et al. use 61).
     seed : int
         The ``t`` draws and the batch order (a generator on the landscape's device).
-    forward, target : callable, optional
-        As for :class:`Landscape`, for models called otherwise than ``model(inputs)``.
     progress : bool or callable(done, total)
         A progress bar (True), a callback, or nothing; one unit per training step.
+    **training
+        :class:`PathTraining` options: ``model`` and ``data`` (mini-batches of the training data
+        with train-mode batch norm, required for batch-norm models; without them the bend is
+        trained on ``f``'s own loss over all its data), ``loss``, ``batch_size``, ``forward``,
+        ``target``.
 
     Returns
     -------
@@ -108,9 +98,9 @@ def bezier_curve(
     require(lr > 0, f"lr must be positive, got {lr}")
     require(0 <= momentum < 1, f"momentum must be in [0, 1), got {momentum}")
     require(weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}")
+    how = PathTraining.of(training, "method 'bezier'")
     gen = generator_for(seed, a.device)
-    objective = training_loss(f, model, data, loss, batch_size=batch_size, generator=gen,
-                              forward=forward, target=target)
+    objective = how.objective(f, gen)
     c = 0.5 * (a + b)
     buf = torch.zeros_like(c)
     trace = np.empty(steps)
@@ -131,8 +121,8 @@ def bezier_curve(
     t_grid = np.linspace(0.0, 1.0, points)
     settings = {
         "method": "bezier", "steps": steps, "lr": float(lr), "momentum": float(momentum),
-        "weight_decay": float(weight_decay), "batch_size": int(batch_size), "points": points,
-        "seed": int(seed), "minibatches": data is not None, **endpoint_settings(f, a, b),
+        "weight_decay": float(weight_decay), "points": points, "seed": int(seed), **how.settings(),
+        **endpoint_settings(f, a, b),
     }
     extra = {"data": {"bend": ("param", c.detach().cpu().numpy()), "train_loss_trace": ("step", trace)}}
     return path_dataset(f, t_grid, lambda i, j: bezier_point(a, c, b, t_grid[i:j]), "bezier", settings, extra)

@@ -9,6 +9,7 @@ from .._errors import parse_enum, require
 from .bezier import bezier_curve
 from .linear import linear_path
 from .neb import neb_path
+from .objective import PathTraining
 
 
 class Method(str, enum.Enum):
@@ -52,7 +53,10 @@ def connect(f, theta_a, theta_b, method="linear", **options):
     """
     method = parse_enum(Method, method, "connection method")
     fn = _FUNCTIONS[method]
-    accepted = [p for p in inspect.signature(fn).parameters if p not in ("f", "theta_a", "theta_b")]
+    params = inspect.signature(fn).parameters.values()
+    accepted = [p.name for p in params if p.name not in ("f", "theta_a", "theta_b") and p.kind != p.VAR_KEYWORD]
+    if any(p.kind == p.VAR_KEYWORD for p in params):  # the training methods' shared options
+        accepted += PathTraining.names()
     unknown = sorted(set(options) - set(accepted))
     require(not unknown, f"method {method.value!r} does not take {unknown}; it accepts {accepted}")
     return fn(f, theta_a, theta_b, **options)

@@ -21,7 +21,7 @@ import torch
 from .._errors import InputError, positive_int, require
 from ..curvature.operators import generator_for
 from ..progress import progress_bar
-from .objective import training_loss
+from .objective import PathTraining
 from .path import check_endpoints, endpoint_settings, path_dataset
 
 
@@ -166,14 +166,9 @@ def neb_path(
     spring: float = math.inf,
     subpivots: int = 9,
     insert_threshold: float = 0.1,
-    model=None,
-    data=None,
-    loss=None,
-    batch_size: int = 128,
     seed: int = 0,
-    forward=None,
-    target=None,
     progress=False,
+    **training,
 ):
     """Relax a chain of pivots between two minima by AutoNEB and evaluate the dense path.
 
@@ -198,13 +193,14 @@ def neb_path(
     insert_threshold : float
         Least rise above the linear interpolation, relative to the pivots' loss range, for a
         gap to get a pivot (the reference's 0.1).
-    model, data, loss, batch_size, forward, target
-        Training on mini-batches, as for :func:`bezier_curve` (one mini-batch per step, the
-        same for every pivot); without ``model`` and ``data``, the exact gradient of ``f``.
     seed : int
         Batch order (a generator on the landscape's device).
     progress : bool or callable(done, total)
         A progress bar (True), a callback, or nothing; one unit per step of every cycle.
+    **training
+        :class:`PathTraining` options (``model``, ``data``, ``loss``, ``batch_size``,
+        ``forward``, ``target``): one mini-batch per step, the same for every pivot; without
+        ``model`` and ``data``, the exact gradient of ``f``.
 
     Returns
     -------
@@ -231,9 +227,8 @@ def neb_path(
     require(0 <= momentum < 1, f"momentum must be in [0, 1), got {momentum}")
     require(spring > 0, f"spring must be positive (inf: redistribution), got {spring}")
     subpivots = positive_int("subpivots", subpivots, minimum=0)
-    gen = generator_for(seed, a.device)
-    objective = training_loss(f, model, data, loss, batch_size=batch_size, generator=gen,
-                              forward=forward, target=target)
+    how = PathTraining.of(training, "method 'neb'")
+    objective = how.objective(f, generator_for(seed, a.device))
     batches = objective.batches()
     chain, weights = torch.stack([a, b]), torch.ones(1, dtype=torch.float64)
     ds, saddles = None, []
@@ -252,8 +247,7 @@ def neb_path(
         "method": "neb", "cycles": [[c.steps, c.lr, c.insert, c.count] for c in cycles],
         "momentum": float(momentum), "spring": "inf" if math.isinf(spring) else float(spring),
         "subpivots": subpivots, "insert_threshold": float(insert_threshold),
-        "batch_size": int(batch_size), "seed": int(seed), "minibatches": data is not None,
-        **endpoint_settings(f, a, b),
+        "seed": int(seed), **how.settings(), **endpoint_settings(f, a, b),
     }
     ds.attrs.update(settings=settings, cycles=len(cycles), saddle_loss=saddles)
     ds["pivots"] = (("pivot", "param"), chain.detach().cpu().numpy())

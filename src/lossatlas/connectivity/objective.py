@@ -9,7 +9,8 @@ and never changed). Dropout stays off, so the only randomness is the explicit ge
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterator
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -201,3 +202,55 @@ def training_loss(f, model, data, loss, *, batch_size, generator, forward=None, 
                        forward=forward, target=target, device=f.origin.device)
     require(obj.space == f.space, "model= has other parameters than the landscape's model; pass the same architecture")
     return obj
+
+
+@dataclass(frozen=True)
+class PathTraining:
+    """How the free points of a path (a Bezier bend, NEB pivots) are trained: the keyword options
+    :func:`bezier_curve` and :func:`neb_path` share, with their one set of defaults.
+
+    Attributes
+    ----------
+    model, data : optional
+        The architecture and its training data, to train on mini-batches with train-mode batch
+        norm (required for batch-norm models). Without them the path is trained on the
+        landscape's own loss over all its data (exact gradients).
+    loss : str or callable, optional
+        Training loss (default: the landscape's loss name).
+    batch_size : int
+        Mini-batch size for tensor ``data``.
+    forward, target : callable, optional
+        As for :class:`~lossatlas.Landscape`, for models called otherwise than ``model(inputs)``.
+
+    Examples
+    --------
+    >>> PathTraining.of({"model": net, "data": (X, y), "batch_size": 64}).batch_size   # doctest: +SKIP
+    64
+    """
+
+    model: Any = None
+    data: Any = None
+    loss: Any = None
+    batch_size: int = 128
+    forward: Callable | None = None
+    target: Callable | None = None
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any], method: str = "this path") -> "PathTraining":
+        """The options from keyword arguments; an unknown one is refused, naming the accepted."""
+        unknown = sorted(set(options) - set(cls.names()))
+        require(not unknown, f"{method} does not take {unknown}; its training options are {cls.names()}")
+        return cls(**options)
+
+    def objective(self, f, generator: torch.Generator):
+        """:func:`training_loss` of these options on ``f``, drawing batches from ``generator``."""
+        return training_loss(f, self.model, self.data, self.loss, batch_size=self.batch_size, generator=generator,
+                             forward=self.forward, target=self.target)
+
+    def settings(self) -> dict:
+        """What changes the trained path: the batch size and whether it trained on mini-batches."""
+        return {"batch_size": int(self.batch_size), "minibatches": self.data is not None}

@@ -25,19 +25,29 @@ def cell_seed(seed: int, i: int, j: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(i), int(j)]).generate_state(1)[0])
 
 
-def convexity_cell(
-    f, point, *, tol: float = 1e-2, maxiter=None, seed: int = 0, method="lanczos", split="train", ignore=None
-) -> tuple[float, float]:
+#: The eigenvalue solver's options a convexity cell takes, with their defaults: Li et al.'s code
+#: solves each cell to ``tol=1e-2``; the others are :func:`hessian_eigenvalues`'s.
+CELL_SOLVER = {"tol": 1e-2, "maxiter": None, "method": "lanczos", "split": "train", "ignore": None}
+
+
+def cell_solver(options) -> dict:
+    """:data:`CELL_SOLVER` updated with ``options``; an unknown option is refused, naming the known."""
+    unknown = sorted(set(options) - set(CELL_SOLVER))
+    require(not unknown, f"the convexity map does not take {unknown}; its solver options are {sorted(CELL_SOLVER)}")
+    return {**CELL_SOLVER, **options}
+
+
+def convexity_cell(f, point, *, seed: int = 0, **solver) -> tuple[float, float]:
     """``(lambda_min, lambda_max)`` of the Hessian at ``point`` (NaN where the loss is not finite).
 
-    Li et al.'s code solves to ``tol=1e-2``, the default here.
+    ``solver``: ``tol`` (default 1e-2, as in Li et al.'s code), ``maxiter``, ``method``,
+    ``split`` and ``ignore``, as for :func:`hessian_eigenvalues`.
 
     Examples
     --------
     >>> lo, hi = convexity_cell(f, f.origin)
     """
-    values = hessian_eigenvalues(f, point, k=1, which="both", tol=tol, maxiter=maxiter, seed=seed,
-                                 method=method, split=split, ignore=ignore)
+    values = hessian_eigenvalues(f, point, k=1, which="both", seed=seed, **cell_solver(solver))
     if values.numel() == 0 or not torch.isfinite(values).all():
         return math.nan, math.nan
     return float(values[-1]), float(values[0])
@@ -57,13 +67,9 @@ def convexity_map(
     steps: int = 11,
     *,
     executor=None,
-    tol: float = 1e-2,
-    maxiter: int | None = None,
     seed: int = 0,
-    method="lanczos",
-    split: str = "train",
-    ignore=None,
     progress=False,
+    **solver,
 ):
     """Hessian eigenvalue extremes and their ratio on a plane, as Li et al.'s heat maps.
 
@@ -81,12 +87,13 @@ def convexity_map(
         Cells per axis; coarser than a loss plane (each cell costs two eigenvalue solves).
     executor : concurrent.futures.Executor, optional
         Runs the cells (one task each); None computes them in this process, in order.
-    tol, maxiter, method, split, ignore
-        As for :func:`hessian_eigenvalues` (default ``tol`` 1e-2, as in Li et al.'s code).
     seed : int
         Start vectors: cell ``(i, j)`` uses :func:`cell_seed` ``(seed, i, j)``.
     progress : bool or callable(done, total)
         A progress bar (True), a callback, or nothing; one unit per cell.
+    **solver
+        ``tol``, ``maxiter``, ``method``, ``split``, ``ignore``: as for
+        :func:`hessian_eigenvalues` (:data:`CELL_SOLVER`: ``tol`` 1e-2 as in Li et al.'s code).
 
     Returns
     -------
@@ -109,7 +116,7 @@ def convexity_map(
     steps = positive_int("steps", steps)
     require(isinstance(span, (int, float)) and span > 0, f"span must be a positive number, got {span!r}")
     coords = np.linspace(-span, span, steps)
-    kw = dict(tol=tol, maxiter=maxiter, method=method, split=split, ignore=ignore)
+    kw = cell_solver(solver)
     cells = [(i, j) for i in range(steps) for j in range(steps)]
 
     def args(i, j):
@@ -135,9 +142,9 @@ def convexity_map(
     settings = {
         **point_settings(f, center),
         "dirs": [f.space.fingerprint(d) for d in dirs],
-        "span": float(span), "steps": steps, "tol": float(tol), "maxiter": maxiter, "seed": int(seed),
-        "method": str(getattr(method, "value", method)), "split": split,
-        "ignore": ignore if ignore is None or isinstance(ignore, str) else list(ignore),
+        "span": float(span), "steps": steps, "tol": float(kw["tol"]), "maxiter": kw["maxiter"], "seed": int(seed),
+        "method": str(getattr(kw["method"], "value", kw["method"])), "split": kw["split"],
+        "ignore": kw["ignore"] if kw["ignore"] is None or isinstance(kw["ignore"], str) else list(kw["ignore"]),
     }
     return xr.Dataset(
         {
