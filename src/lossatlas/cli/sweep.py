@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -60,6 +60,9 @@ def predict(
     folds: int = typer.Option(10, help="stratified cross-validation folds"),
     seed: int = typer.Option(0, help="seed of the folds, the randomized classifiers and the scrambled control"),
     permutations: int = typer.Option(100, help="label permutations of the permutation test (0: none)"),
+    classifier: Optional[List[str]] = typer.Option(None, "--classifier", help="only this classifier (repeatable; "
+                                                   "default all 11: logistic_regression, linear_svm, ...)"),
+    partial: bool = typer.Option(False, help="use the finished networks of an unfinished sweep"),
     replace: ReplaceOpt = False,
 ):
     """Predict each network's generalization class (quintiles of test loss), weight decay and
@@ -71,5 +74,6 @@ def predict(
 
         require(sweep_dir.is_dir(), f"no sweep run directory at {sweep_dir}")
         run = RunDir(sweep_dir, create=False)
-        result = predict_sweep(run, folds=folds, seed=seed, permutations=permutations, replace=replace, progress=True)
+        result = predict_sweep(run, folds=folds, seed=seed, permutations=permutations, replace=replace, progress=True,
+                               partial=partial, names=classifier or None)
         console.print(table_text(result))

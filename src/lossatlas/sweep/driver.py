@@ -105,6 +105,8 @@ def run_sweep(config, out, executor: Executor | None = None, progress: bool | Ca
         layout = _layout(cfg, settings)
         layout.attrs["travel"] = cfg.travel(len(data.train[1]))
         run.create_grid(NAME, layout, chunks={"network": 1})
+        for a in AXES:  # the layout writes index coords only
+            run.write_variable(NAME, a, layout[a].values)
         done = np.zeros(len(nets), bool)
     run.write_config("sweep", cfg.as_dict())
     todo = [i for i in range(len(nets)) if not done[i]]

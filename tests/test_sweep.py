@@ -1,0 +1,140 @@
+"""The sweep (lossatlas sweep / predict): config checks, resumable network-by-network runs, the
+same results on a Dask cluster, and the Table 1 prediction on a stored sweep."""
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from lossatlas._errors import InputError, StoreMismatchError
+from lossatlas.store import DONE, RunDir
+from lossatlas.sweep import driver, read_sweep_config, run_sweep
+from lossatlas.sweep.driver import _layout, _row
+from lossatlas.sweep.table import FEATURES, TASKS, predict_sweep, table_text
+
+# Fast classifiers for the tests (all 11 run in tests/test_prediction.py).
+FAST = ("logistic_regression", "knn", "lda", "gaussian_nb")
+
+TINY = {
+    "depths": [1], "widths": [6], "batch_sizes": [64], "weight_decays": [0.0, 1e-3], "augment": [False],
+    "epochs": 2, "subset": 200, "test_subset": 100,
+    "jump": {"seeds": [0, 1], "step_sizes": [0.5, 1.0], "epochs": 2, "topology_k": 3},
+}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"depths": "3"}, "depths must be list"),
+    ({"widths": []}, "widths must be a non-empty list"),
+    ({"batch_sizes": [0]}, "batch_sizes must hold positive integers"),
+    ({"model": "vgg9"}, "model must be one of"),
+    ({"jump": {"lrate": 0.1}}, "jump: unknown settings \\['lrate'\\]"),
+    ({"jump": {"naive_step_sizes": [0.5, 1.0, 2.0]}}, "do not divide by 3"),
+    ({"lr": -1.0}, "lr must be a positive number"),
+])
+def test_config_errors_name_the_field(bad, message):
+    with pytest.raises(InputError, match=message):
+        read_sweep_config({**TINY, **bad})
+
+
+def test_sweep_resumes_network_by_network_and_refuses_other_settings(tmp_path, monkeypatch):
+    calls = []
+    real = driver.sample_network
+
+    def counted(config, index, scratch=None):
+        calls.append(index)
+        if len(calls) == 2 and not getattr(counted, "resumed", False):
+            raise KeyboardInterrupt  # the driver killed after its first network
+        return real(config, index, scratch)
+
+    monkeypatch.setattr(driver, "sample_network", counted)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(TINY, tmp_path / "s")
+    run = RunDir(tmp_path / "s")
+    assert run.done_mask("sweep").tolist() == [True, False]
+    counted.resumed = True
+    said = []
+    ds = run_sweep(TINY, tmp_path / "s", report=said.append).load()
+    assert calls == [0, 1, 1]  # the rerun trained only the missing network
+    assert said == ["resumed: 1 of 2 networks done"]
+    uninterrupted = run_sweep(TINY, tmp_path / "u").load()
+    for v in ("jr_features", "grid_features", "naive_features", "test_loss", "tp_d0"):
+        np.testing.assert_allclose(ds[v].values, uninterrupted[v].values, rtol=1e-5, atol=1e-7, err_msg=v)
+    # each network: 2 x 8 retrained points, as many grid and naive points, and its axes
+    assert ds["jr_features"].shape == (2, 16)
+    assert ds["weight_decay"].values.tolist() == [0.0, 1e-3]
+    assert np.isfinite(ds["test_loss"].values).all() and (ds["embedded"].values == 12).all()
+    # weight decay changes the minimum: the two networks differ
+    assert not np.allclose(ds["jr_features"].values[0], ds["jr_features"].values[1])
+    with pytest.raises(StoreMismatchError, match="epochs"):
+        run_sweep({**TINY, "epochs": 3}, tmp_path / "s")
+
+
+def test_sweep_on_two_dask_workers_equals_in_process(tmp_path):
+    from lossatlas.execute import DaskExecutor
+
+    plain = run_sweep(TINY, tmp_path / "a").load()
+    with DaskExecutor(workers=2, threads=1) as ex:
+        remote = run_sweep(TINY, tmp_path / "b", executor=ex).load()
+        assert ex.stats["tasks"] == 2 and ex.stats["payload_bytes_mean"] < 4096  # the config, not closures
+    for v in ("jr_features", "grid_features", "naive_features", "test_loss", "tp_d0"):
+        np.testing.assert_allclose(remote[v].values, plain[v].values, rtol=1e-4, atol=1e-6, err_msg=v)
+
+
+def _synthetic_sweep(path, n=40, m=6, seed=0):
+    """A stored sweep whose J&R features carry the test loss and grid/naive features are noise."""
+    cfg = read_sweep_config({**TINY, "depths": [1, 2], "widths": [4], "batch_sizes": [32, 64, 128, 256, 512],
+                             "weight_decays": [0.0, 1e-3], "augment": [False, True], "jump": {**TINY["jump"], "epochs": 1}})
+    rng = np.random.default_rng(seed)
+    run = RunDir(path)
+    nets = cfg.networks()
+    assert len(nets) == n
+    layout = _layout(cfg, {"kind": "sweep", "synthetic": True})
+    run.create_grid("sweep", layout, chunks={"network": 1})
+    for a in ("depth", "width", "batch_size", "weight_decay", "augment"):
+        run.write_variable("sweep", a, layout[a].values)
+    test_loss = rng.uniform(0.5, 1.5, n)
+    for i in range(n):
+        jr = np.concatenate([test_loss[i] + 0.02 * rng.normal(size=4), 1 - test_loss[i] / 2 + 0.01 * rng.normal(size=4)])
+        out = {"jr_features": jr, "grid_features": rng.normal(size=8), "naive_features": rng.normal(size=8),
+               "n_params": 10, "train_loss": 0.1, "train_accuracy": 0.9, "test_loss": test_loss[i],
+               "test_accuracy": 0.5, "tp_d0": test_loss[i] * 2, "tp_d1": 0.0, "embedded": 12, "phate_components": 1,
+               "jr_nonfinite": 0, "grid_nonfinite": 0, "naive_nonfinite": 0,
+               "seconds": {"train": 0, "jump_retrain": 0, "grid_naive": 0, "topology": 0}}
+        if i == 3:
+            out["grid_features"][0] = np.nan  # a diverged point: replaced, counted, not fatal
+        run.write_cells("sweep", _row(out), (slice(i, i + 1),))
+    return run
+
+
+def test_predict_table_ranks_informative_features_above_noise_and_resumes(tmp_path, monkeypatch):
+    from lossatlas.sweep import table
+
+    run = _synthetic_sweep(tmp_path / "s")
+    res = predict_sweep(run, folds=4, permutations=4, names=FAST)
+    t = res["table"]
+    assert t["jr"]["generalization"]["mean"] > 0.6  # chance is 0.2
+    assert t["scrambled_jr"]["generalization"]["mean"] < 0.4
+    assert t["grid"]["generalization"]["mean"] < 0.4
+    assert res["chance"]["generalization"] == pytest.approx(0.2)
+    assert res["permutation"]["generalization"]["pvalue"] <= 1 / 5 + 1e-12
+    assert res["replaced"]["grid"] == 1
+    assert res["spearman"]["d0_vs_test_loss"] == pytest.approx(1.0)
+    text = table_text(res)
+    assert "J&R sampling" in text and "39.2" in text and "Spearman" in text
+    assert (run.figures / "persistence_vs_test_loss.png").exists()
+    # every cell stored: a rerun fits no classifier
+    monkeypatch.setattr(table, "predict", lambda *a, **k: pytest.fail("refit a stored cell"))
+    monkeypatch.setattr(table, "permutation_test", lambda *a, **k: pytest.fail("reran the permutation test"))
+    again = predict_sweep(run, folds=4, permutations=4, names=FAST)
+    assert again["table"] == res["table"]
+    assert set(res["table"]["jr"]["generalization"]["classifiers"]) == set(FAST)
+    with pytest.raises(StoreMismatchError, match="folds"):
+        predict_sweep(run, folds=5, permutations=4, names=FAST)
+
+
+def test_predict_refuses_an_unfinished_sweep(tmp_path):
+    run = _synthetic_sweep(tmp_path / "s")
+    run.write_variable("sweep", DONE, np.zeros(1, bool), region=(slice(0, 1),))
+    with pytest.raises(InputError, match="1 of 40 networks still to train"):
+        predict_sweep(run, folds=4, permutations=0, names=FAST)
+    assert predict_sweep(run, folds=4, permutations=0, partial=True, names=FAST)["networks"] == 39
