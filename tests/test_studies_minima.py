@@ -132,6 +132,7 @@ def test_retraining_shape_of_known_runs():
     ratio1 = cos_d(0, 3) / cos_d(0, 2)
     assert shape["cosine_return_ratio"] == pytest.approx((ratio0 + ratio1) / 2)
     assert shape["cosine_outward_fraction"] == pytest.approx(0.5)
+    assert shape["settled_return_ratio"] == pytest.approx((0.25 / 0.5 + 3 / 4) / 2)
 
 
 def _newest(path):

@@ -93,8 +93,10 @@ def retraining_shape(samples: xr.Dataset, theta) -> dict:
 
     Returns
     -------
-    dict with ``return_ratio`` (mean), ``outward_fraction``, the same for the cosine distance
-    (``cosine_return_ratio``, ``cosine_outward_fraction``), and all four per step size.
+    dict with ``return_ratio`` (mean), ``outward_fraction``, ``settled_return_ratio``
+    (``d(last) / d(1)``: from the end of the first retraining epoch, when the kick out of a
+    high-loss jump point is over; NaN with a single retraining epoch), the same three for the
+    cosine distance (``cosine_...``), and all six per step size.
 
     Examples
     --------
@@ -121,14 +123,16 @@ def retraining_shape(samples: xr.Dataset, theta) -> dict:
                     continue
                 idx = idx[np.argsort(epoch[idx], kind="stable")]
                 d0 = d[idx[0]]
-                rows.append((float(c), float(d[idx[-1]] / d0), bool(d[idx[1:]].max() > d0)))
+                # after the first epoch: the kick out of a high-loss jump point is over
+                settled = float(d[idx[-1]] / d[idx[1]]) if idx.size > 2 else float("nan")
+                rows.append((float(c), float(d[idx[-1]] / d0), bool(d[idx[1:]].max() > d0), settled))
         out["runs"] = len(rows)
-        out[f"{prefix}return_ratio"] = float(np.mean([r[1] for r in rows]))
-        out[f"{prefix}outward_fraction"] = float(np.mean([r[2] for r in rows]))
+        keys = ("return_ratio", "outward_fraction", "settled_return_ratio")
+        out.update({f"{prefix}{k}": float(np.mean([r[i + 1] for r in rows])) for i, k in enumerate(keys)})
         for c in sorted({r[0] for r in rows}):
             rs = [r for r in rows if r[0] == c]
-            by_step.setdefault(f"{c:g}", {}).update({f"{prefix}return_ratio": float(np.mean([r[1] for r in rs])),
-                                                     f"{prefix}outward_fraction": float(np.mean([r[2] for r in rs]))})
+            by_step.setdefault(f"{c:g}", {}).update(
+                {f"{prefix}{k}": float(np.mean([r[i + 1] for r in rs])) for i, k in enumerate(keys)})
     return {**out, "by_step_size": by_step}
 
 
@@ -221,6 +225,8 @@ def _row(r: dict) -> dict:
             "outward_fraction": r["shape"]["outward_fraction"],
             "cosine_return_ratio": r["shape"]["cosine_return_ratio"],
             "cosine_outward_fraction": r["shape"]["cosine_outward_fraction"],
+            "settled_return_ratio": r["shape"]["settled_return_ratio"],
+            "cosine_settled_return_ratio": r["shape"]["cosine_settled_return_ratio"],
             "return_by_step_size": r["shape"]["by_step_size"], "jr_points": int(r["meta"].sizes["point"]),
             "embedding_scores": r["scores"], "run": str(m.run.path)}
 
@@ -235,6 +241,7 @@ def _patterns(rows: dict) -> dict:
             "good_returns_closer_than_bad": bool(g["return_ratio"] < b["return_ratio"]),
             "good_less_outward_than_bad": bool(g["outward_fraction"] < b["outward_fraction"]),
             "good_returns_closer_than_bad_cosine": bool(g["cosine_return_ratio"] < b["cosine_return_ratio"]),
+            "good_settles_closer_than_bad": bool(g["settled_return_ratio"] < b["settled_return_ratio"]),
             "good_generalizes_better": bool(g["test_accuracy"] > b["test_accuracy"]),
             "phate_demap": phate, "best_demap_method": best}
 
@@ -326,7 +333,7 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
     patterns = {tag: _patterns(rows_) for tag, rows_ in minima.items()}
     held = {key: all(p[key] for p in patterns.values()) for key in
             ("persistence_good_below_bad", "good_returns_closer_than_bad", "good_less_outward_than_bad",
-             "good_returns_closer_than_bad_cosine", "good_generalizes_better")}
+             "good_returns_closer_than_bad_cosine", "good_settles_closer_than_bad", "good_generalizes_better")}
     sampling = {k: {kk: vv for kk, vv in v.items() if kk not in ("embedding", "samples")} for k, v in static.items()}
     sampling["jr"] = {"points": n, "phate_demap": float(jr_demap)}
     summary = {"minima": minima, "patterns": patterns, "held_on_both_inits": held, "sampling": sampling,
