@@ -345,7 +345,7 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
     report = _report(out)
     summary["study"]["total"] = clock.total()
     top.update_summary(study=summary["study"])
-    say(f"patterns on both initializations: " + ", ".join(f"{k} {v}" for k, v in held.items()))
+    say("patterns on both initializations: " + ", ".join(f"{k} {v}" for k, v in held.items()))
     total = summary["study"]["total"]
     say(f"[bold green]done[/] in {total['wall_s']:.0f} s wall, {total['cpu_s']:.0f} s CPU: {out}"
         + (f"; open {report}" if report else ""))
