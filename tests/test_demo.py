@@ -142,3 +142,21 @@ def test_a_demo_directory_of_other_settings_is_refused_before_any_training(tmp_p
         train_minimum(tmp_path, "good", QUICK, "cpu", torch.device("cpu"))
     assert RunDir(tmp_path / "good").read_source()["subset"] is None  # the record is untouched
     assert not (tmp_path / "good" / "trajectory.zarr").exists()
+
+
+def test_a_rerun_into_the_same_directory_reuses_the_trained_minimum(tmp_path):
+    # The stored source holds the data's fingerprint; the check once compared it with the unset
+    # fingerprint of the rebuilt source and refused the demo's own run ("not recorded / null").
+    import dataclasses
+
+    import torch
+
+    from lossatlas.demo import train_minimum
+
+    tiny = dataclasses.replace(QUICK, channels=(4,), hidden=8, subset=200, test_subset=100, epochs=2)
+    first = train_minimum(tmp_path, "bad", tiny, "cpu", torch.device("cpu"))
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "bad" / "trajectory.zarr").rglob("*") if p.is_file()}
+    again = train_minimum(tmp_path, "bad", tiny, "cpu", torch.device("cpu"))
+    assert torch.equal(first.theta, again.theta)
+    chunks = {p: t for p, t in stamp.items() if "/weights/" in str(p)}
+    assert chunks and all(p.stat().st_mtime_ns == t for p, t in chunks.items())  # nothing retrained

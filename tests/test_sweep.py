@@ -22,6 +22,12 @@ TINY = {
 }
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """TINY swept in this process without interruption (the reference of the other runs)."""
+    return run_sweep(TINY, tmp_path_factory.mktemp("sweep") / "u").load()
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"depths": "3"}, "depths must be list"),
     ({"widths": []}, "widths must be a non-empty list"),
@@ -36,7 +42,7 @@ def test_config_errors_name_the_field(bad, message):
         read_sweep_config({**TINY, **bad})
 
 
-def test_sweep_resumes_network_by_network_and_refuses_other_settings(tmp_path, monkeypatch):
+def test_sweep_resumes_network_by_network_and_refuses_other_settings(tmp_path, monkeypatch, uninterrupted):
     calls = []
     real = driver.sample_network
 
@@ -56,7 +62,6 @@ def test_sweep_resumes_network_by_network_and_refuses_other_settings(tmp_path, m
     ds = run_sweep(TINY, tmp_path / "s", report=said.append).load()
     assert calls == [0, 1, 1]  # the rerun trained only the missing network
     assert said == ["resumed: 1 of 2 networks done"]
-    uninterrupted = run_sweep(TINY, tmp_path / "u").load()
     for v in ("jr_features", "grid_features", "naive_features", "test_loss", "tp_d0"):
         np.testing.assert_allclose(ds[v].values, uninterrupted[v].values, rtol=1e-5, atol=1e-7, err_msg=v)
     # each network: 2 x 8 retrained points, as many grid and naive points, and its axes
@@ -69,10 +74,10 @@ def test_sweep_resumes_network_by_network_and_refuses_other_settings(tmp_path, m
         run_sweep({**TINY, "epochs": 3}, tmp_path / "s")
 
 
-def test_sweep_on_two_dask_workers_equals_in_process(tmp_path):
+def test_sweep_on_two_dask_workers_equals_in_process(tmp_path, uninterrupted):
     from lossatlas.execute import DaskExecutor
 
-    plain = run_sweep(TINY, tmp_path / "a").load()
+    plain = uninterrupted
     with DaskExecutor(workers=2, threads=1) as ex:
         remote = run_sweep(TINY, tmp_path / "b", executor=ex).load()
         assert ex.stats["tasks"] == 2 and ex.stats["payload_bytes_mean"] < 4096  # the config, not closures

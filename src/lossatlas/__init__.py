@@ -58,6 +58,9 @@ _EXPORTS = {
     "persistence": "topology",
     "total_persistence": "topology",
     "predict": "prediction",
+    "run_sweep": "sweep",
+    "predict_sweep": "sweep",
+    "run_study": "studies",
     "load_data": "data",
     "build_report": "report",
     "DaskExecutor": "execute",
@@ -65,9 +68,9 @@ _EXPORTS = {
 }
 
 _SUBMODULES = {
-    "space", "store", "sources", "landscape", "surface", "training", "jump", "curvature", "sharpness",
-    "connectivity", "trajectory", "embedding", "topology", "prediction", "plot", "report", "data", "models",
-    "execute", "cli",
+    "space", "store", "sources", "landscape", "grids", "lines", "surface", "training", "jump", "curvature",
+    "sharpness", "connectivity", "trajectory", "embedding", "topology", "prediction", "plot", "report", "data",
+    "models", "execute", "demo", "studies", "sweep", "cli",
 }
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES - set(_EXPORTS))

@@ -76,4 +76,4 @@ def predict(
         run = RunDir(sweep_dir, create=False)
         result = predict_sweep(run, folds=folds, seed=seed, permutations=permutations, replace=replace, progress=True,
                                partial=partial, names=classifier or None)
-        console.print(table_text(result))
+        console.print(table_text(result), soft_wrap=True, markup=False, highlight=False)

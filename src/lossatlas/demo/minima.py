@@ -65,7 +65,8 @@ def train_minimum(out: Path, name: str, settings: DemoSettings, device: str, dev
     """Train minimum ``name`` into ``out/name`` (or reuse the stored run of the same settings)."""
     src = source_of(name, settings, device)
     run = RunDir(Path(out) / name)
-    record = {k: v for k, v in src.as_dict().items() if k != "device"}
+    # The data's fingerprint is recorded below, once the data is built: never part of the check.
+    record = {k: v for k, v in src.as_dict().items() if k not in ("device", "data_fingerprint")}
     cfg = train_config(name, settings)
     if run.has_source() and not replace:
         # Checked before the source is rewritten: products of another source are never relabelled.

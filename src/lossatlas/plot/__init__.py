@@ -30,6 +30,7 @@ from .bundle import plot_surface_set
 from .curvature import plot_connectivity, plot_convexity_map, plot_spectral_density
 from .embeddings import plot_embedding, plot_embedding_panel, plot_optimizer_trajectories
 from .lines import plot_interpolation, plot_line
+from .optimizers import plot_optimizer_panel
 from .persistence import plot_persistence
 from .planes import default_levels, plot_contour, plot_heatmap, plot_surface3d
 from .save import save_figure
@@ -54,6 +55,7 @@ __all__ = [
     "plot_heatmap",
     "plot_interpolation",
     "plot_line",
+    "plot_optimizer_panel",
     "plot_optimizer_trajectories",
     "plot_persistence",
     "plot_surface3d",

@@ -133,7 +133,7 @@ def predict_sweep(out, folds: int = 10, seed: int = 0, permutations: int = 100, 
     tasks = [t for t in TASKS if np.unique(labels[t]).size >= 2]
     cells = [(i, j) for i in range(len(FEATURES)) for j in range(len(TASKS)) if not done[i, j] and TASKS[j] in tasks]
     with progress_bar(progress, len(cells) + (len(tasks) if permutations else 0),
-                      f"predict: {len(cells)} cells of 11 classifiers x {folds} folds") as advance:
+                      f"predict: {len(cells)} cells of {len(chosen)} classifiers x {folds} folds") as advance:
         for i, j in cells:
             res = predict(feats[FEATURES[i]], labels[TASKS[j]], folds=folds, seed=seed, n_jobs=n_jobs,
                           names=names)
