@@ -63,6 +63,8 @@ def predict(
     classifier: Optional[List[str]] = typer.Option(None, "--classifier", help="only this classifier (repeatable; "
                                                    "default all 11: logistic_regression, linear_svm, ...)"),
     partial: bool = typer.Option(False, help="use the finished networks of an unfinished sweep"),
+    permutation_classifier: str = typer.Option("linear_svm", help="the classifier of the permutation test"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", help="cross-validation folds fitted in parallel (processes)"),
     replace: ReplaceOpt = False,
 ):
     """Predict each network's generalization class (quintiles of test loss), weight decay and
@@ -75,5 +77,6 @@ def predict(
         require(sweep_dir.is_dir(), f"no sweep run directory at {sweep_dir}")
         run = RunDir(sweep_dir, create=False)
         result = predict_sweep(run, folds=folds, seed=seed, permutations=permutations, replace=replace, progress=True,
-                               partial=partial, names=classifier or None)
+                               partial=partial, names=classifier or None, n_jobs=jobs,
+                               permutation_classifier=permutation_classifier)
         console.print(table_text(result), soft_wrap=True, markup=False, highlight=False)
