@@ -90,3 +90,21 @@ def test_readme_hugging_face_example_runs_and_its_centre_is_the_models_own_loss(
         own = float(np.mean([float(bert(**b).loss) for b in batches]))  # equal batch sizes
     assert float(plane.loss.sel(x=0.0, y=0.0)) == pytest.approx(own, rel=1e-5)
     assert plane.loss.shape == (5, 5) and np.isfinite(plane.loss.values).all()
+
+
+def test_readme_sweep_section_names_real_commands_options_and_files():
+    from lossatlas.cli import app
+    from lossatlas.studies import STUDIES
+
+    (bash,) = _blocks(_section("Sweeps, generalization prediction and studies"), "bash")
+    root = README.parent
+    for line in bash.strip().splitlines():
+        words = shlex.split(line.split("#")[0])
+        assert words[0] == "lossatlas"
+        usage = CliRunner().invoke(app, [words[1], "--help"], terminal_width=200).output
+        for flag in (w for w in words[2:] if w.startswith("--")):
+            assert flag in usage, (line, flag)
+        if words[1] == "sweep":
+            assert (root / words[2]).is_file()  # the config the section points to exists
+        if words[1] == "study":
+            assert words[2] in STUDIES
