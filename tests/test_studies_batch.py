@@ -1,0 +1,71 @@
+"""The study ``batch`` (Li et al.'s small vs large batch, sharpness, barriers) in its quick settings:
+every stage runs and leaves its products, figures, summary numbers and report."""
+
+import math
+
+import pytest
+
+from helpers import DEVICE
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory):
+    from lossatlas.studies import run_study
+
+    out = tmp_path_factory.mktemp("study-batch")
+    return out, run_study("batch", out, quick=True, device=DEVICE)
+
+
+def test_products_figures_and_report(quick_study):
+    out, _ = quick_study
+    for name in ("sb-wd0", "lb-wd0", "sb-wd0.0005", "lb-wd0.0005", "sb-wd0-init1"):
+        assert (out / name / "trajectory.zarr").is_dir(), name
+        assert (out / name / "model.pt").is_file(), name
+        assert (out / name / "hessian.zarr").is_dir(), name
+    for name in ("sb-wd0", "lb-wd0", "sb-wd0.0005", "lb-wd0.0005"):
+        assert (out / name / "slice.zarr").is_dir(), name
+    for pair in ("pair-wd0", "pair-wd0.0005"):
+        assert (out / pair / "interpolation.zarr").is_dir(), pair
+    for pair in ("pair-seeds", "pair-wd0"):
+        for method in ("linear", "bezier", "neb"):
+            assert (out / pair / f"connect_{method}.zarr").is_dir(), (pair, method)
+    assert (out / "sharpness.zarr").is_dir()
+    for fig in ("interpolation", "slices", "weights"):
+        assert (out / "figures" / f"{fig}.png").is_file(), fig
+    html = (out / "report.html").read_text()
+    assert "sb-wd0" in html and "pair-seeds" in html
+
+
+def test_summary_has_the_numbers(quick_study):
+    out, summary = quick_study
+    import json
+
+    assert json.loads((out / "summary.json").read_text())["minima"].keys() == summary["minima"].keys()
+    rows = summary["minima"]
+    assert set(rows) == {"sb-wd0", "lb-wd0", "sb-wd0.0005", "lb-wd0.0005", "sb-wd0-init1"}
+    assert rows["sb-wd0"]["batch_size"] == 50 and rows["lb-wd0"]["batch_size"] == 400
+    assert rows["lb-wd0.0005"]["weight_decay"] == 5e-4
+    for name, row in rows.items():
+        for key in ("test_error", "top_hessian_eigenvalue", "mean_rise", "basin_volume", "weights_norm"):
+            assert math.isfinite(row[key]), (name, key)
+        assert 0 <= row["test_error"] <= 1 and 0 <= row["basin_volume"] <= 1
+        assert row["sharpness"] and all(math.isfinite(v) for v in row["sharpness"].values())
+    for pair in ("pair-seeds", "pair-wd0"):
+        barriers = summary["barriers"][pair]
+        assert {"linear", "bezier", "neb"} <= set(barriers)
+        # a barrier is the highest loss on the path minus the mean of its ends: never below
+        # minus half the difference of the ends
+        assert all(math.isfinite(barriers[k]) for k in ("linear", "bezier", "neb"))
+    assert set(summary["findings"]["weight_norms"]) == {"wd0", "wd0.0005"}
+    assert summary["batch"]["timings"] and summary["batch"]["total"]["wall_s"] > 0
+
+
+def test_a_rerun_reuses_the_minima(quick_study, tmp_path):
+    """A second run into the same directory trains nothing again: the trajectories are reused."""
+    out, summary = quick_study
+    from lossatlas.studies.batch import QUICK, specs
+    from lossatlas.studies.common import train_minimum
+
+    spec = specs(QUICK, DEVICE)["sb-wd0"]
+    m = train_minimum(out, spec, DEVICE, progress=False)
+    assert m.final == pytest.approx({k: summary["minima"]["sb-wd0"][k] for k in m.final})
