@@ -60,12 +60,18 @@ def test_summary_has_the_numbers(quick_study):
     assert summary["batch"]["timings"] and summary["batch"]["total"]["wall_s"] > 0
 
 
-def test_a_rerun_reuses_the_minima(quick_study, tmp_path):
-    """A second run into the same directory trains nothing again: the trajectories are reused."""
+def test_a_rerun_reuses_the_minima(quick_study):
+    """A second training of a stored minimum trains nothing again: its trajectory's chunks are
+    not rewritten (only the consolidated metadata is) and it comes back with the same metrics."""
     out, summary = quick_study
     from lossatlas.studies.batch import QUICK, specs
     from lossatlas.studies.common import train_minimum
 
-    spec = specs(QUICK, DEVICE)["sb-wd0"]
-    m = train_minimum(out, spec, DEVICE, progress=False)
+    def chunks():
+        store = out / "sb-wd0" / "trajectory.zarr"
+        return {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file() and p.name != "zarr.json"}
+
+    before = chunks()
+    m = train_minimum(out, specs(QUICK, DEVICE)["sb-wd0"], DEVICE, progress=False)
+    assert before and chunks() == before
     assert m.final == pytest.approx({k: summary["minima"]["sb-wd0"][k] for k in m.final})
