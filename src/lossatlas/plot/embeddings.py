@@ -33,7 +33,8 @@ from .style import (
     var_label,
 )
 
-__all__ = ["DIVERGED_COLOR", "diverged_points", "plot_embedding", "plot_embedding_panel", "plot_optimizer_trajectories"]
+__all__ = ["DIVERGED_COLOR", "RUN_PATH_STYLES", "diverged_points", "draw_run_paths", "plot_embedding", "plot_embedding_panel",
+           "plot_optimizer_trajectories", "run_labels", "run_path_handles"]
 
 #: Colour of the crosses that mark points whose loss is NaN or inf.
 DIVERGED_COLOR = "0.45"
@@ -365,6 +366,87 @@ def plot_embedding_panel(embeddings: Mapping[str, np.ndarray], samples,
     return finish(fig, path)
 
 
+#: Sizes of :func:`draw_run_paths`' artists: one embedding alone, and a panel's narrower axes.
+RUN_PATH_STYLES = {
+    "single": {"linewidth": 1.0, "alpha": 0.85, "point": 8, "end": 46, "star": 170, "edge": 0.7},
+    "panel": {"linewidth": 0.9, "alpha": 0.8, "point": 6, "end": 36, "star": 150, "edge": 0.6},
+}
+
+
+def run_labels(samples, groups: np.ndarray) -> np.ndarray:
+    """One label per point naming its run: the coordinate ``run``, else ``group|seed`` (the
+    colour's value with the coordinate ``seed``), else the colour's value alone.
+
+    Example
+    -------
+    >>> runs = run_labels(samples, np.asarray(samples["optimizer"].values))   # doctest: +SKIP
+    """
+    run = _coord(samples, "run")
+    if run is not None:
+        return run
+    seed = _coord(samples, "seed")
+    return np.array([f"{g}|{s}" for g, s in zip(groups.tolist(), seed.tolist())]) if seed is not None else groups
+
+
+def draw_run_paths(ax, emb: np.ndarray, groups: np.ndarray, runs: np.ndarray, order: np.ndarray,
+                   skip: np.ndarray | None = None, style: str = "single", star_gid: str | None = None) -> dict:
+    """Draw each run as a line through its points in ``order``, in its group's colour, from a gold
+    star (its first point) to a filled circle (its last); returns the colour of each group.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    emb : array [n, 2]
+    groups, runs, order : arrays [n]
+        The colour's value, the run and the position along the run of every point.
+    skip : bool array [n], optional
+        Points drawn by the line only (no dot), e.g. diverged ones marked otherwise.
+    style : ``"single"`` or ``"panel"`` (the sizes of :data:`RUN_PATH_STYLES`)
+    star_gid : str, optional (the ``gid`` of the stars' collection: one star per run)
+
+    Example
+    -------
+    >>> lut = draw_run_paths(ax, emb, groups, runs, epochs)   # doctest: +SKIP
+    >>> ax.legend(handles=run_path_handles(lut))             # doctest: +SKIP
+    """
+    st = RUN_PATH_STYLES[style]
+    cats = sorted_unique(groups)
+    lut = dict(zip(cats, palette(len(cats))))
+    starts, ends = [], []
+    for r in sorted_unique(runs):
+        idx = np.flatnonzero(runs == r)
+        idx = idx[np.argsort(order[idx], kind="stable")]
+        c = lut[groups[idx[0]]]
+        ax.plot(emb[idx, 0], emb[idx, 1], color=c, linewidth=st["linewidth"], alpha=st["alpha"], zorder=2)
+        ok = idx if skip is None else idx[~skip[idx]]
+        ax.scatter(emb[ok, 0], emb[ok, 1], s=st["point"], color=c, linewidths=0, zorder=3)
+        starts.append(idx[0])
+        ends.append((idx[-1], c))
+    if ends:
+        ax.scatter(emb[[i for i, _ in ends], 0], emb[[i for i, _ in ends], 1], s=st["end"],
+                   c=[c for _, c in ends], edgecolors="black", linewidths=st["edge"], zorder=5)
+    if starts:
+        ax.scatter(emb[starts, 0], emb[starts, 1], marker="*", s=st["star"], color="gold",
+                   edgecolors="black", linewidths=st["edge"], zorder=6, gid=star_gid)
+    return lut
+
+
+def run_path_handles(lut: Mapping) -> list:
+    """Legend entries of :func:`draw_run_paths`: one per group, the initialization and the final point.
+
+    Example
+    -------
+    >>> fig.legend(handles=run_path_handles(lut))   # doctest: +SKIP
+    """
+    handles = [Line2D([], [], color=c, marker="o", markersize=4, label=fmt_value(g)) for g, c in lut.items()]
+    return handles + [
+        Line2D([], [], marker="*", linestyle="none", markersize=11, color="gold",
+               markeredgecolor="black", label="initialization"),
+        Line2D([], [], marker="o", linestyle="none", markersize=6, color="0.6",
+               markeredgecolor="black", label="final"),
+    ]
+
+
 @styled
 def plot_optimizer_trajectories(embedding, samples, group: str = "optimizer", path=None,
                                 title: str | None = None, method: str | None = None) -> Figure:
@@ -395,43 +477,14 @@ def plot_optimizer_trajectories(embedding, samples, group: str = "optimizer", pa
     groups = _coord(samples, group)
     require(groups is not None,
             f"samples has no coordinate {group!r}; it has {sorted(map(str, samples.coords))}")
-    run = _coord(samples, "run")
-    if run is None:
-        seed = _coord(samples, "seed")
-        run = (np.array([f"{g}|{s}" for g, s in zip(groups.tolist(), seed.tolist())])
-               if seed is not None else groups)
+    run = run_labels(samples, groups)
     epoch = _coord(samples, "epoch")
     order_key = epoch.astype(float) if epoch is not None else np.arange(len(emb), dtype=float)
-
     bad = diverged_points(samples, len(emb))
-
     fig = Figure(figsize=(5.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    cats = sorted_unique(groups)
-    lut = dict(zip(cats, palette(len(cats))))
-    starts, ends = [], []
-    for r in sorted_unique(run):
-        idx = np.flatnonzero(run == r)
-        idx = idx[np.argsort(order_key[idx], kind="stable")]
-        c = lut[groups[idx[0]]]
-        ax.plot(emb[idx, 0], emb[idx, 1], color=c, linewidth=1.0, alpha=0.85, zorder=2)
-        ok = idx[~bad[idx]]
-        ax.scatter(emb[ok, 0], emb[ok, 1], s=8, color=c, linewidths=0, zorder=3)
-        starts.append(idx[0])
-        ends.append((idx[-1], c))
-    if ends:
-        ax.scatter(emb[[i for i, _ in ends], 0], emb[[i for i, _ in ends], 1], s=46,
-                   c=[c for _, c in ends], edgecolors="black", linewidths=0.7, zorder=5)
-    if starts:
-        ax.scatter(emb[starts, 0], emb[starts, 1], marker="*", s=170, color="gold",
-                   edgecolors="black", linewidths=0.7, zorder=6)
-    handles = [Line2D([], [], color=lut[g], marker="o", markersize=4, label=fmt_value(g)) for g in cats]
-    handles += [
-        Line2D([], [], marker="*", linestyle="none", markersize=11, color="gold",
-               markeredgecolor="black", label="initialization"),
-        Line2D([], [], marker="o", linestyle="none", markersize=6, color="0.6",
-               markeredgecolor="black", label="final"),
-    ]
+    lut = draw_run_paths(ax, emb, groups, run, order_key, skip=bad)
+    handles = run_path_handles(lut)
     note = ""
     if bad.any():  # on top of every other marker: a diverged start or end is seen as diverged
         ax.scatter(emb[bad, 0], emb[bad, 1], marker="x", s=22, color=DIVERGED_COLOR, linewidths=1.0, zorder=7)

@@ -8,11 +8,11 @@ from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from .._errors import require
+from .embeddings import draw_run_paths, run_labels, run_path_handles
 from .save import finish
-from .style import fmt_value, join_notes, palette, sorted_unique, styled, title_with_notes, unplaced_note
+from .style import join_notes, styled, title_with_notes, unplaced_note
 
 __all__ = ["STAR_GID", "plot_optimizer_panel"]
 
@@ -24,15 +24,6 @@ def _values(samples, name: str):
     if name in samples.coords or name in samples.data_vars:
         return np.asarray(samples[name].values)
     return None
-
-
-def _runs(samples, group: str) -> np.ndarray:
-    run = _values(samples, "run")
-    if run is not None:
-        return run
-    seed = _values(samples, "seed")
-    groups = _values(samples, group)
-    return np.array([f"{g}|{s}" for g, s in zip(groups.tolist(), seed.tolist())]) if seed is not None else groups
 
 
 def _format_scores(scores: Mapping | None) -> str:
@@ -71,11 +62,9 @@ def plot_optimizer_panel(embeddings: Mapping[str, np.ndarray], samples, scores: 
     require("point" in samples.dims, f"samples must have dim 'point'; got {tuple(samples.dims)}")
     groups = _values(samples, group)
     require(groups is not None, f"samples has no coordinate {group!r}; it has {sorted(map(str, samples.coords))}")
-    runs = _runs(samples, group)
+    runs = run_labels(samples, groups)
     order = next((_values(samples, k) for k in ("step", "epoch") if _values(samples, k) is not None), None)
     order = np.asarray(order, float) if order is not None else np.arange(samples.sizes["point"], dtype=float)
-    cats = sorted_unique(groups)
-    lut = dict(zip(cats, palette(len(cats))))
     n = len(embeddings)
     fig = Figure(figsize=(3.4 * n + 1.8, 3.6), layout="constrained")
     for i, (name, emb) in enumerate(embeddings.items()):
@@ -83,30 +72,14 @@ def plot_optimizer_panel(embeddings: Mapping[str, np.ndarray], samples, scores: 
         require(emb.shape == (samples.sizes["point"], 2),
                 f"embedding {name!r} has shape {emb.shape}; expected ({samples.sizes['point']}, 2)")
         ax = fig.add_subplot(1, n, i + 1)
-        starts, ends = [], []
-        for r in sorted_unique(runs):
-            idx = np.flatnonzero(runs == r)
-            idx = idx[np.argsort(order[idx], kind="stable")]
-            c = lut[groups[idx[0]]]
-            ax.plot(emb[idx, 0], emb[idx, 1], color=c, linewidth=0.9, alpha=0.8, zorder=2)
-            ax.scatter(emb[idx, 0], emb[idx, 1], s=6, color=c, linewidths=0, zorder=3)
-            starts.append(idx[0])
-            ends.append((idx[-1], c))
-        ax.scatter(emb[[e for e, _ in ends], 0], emb[[e for e, _ in ends], 1], s=36, c=[c for _, c in ends],
-                   edgecolors="black", linewidths=0.6, zorder=5)
-        ax.scatter(emb[starts, 0], emb[starts, 1], marker="*", s=150, color="gold", edgecolors="black",
-                   linewidths=0.6, zorder=6, gid=STAR_GID)
+        lut = draw_run_paths(ax, emb, groups, runs, order, style="panel", star_gid=STAR_GID)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel(f"{name} 1")
         ax.set_ylabel(f"{name} 2")
         line = join_notes(_format_scores((scores or {}).get(name)), unplaced_note(emb))
         ax.set_title(f"{name}\n{line}" if line else name)
-    handles = [Line2D([], [], color=lut[g], marker="o", markersize=4, label=fmt_value(g)) for g in cats]
-    handles += [Line2D([], [], marker="*", linestyle="none", markersize=11, color="gold", markeredgecolor="black",
-                       label="initialization"),
-                Line2D([], [], marker="o", linestyle="none", markersize=6, color="0.6", markeredgecolor="black",
-                       label="final")]
+    handles = run_path_handles(lut)
     fig.legend(handles=handles, loc="outside right upper", frameon=False, title=group.replace("_", " "))
     full = title_with_notes(title, "")
     if full:

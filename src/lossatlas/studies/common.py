@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -33,8 +33,8 @@ from ..store import RunDir, differences, mismatch, write_checkpoint
 from ..training import TrainConfig, train
 
 __all__ = [
-    "MinimumSpec", "StudyClock", "finish_study", "plot_line_grid", "plot_weight_histograms", "train_minimum",
-    "weight_values",
+    "MinimumSpec", "StudyClock", "StudyStart", "announcer", "finish_study", "plot_line_grid", "plot_weight_histograms", "start_study",
+    "study_run", "train_minimum", "weight_values",
 ]
 
 
@@ -250,3 +250,93 @@ def plot_weight_histograms(groups: Sequence[tuple[str, Mapping[str, np.ndarray]]
         fig.suptitle(title, fontsize=10)
     return finish(fig, path)
 
+
+
+_RUN_DOC = """Run the study into ``out``; returns its summary (also ``out/summary.json``).
+
+    Parameters
+    ----------
+    out : Path
+        The study directory (see the module's docstring for its layout).
+    quick : bool
+        Tiny settings that check every stage in seconds (no finding).
+    device : str
+        ``auto``, ``cpu``, ``cuda``, ...
+    replace : bool
+        Redo products stored with other settings (otherwise they are refused).
+    console : rich.console.Console, optional
+
+    Examples
+    --------
+{examples}
+    """
+
+
+def study_run(*examples: str):
+    """Decorator: gives a study's ``run`` the docstring that every study's ``run`` shares (they
+    take the same arguments), with the study's own example lines.
+
+    Examples
+    --------
+    >>> @study_run('summary = run(Path("runs/study-x"), quick=True)')
+    ... def run(out, quick=False, device="auto", replace=False, console=None):
+    ...     return {}
+    >>> "Parameters" in run.__doc__
+    True
+    """
+    lines = "\n".join(f"    >>> {e}" + ("   # doctest: +SKIP" if not e.startswith("#") else "") for e in examples)
+
+    def give(fn):
+        fn.__doc__ = _RUN_DOC.format(examples=lines)
+        return fn
+
+    return give
+
+
+def announcer(console, notices) -> Callable[[str], None]:
+    """A study's ``say``: prints a line, then the third-party warnings ``notices`` caught since
+    the last line (in yellow, once each).
+
+    Examples
+    --------
+    >>> say = announcer(console, Notices())   # doctest: +SKIP
+    >>> say("seed 0 trained")                 # doctest: +SKIP
+    """
+    def say(text: str) -> None:
+        console.print(text)
+        for line in notices.new_lines():
+            console.print(f"[yellow]{line}[/]")
+
+    return say
+
+
+@dataclass
+class StudyStart:
+    """What every study sets up first: its directory, device, clock, caught warnings and voice."""
+
+    top: RunDir
+    device: torch.device
+    console: object
+    clock: StudyClock
+    notices: object  # lossatlas.demo.Notices
+    say: Callable[[str], None]
+
+
+def start_study(out, name: str, config: Mapping, device="auto", console=None) -> StudyStart:
+    """Open the study directory ``out``, record ``config`` as ``config/{name}.yaml``, resolve the
+    device and start the clock; ``console`` defaults to a plain rich console.
+
+    Examples
+    --------
+    >>> st = start_study("runs/study-x", "x", {"quick": True}, device="cpu")   # doctest: +SKIP
+    >>> st.say(f"training on {st.device}")                                   # doctest: +SKIP
+    """
+    from rich.console import Console
+
+    from ..demo import Notices
+
+    console = console or Console(highlight=False)
+    top = RunDir(Path(out))
+    top.write_config(name, dict(config))
+    notices = Notices()
+    return StudyStart(top, resolve_device(device), console, StudyClock(), notices, announcer(console, notices))

@@ -33,8 +33,6 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +45,6 @@ from ..demo.analyses import embedding_stage, jump_stage, topology_stage
 from ..demo.minima import train_config
 from ..embedding import embed
 from ..jump import grid_sample, naive_sample
-from ..sources import resolve_device
-from ..store import RunDir
 from . import common
 
 __all__ = ["QUICK_SETTINGS", "SETTINGS", "TITLE", "retraining_shape", "run"]
@@ -66,22 +62,6 @@ QUICK_SETTINGS = {
                                 methods=("phate", "tsne", "pca"), topology_k=8),
     "second_init": 1, "repeat": ("good", "bad"), "compared": "good",
 }
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.stages: dict[str, dict] = {}
-        self.t0, self.c0 = time.perf_counter(), time.process_time()
-
-    def time(self, name: str, fn, *args, **kwargs):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn(*args, **kwargs)
-        self.stages[name] = {"wall_s": round(time.perf_counter() - t, 2), "cpu_s": round(time.process_time() - c, 2)}
-        return out
-
-    def total(self) -> dict:
-        return {"wall_s": round(time.perf_counter() - self.t0, 2), "cpu_s": round(time.process_time() - self.c0, 2),
-                "load_average_at_end": [round(v, 2) for v in os.getloadavg()]}
 
 
 def retraining_shape(samples: xr.Dataset, theta) -> dict:
@@ -195,15 +175,19 @@ def _minimum(out: Path, name: str, s: DemoSettings, first: DemoSettings, device:
 
 
 def _one_init(out: Path, names, s: DemoSettings, first: DemoSettings, device: str, dev, replace: bool,
-              clock: _Clock, notices: Notices, tag: str, say) -> dict:
+              clock: common.StudyClock, notices: Notices, tag: str, say) -> dict:
     """Train, sample, embed and measure the minima ``names`` of one initialization."""
     res = {}
     for name in names:
         with notices.catch(f"{tag} {name}"):
-            m = clock.time(f"{tag}_train_{name}", _minimum, out, name, s, first, device, dev, replace)
-            samples = clock.time(f"{tag}_jump_{name}", jump_stage, m, s, replace)
-            scores = clock.time(f"{tag}_embedding_{name}", embedding_stage, m, s, samples)
-            diagrams, fit, totals = clock.time(f"{tag}_topology_{name}", topology_stage, m, s, samples)
+            with clock.stage(f"{tag}_train_{name}"):
+                m = _minimum(out, name, s, first, device, dev, replace)
+            with clock.stage(f"{tag}_jump_{name}"):
+                samples = jump_stage(m, s, replace)
+            with clock.stage(f"{tag}_embedding_{name}"):
+                scores = embedding_stage(m, s, samples)
+            with clock.stage(f"{tag}_topology_{name}"):
+                diagrams, fit, totals = topology_stage(m, s, samples)
             shape = retraining_shape(samples, m.theta)
         emb = m.run.open("embedding")
         meta = samples.drop_vars("weights").load()
@@ -246,46 +230,17 @@ def _patterns(rows: dict) -> dict:
             "phate_demap": phate, "best_demap_method": best}
 
 
+@common.study_run('summary = run(Path("runs/study-minima"), quick=True)', 'sorted(summary["minima"]["init0"])')
 def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = False, console=None) -> dict:
-    """Run the study into ``out``; returns its summary (also ``out/summary.json``).
-
-    Parameters
-    ----------
-    out : Path
-        The study directory (see the module's docstring for its layout).
-    quick : bool
-        Tiny settings that check every stage in seconds (no finding).
-    device : str
-        ``auto``, ``cpu``, ``cuda``, ...
-    replace : bool
-        Redo products stored with other settings (otherwise they are refused).
-    console : rich.console.Console, optional
-
-    Examples
-    --------
-    >>> summary = run(Path("runs/study-minima"), quick=True)   # doctest: +SKIP
-    >>> sorted(summary["minima"]["init0"])                    # doctest: +SKIP
-    ['bad', 'good', 'memorization']
-    """
-    from rich.console import Console
-
-    console = console or Console(highlight=False)
     cfg = QUICK_SETTINGS if quick else SETTINGS
     s0: DemoSettings = cfg["demo"]
     s1 = dataclasses.replace(s0, init_seed=cfg["second_init"])
-    dev = resolve_device(device)
-    out = Path(out)
-    top = RunDir(out)
-    top.write_config("minima", {"quick": quick, "device": device, "settings": s0.as_dict(),
-                                "second_init": cfg["second_init"], "repeat": list(cfg["repeat"]),
-                                "compared": cfg["compared"]})
-    clock, notices = _Clock(), Notices()
+    st = common.start_study(out, "minima", {"quick": quick, "device": device, "settings": s0.as_dict(),
+                                            "second_init": cfg["second_init"], "repeat": list(cfg["repeat"]),
+                                            "compared": cfg["compared"]}, device, console)
+    out, top, dev, console = Path(out), st.top, st.device, st.console
+    clock, notices, say = st.clock, st.notices, st.say
     travel = s0.jr_travel()
-
-    def say(text: str) -> None:
-        console.print(text)
-        for line in notices.new_lines():
-            console.print(f"[yellow]{line}[/]")
 
     say(f"minima study ({'quick' if quick else 'full'}) on {dev}: smallcnn {tuple(s0.channels)}, hidden {s0.hidden}, "
         f"MNIST-1D {s0.n_train()} training signals; J&R {s0.jr_seeds} directions x {len(s0.jr_step_sizes)} jumps, "
@@ -301,7 +256,8 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
     n = int(compared["meta"].sizes["point"])
     console.rule(f"[bold]grid and naive sampling around the {cfg['compared']} minimum ({n} points each)")
     with notices.catch("grid and naive sampling"):
-        static = clock.time("grid_naive", _static_samplings, compared["minimum"], s0, n, replace)
+        with clock.stage("grid_naive"):
+            static = _static_samplings(compared["minimum"], s0, n, replace)
     jr_demap = compared["scores"].get("phate", {}).get("DeMAP", np.nan)
     say("; ".join(f"{k}: loss {v['loss_min']:.3g}-{v['loss_max']:.3g} (median {v['loss_median']:.3g}), PHATE DeMAP "
                   f"{v['phate_demap']:.2f}" for k, v in static.items()) + f"; J&R PHATE DeMAP {jr_demap:.2f}")
@@ -338,23 +294,7 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
     sampling["jr"] = {"points": n, "phate_demap": float(jr_demap)}
     summary = {"minima": minima, "patterns": patterns, "held_on_both_inits": held, "sampling": sampling,
                "study": {"title": TITLE, "quick": quick, "device": str(dev), "settings": s0.as_dict(),
-                         "second_init": cfg["second_init"], "retraining": travel, "timings": clock.stages,
-                         "total": clock.total()},
+                         "second_init": cfg["second_init"], "retraining": travel},
                "notices": notices.as_list()}
-    top.update_summary(**summary)
-    report = _report(out)
-    summary["study"]["total"] = clock.total()
-    top.update_summary(study=summary["study"])
     say("patterns on both initializations: " + ", ".join(f"{k} {v}" for k, v in held.items()))
-    total = summary["study"]["total"]
-    say(f"[bold green]done[/] in {total['wall_s']:.0f} s wall, {total['cpu_s']:.0f} s CPU: {out}"
-        + (f"; open {report}" if report else ""))
-    return top.summary()
-
-
-def _report(path: Path):
-    try:
-        from ..report import build_report
-    except ImportError:  # an installation without the report package
-        return None
-    return build_report(path)
+    return common.finish_study(out, "study", summary, clock, console)

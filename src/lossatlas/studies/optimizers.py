@@ -31,21 +31,19 @@ Example
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from .. import plot
-from ..demo import Notices
 from ..demo.analyses import scores_of
 from ..embedding import embed
 from ..plot.optimizers import plot_optimizer_panel
-from ..sources import Source, resolve_device
+from ..sources import Source
 from ..store import RunDir, differences, mismatch
 from ..training import train
+from . import common
 
 __all__ = ["OPTIMIZERS", "QUICK_SETTINGS", "SETTINGS", "TITLE", "run"]
 
@@ -184,54 +182,22 @@ def _silhouettes(emb: xr.Dataset, joint: xr.Dataset) -> dict:
             for i, k in enumerate(emb.method.values)}
 
 
+@common.study_run('summary = run(Path("runs/study-optimizers"), quick=True)', 'summary["embedding"]["stars"]')
 def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = False, console=None) -> dict:
-    """Run the study into ``out``; returns its summary (also ``out/summary.json``).
-
-    Parameters
-    ----------
-    out : Path
-        The study directory (see the module's docstring for its layout).
-    quick : bool
-        Tiny settings that check every stage in seconds (no finding).
-    device : str
-        ``auto``, ``cpu``, ``cuda``, ...
-    replace : bool
-        Redo products stored with other settings (otherwise they are refused).
-    console : rich.console.Console, optional
-
-    Examples
-    --------
-    >>> summary = run(Path("runs/study-optimizers"), quick=True)   # doctest: +SKIP
-    >>> summary["embedding"]["stars"]                             # doctest: +SKIP
-    15
-    """
-    from rich.console import Console
-
-    console = console or Console(highlight=False)
     cfg = QUICK_SETTINGS if quick else SETTINGS
-    dev = resolve_device(device)
-    out = Path(out)
-    top = RunDir(out)
-    top.write_config("optimizers", {"quick": quick, "device": device, "settings": cfg, "optimizers": OPTIMIZERS})
-    notices = Notices()
-    t0, c0 = time.perf_counter(), time.process_time()
-    timings = {}
-
-    def say(text: str) -> None:
-        console.print(text)
-        for line in notices.new_lines():
-            console.print(f"[yellow]{line}[/]")
+    st = common.start_study(out, "optimizers", {"quick": quick, "device": device, "settings": cfg,
+                                                "optimizers": OPTIMIZERS}, device, console)
+    out, top, dev, console = Path(out), st.top, st.device, st.console
+    clock, notices, say = st.clock, st.notices, st.say
 
     say(f"optimizers study ({'quick' if quick else 'full'}) on {dev}: smallcnn {tuple(cfg['channels'])}, hidden "
         f"{cfg['hidden']}, {len(cfg['seeds'])} initializations x {len(OPTIMIZERS)} optimizers, {cfg['epochs']} epochs, "
         f"weights every {cfg['every_steps']} steps")
     trajectories = {}
     for seed in cfg["seeds"]:
-        t = time.perf_counter()
-        with notices.catch(f"training seed {seed}"):
+        with notices.catch(f"training seed {seed}"), clock.stage(f"train_seed{seed}"):
             for name, traj in _train_seed(out, cfg, seed, device, dev, replace).items():
                 trajectories[(name, seed)] = traj
-        timings[f"train_seed{seed}"] = round(time.perf_counter() - t, 2)
         say(f"seed {seed}: " + "; ".join(
             f"{LABELS[k]} train acc {float(trajectories[(k, seed)].accuracy.values[-1]):.3f}, test acc "
             f"{float(trajectories[(k, seed)].test_accuracy.values[-1]):.3f}" for k in OPTIMIZERS))
@@ -240,14 +206,12 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
     n = int(joint.sizes["point"])
     top.save("trajectories", joint.drop_vars("weights"))
     console.rule(f"[bold]the {len(trajectories)} trajectories embedded together ({n} points)")
-    t = time.perf_counter()
-    with notices.catch("embedding"):
+    with notices.catch("embedding"), clock.stage("embedding"):
         emb = embed(joint, methods=cfg["methods"], seed=0, options=_options(n, cfg["methods"]))
         top.save("embedding_trajectories", emb)
         adam = joint.isel(point=np.flatnonzero(joint.optimizer.values == "adam"))
         emb_adam = embed(adam, methods=("phate",), seed=0)
         top.save("embedding_adam", emb_adam)
-    timings["embedding"] = round(time.perf_counter() - t, 2)
     scores = scores_of(emb)
     say("; ".join(f"{k}: DeMAP {v.get('DeMAP', np.nan):.2f}, continuity {v.get('continuity', np.nan):.2f}"
                   for k, v in scores.items()))
@@ -282,19 +246,7 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
                       "final_points_silhouette": silhouettes, "distance_from_start_spearman": _unfolding(emb, joint),
                       "adam_alone": {"points": int(emb_adam.sizes["point"]), "scores": scores_of(emb_adam),
                                      "distance_from_start_spearman": _unfolding(emb_adam, adam)}},
-        "study": {"title": TITLE, "quick": quick, "device": str(dev), "settings": cfg, "timings": timings},
+        "study": {"title": TITLE, "quick": quick, "device": str(dev), "settings": cfg},
         "notices": notices.as_list(),
     }
-    top.update_summary(**summary)
-    try:
-        from ..report import build_report
-        report = build_report(out)
-    except ImportError:
-        report = None
-    summary["study"]["total"] = {"wall_s": round(time.perf_counter() - t0, 2),
-                                 "cpu_s": round(time.process_time() - c0, 2),
-                                 "load_average_at_end": [round(v, 2) for v in os.getloadavg()]}
-    top.update_summary(study=summary["study"])
-    say(f"[bold green]done[/] in {summary['study']['total']['wall_s']:.0f} s: {out}"
-        + (f"; open {report}" if report else ""))
-    return top.summary()
+    return common.finish_study(out, "study", summary, clock, console)
