@@ -1,6 +1,5 @@
 import pytest
 import torch
-from torch import nn
 
 import lossatlas as la
 from lossatlas._errors import InputError

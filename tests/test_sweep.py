@@ -3,14 +3,12 @@ same results on a Dask cluster, and the Table 1 prediction on a stored sweep."""
 
 import numpy as np
 import pytest
-import torch
-import xarray as xr
 
 from lossatlas._errors import InputError, StoreMismatchError
 from lossatlas.store import DONE, RunDir
 from lossatlas.sweep import driver, read_sweep_config, run_sweep
 from lossatlas.sweep.driver import _layout, _row
-from lossatlas.sweep.table import FEATURES, TASKS, predict_sweep, table_text
+from lossatlas.sweep.table import predict_sweep, table_text
 
 # Fast classifiers for the tests (all 11 run in tests/test_prediction.py).
 FAST = ("logistic_regression", "knn", "lda", "gaussian_nb")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch

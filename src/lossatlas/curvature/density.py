@@ -10,7 +10,6 @@ the spectral density. Each node is smoothed by a Gaussian, as PyHessian does (Gh
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .._errors import positive_int, require
 from ..progress import progress_bar

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..connectivity import NEBCycle, connect, scaled_cycles
+from ..connectivity import connect, scaled_cycles
 from ..demo.between import connect_stage, interpolation_stage, sharpness_stage
 from ..demo.settings import DemoSettings
 from ..landscape import Landscape

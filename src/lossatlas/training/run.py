@@ -13,7 +13,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from .._errors import InputError, parse_enum, positive_int, require
+from .._errors import parse_enum, positive_int, require
 from ..progress import progress_bar
 from ..space import ParamSpace
 from ..store import RunDir, differences, fingerprint, json_safe, mismatch, normalized, provenance
