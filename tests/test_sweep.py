@@ -68,6 +68,10 @@ def test_sweep_resumes_network_by_network_and_refuses_other_settings(tmp_path, m
     assert np.isfinite(ds["test_loss"].values).all() and (ds["embedded"].values == 12).all()
     # weight decay changes the minimum: the two networks differ
     assert not np.allclose(ds["jr_features"].values[0], ds["jr_features"].values[1])
+    # finished: compacted to one chunk per variable, and still the same sweep for a rerun
+    assert sum(p.is_file() for p in (tmp_path / "s" / "sweep.zarr" / "jr_features" / "c").rglob("*")) == 1
+    assert run_sweep(TINY, tmp_path / "s", report=said.append)["done"].values.all()
+    assert said[-1] == "resumed: 2 of 2 networks done" and calls == [0, 1, 1]
     with pytest.raises(StoreMismatchError, match="epochs"):
         run_sweep({**TINY, "epochs": 3}, tmp_path / "s")
 

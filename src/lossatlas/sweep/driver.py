@@ -125,6 +125,9 @@ def run_sweep(config, out, executor: Executor | None = None, progress: bool | Ca
                 i = futures[fut]
                 run.write_cells(NAME, _row(fut.result()), (slice(i, i + 1),))
                 advance(1)
+    if todo or run.open(NAME, load=False)["done"].chunks[0][0] == 1:
+        if run.done_mask(NAME).all():  # finished: one chunk per variable, a few files to commit
+            run.compact(NAME)
     return run.open(NAME, load=False)
 
 
