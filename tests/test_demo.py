@@ -25,7 +25,7 @@ SUMMARY_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "t
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, png_only):
     # The only test that runs the demo: once, with the quick settings; the tests below read it.
     out = tmp_path_factory.mktemp("demo") / "demo"
     r = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--device", str(DEVICE)])

@@ -733,3 +733,19 @@ def test_line_and_plane_titles_say_when_losses_are_nan():
     fig = lp.plot_contour(plane)
     assert "1 cell diverged" in fig.axes[0].get_title()
     close(fig)
+
+
+def test_figure_formats_follow_the_environment_setting(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from lossatlas.plot.save import FORMATS_ENV, save_figure
+
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    monkeypatch.setenv(FORMATS_ENV, "png")
+    assert [p.name for p in save_figure(fig, tmp_path / "a")] == ["a.png"]
+    monkeypatch.setenv(FORMATS_ENV, "svg, png")
+    assert [p.name for p in save_figure(fig, tmp_path / "b")] == ["b.svg", "b.png"]
+    monkeypatch.delenv(FORMATS_ENV)
+    assert [p.name for p in save_figure(fig, tmp_path / "c")] == ["c.png", "c.pdf"]
+    assert [p.name for p in save_figure(fig, tmp_path / "d", formats=("pdf",))] == ["d.pdf"]

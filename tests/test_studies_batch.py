@@ -9,7 +9,7 @@ from helpers import DEVICE
 
 
 @pytest.fixture(scope="module")
-def quick_study(tmp_path_factory):
+def quick_study(tmp_path_factory, png_only):
     from lossatlas.studies import run_study
 
     out = tmp_path_factory.mktemp("study-batch")

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study(tmp_path_factory, png_only):
     out = tmp_path_factory.mktemp("minima") / "study"
     summary = run_study("minima", out, quick=True, device=str(DEVICE))
     return out, summary

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study(tmp_path_factory, png_only):
     out = tmp_path_factory.mktemp("optimizers") / "study"
     return out, run_study("optimizers", out, quick=True, device=str(DEVICE))
 

@@ -18,7 +18,7 @@ NAMES = [f"batch{b}" for b in QUICK_SETTINGS["batch_sizes"]]
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study(tmp_path_factory, png_only):
     out = tmp_path_factory.mktemp("trajectories") / "study"
     return out, run_study("trajectories", out, quick=True, device=str(DEVICE))
 

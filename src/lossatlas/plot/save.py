@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,14 +12,14 @@ from .._errors import require
 from ..store import atomic_write
 from .style import PNG_DPI, styled
 
-__all__ = ["FORMATS", "finish", "save_figure"]
+__all__ = ["FORMATS", "FORMATS_ENV", "default_formats", "finish", "save_figure"]
 
 
 FORMATS = ("png", "pdf", "svg", "eps", "ps", "jpg", "jpeg", "tif", "tiff")
 
 
 @styled
-def save_figure(fig: Figure, path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+def save_figure(fig: Figure, path, formats: Sequence[str] | None = None) -> list[Path]:
     """Write ``fig`` once per format next to ``path`` and return the written paths.
 
     Parameters
@@ -26,8 +27,9 @@ def save_figure(fig: Figure, path, formats: Sequence[str] = ("png", "pdf")) -> l
     fig : matplotlib.figure.Figure
     path : str or Path
         Target path; its suffix, if any, is replaced by each format's. Parent folders are created.
-    formats : sequence of str
-        File formats, by default PNG (200 dpi) and PDF (vector).
+    formats : sequence of str, optional
+        File formats; by default :func:`default_formats` (PNG at 200 dpi and vector PDF, unless
+        ``LOSSATLAS_FIGURE_FORMATS`` says otherwise).
 
     Returns
     -------
@@ -38,6 +40,8 @@ def save_figure(fig: Figure, path, formats: Sequence[str] = ("png", "pdf")) -> l
     >>> save_figure(fig, "figures/contour.png")   # doctest: +SKIP
     [PosixPath('figures/contour.png'), PosixPath('figures/contour.pdf')]
     """
+    if formats is None:
+        formats = default_formats()
     if isinstance(formats, str):
         formats = (formats,)
     formats = [f.lower().lstrip(".") for f in formats]
@@ -58,8 +62,20 @@ def save_figure(fig: Figure, path, formats: Sequence[str] = ("png", "pdf")) -> l
     return written
 
 
+#: Environment variable naming the formats every figure function writes, e.g. ``png`` to skip
+#: the PDFs (about half the time of a figure-heavy study); default ``png,pdf``.
+FORMATS_ENV = "LOSSATLAS_FIGURE_FORMATS"
+
+
+def default_formats() -> tuple[str, ...]:
+    """The formats :func:`finish` writes: ``LOSSATLAS_FIGURE_FORMATS`` (comma-separated), else PNG and PDF."""
+    raw = os.environ.get(FORMATS_ENV, "").strip()
+    return tuple(f.strip() for f in raw.split(",") if f.strip()) if raw else ("png", "pdf")
+
+
 def finish(fig: Figure, path) -> Figure:
-    """Save ``fig`` as PNG and PDF when ``path`` is given; return it (the end of every figure function)."""
+    """Save ``fig`` (as :func:`default_formats`) when ``path`` is given; return it (the end of every
+    figure function)."""
     if path is not None:
         save_figure(fig, path)
     return fig

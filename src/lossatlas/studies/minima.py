@@ -59,7 +59,7 @@ SETTINGS = {"demo": FULL, "second_init": 1, "repeat": ("good", "bad"), "compared
 QUICK_SETTINGS = {
     "demo": dataclasses.replace(QUICK, channels=(8, 16), hidden=32, subset=500, test_subset=300, epochs=4,
                                 memorization_epochs=6, jr_seeds=2, jr_step_sizes=(0.5, 1.0), jr_epochs=1,
-                                methods=("phate", "tsne", "pca"), topology_k=8),
+                                methods=("phate", "pca"), topology_k=8),
     "second_init": 1, "repeat": ("good", "bad"), "compared": "good",
 }
 

@@ -63,7 +63,7 @@ SETTINGS = {"channels": (16, 32), "hidden": 64, "seeds": (0, 1, 2, 3, 4), "data_
 
 #: Tests: 500 signals, 2 epochs; no UMAP (its compilation alone takes 15-20 s in a fresh process).
 QUICK_SETTINGS = {**SETTINGS, "channels": (8, 16), "hidden": 32, "subset": 500, "test_subset": 300, "epochs": 2,
-                  "milestones": (1,), "every_steps": None, "methods": ("phate", "tsne", "pca")}
+                  "milestones": (1,), "every_steps": None, "methods": ("phate", "pca")}
 
 
 def _source(cfg: dict, seed: int, device: str) -> Source:
