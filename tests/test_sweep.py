@@ -44,11 +44,11 @@ def test_sweep_resumes_network_by_network_and_refuses_other_settings(tmp_path, m
     calls = []
     real = driver.sample_network
 
-    def counted(config, index, scratch=None):
+    def counted(config, index):
         calls.append(index)
         if len(calls) == 2 and not getattr(counted, "resumed", False):
             raise KeyboardInterrupt  # the driver killed after its first network
-        return real(config, index, scratch)
+        return real(config, index)
 
     monkeypatch.setattr(driver, "sample_network", counted)
     with pytest.raises(KeyboardInterrupt):

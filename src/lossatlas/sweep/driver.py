@@ -5,8 +5,7 @@ The store holds, per network: its axes, train and test loss and accuracy at the 
 grid and naive features (train loss and accuracy of each sampled point), the total persistence of
 the J&R set and the seconds of each stage. A network's row is written before it is marked done, so
 an interrupted sweep, run again, trains only the networks not yet done. The samples' weights never
-reach the store (they live in the task, or in a scratch directory deleted once the row is
-written): a 108-network sweep of small MLPs is about 2 MB, small enough to commit.
+reach the store (they live in the task only): a 108-network sweep of small MLPs is about 2 MB, small enough to commit.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """One network of a sweep, from initialization to its features: the task an executor runs.
 
 :func:`sample_network` trains the network, measures it at its minimum, draws the J&R, grid and
-naive samples of equal size around it (their weights in a scratch run directory that the driver
-deletes once the network's row is stored), and computes the total persistence of the J&R set. It
+naive samples of equal size around it (their weights held by the task only, dropped when it
+returns its small results), and computes the total persistence of the J&R set. It
 takes plain values (the config as a dict and the network's index), so a Dask worker rebuilds
 everything itself: the per-task payload is the config, about a kilobyte.
 """
@@ -13,15 +13,12 @@ import functools
 import re
 import time
 import warnings
-from pathlib import Path
-
 import numpy as np
-import torch
 
+from ..demo.minima import has_batch_norm
 from ..embedding import PHATE
 from ..jump import grid_sample, jump_retrain, naive_sample
 from ..landscape import Landscape
-from ..store import RunDir
 from ..topology import persistence, total_persistence
 from ..training import train
 from .config import read_sweep_config
@@ -56,10 +53,6 @@ def _nonfinite(samples) -> int:
     return int((~np.isfinite(np.asarray(samples["loss"].values))).sum())
 
 
-def _has_batch_norm(model) -> bool:
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
 def _topology(jr, k: int) -> dict:
     """Total persistence (p = 2, finite pairs) of D0 and D1 of the J&R set's loss filtration on the
     kNN graph of PHATE's potential. Diverged points (non-finite loss) are left out of the
@@ -80,7 +73,7 @@ def _topology(jr, k: int) -> dict:
             "embedded": int(pts.sizes["point"]), "phate_components": components}
 
 
-def sample_network(config: dict, index: int, scratch: str | None = None) -> dict:
+def sample_network(config: dict, index: int) -> dict:
     """Train network ``index`` of the sweep ``config`` and sample around its minimum.
 
     Parameters
@@ -89,9 +82,6 @@ def sample_network(config: dict, index: int, scratch: str | None = None) -> dict
         The sweep's settings (:meth:`SweepConfig.as_dict`).
     index : int
         The network's place in :meth:`SweepConfig.networks`.
-    scratch : path, optional
-        A directory for the samples' weights (streamed there, not held in memory); without one
-        they stay in memory.
 
     Returns
     -------
@@ -111,7 +101,6 @@ def sample_network(config: dict, index: int, scratch: str | None = None) -> dict
     src = cfg.source(net)
     dev = src.resolve_device()
     data = _data(_data_key(src))
-    store = RunDir(Path(scratch)) if scratch is not None else None
     seconds = {}
     t = time.perf_counter()
     model = src.build_model(data).to(dev)
@@ -121,7 +110,7 @@ def sample_network(config: dict, index: int, scratch: str | None = None) -> dict
     train(model, data, optimizer=tc.optimizer, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay,
           epochs=tc.epochs, batch_size=tc.batch_size, seed=tc.seed, device=dev, **opts)
     seconds["train"] = time.perf_counter() - t
-    bn = "recompute" if _has_batch_norm(model) else "eval"
+    bn = "recompute" if has_batch_norm(model) else "eval"
     X, y = data.test
     f = Landscape(model, data.train, test=(X, y), bn=bn, device=dev)
     at_min = {k: float(v[0]) for k, v in f.evaluate(f.origin.unsqueeze(0)).items()}
@@ -129,17 +118,17 @@ def sample_network(config: dict, index: int, scratch: str | None = None) -> dict
     t = time.perf_counter()
     samples = jump_retrain(model, data, seeds=j.seeds, step_sizes=j.step_sizes, epochs=j.epochs, optimizer="sgd",
                            lr=j.lr, momentum=j.momentum, batch_size=j.batch_size, weight_decay=net.weight_decay,
-                           store=store, ensemble=j.ensemble, device=dev)
+                           ensemble=j.ensemble, device=dev)
     retrained = samples.isel(point=np.flatnonzero(samples["epoch"].values > 0))
     seconds["jump_retrain"] = time.perf_counter() - t
     t = time.perf_counter()
     n = j.n_points()
     f_train = Landscape(model, data.train, bn=bn, device=dev)
-    grid = grid_sample(f_train, n_points=n, span=j.grid_span, seed=0, store=store)
-    naive = naive_sample(f_train, n_points=n, step_sizes=j.naive_step_sizes, seed=0, store=store)
+    grid = grid_sample(f_train, n_points=n, span=j.grid_span, seed=0)
+    naive = naive_sample(f_train, n_points=n, step_sizes=j.naive_step_sizes, seed=0)
     seconds["grid_naive"] = time.perf_counter() - t
     t = time.perf_counter()
-    topo = _topology(samples.load() if store is None else samples, j.topology_k)
+    topo = _topology(samples, j.topology_k)
     seconds["topology"] = time.perf_counter() - t
     return {
         "index": net.index, **net.axes(),
