@@ -201,3 +201,20 @@ def test_overlapping_evaluations_leave_the_process_thread_count_alone():
         # Old code: B saved the 1 that A had set and restored it after A had restored 2.
         assert process_threads() == before
         assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bn", ["eval", "batch", "recompute"])
+def test_hvp_reverse_and_forward_modes_agree(bn):
+    # The default double-backward product against forward-over-reverse, on a CNN with batch norm
+    # and over several batches; both must also be linear in v.
+    X, y = blobs(n=48, d_in=64, image=True)
+    model = cnn()
+    f = Landscape(model, (X, y), bn=bn, batch_size=16, device=DEVICE)
+    theta = f.origin + 0.1 * random_directions(model, n=1, seed=2)[0].to(f.device)
+    v = random_directions(model, n=1, seed=3)[0].to(f.device)
+    rev, fwd = f.hvp(theta, v), f.hvp(theta, v, mode="forward")
+    assert rev.abs().max() > 1e-3
+    assert torch.allclose(rev, fwd, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(f.hvp(theta, 2 * v), 2 * rev, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="hvp mode"):
+        f.hvp(theta, v, mode="backward")

@@ -1,7 +1,7 @@
 """The Hessian of a landscape's mean loss as a linear operator.
 
 Every product is exact over all of the landscape's data: :meth:`Landscape.hvp` sums the
-forward-over-reverse products of every batch, so nothing here depends on a Hessian batch size
+Hessian-vector products of every batch, so nothing here depends on a Hessian batch size
 (PyHessian's power iteration, run on one small batch, varies with which batch it gets).
 """
 

@@ -453,8 +453,13 @@ class Landscape:
         with float32_precision(self.device, self.tf32):
             return self._derivatives.grad(theta, split)
 
-    def hvp(self, theta: torch.Tensor, v: torch.Tensor, split: str = "train") -> torch.Tensor:
-        """Hessian-vector product ``H(theta) v`` of the mean loss (forward-over-reverse).
+    def hvp(self, theta: torch.Tensor, v: torch.Tensor, split: str = "train",
+            mode: str = "reverse") -> torch.Tensor:
+        """Hessian-vector product ``H(theta) v`` of the mean loss, exact over all of ``split``.
+
+        ``mode="reverse"`` (default) takes it by double backward, ``"forward"`` forward-over-reverse
+        (``torch.func.jvp`` of the gradient); they agree to rounding, and reverse is the faster of
+        the two on a CPU (``bench/hessian.py`` measures both).
 
         Batch norm as in :meth:`grad`: running statistics (``"eval"``), batch statistics
         (``"batch"``), or statistics re-estimated at ``theta`` and held fixed (``"recompute"``).
@@ -466,7 +471,7 @@ class Landscape:
         theta = self._as_points(theta, "theta")[0]
         v = self._as_points(v, "v")[0]
         with float32_precision(self.device, self.tf32):
-            return self._derivatives.hvp(theta, v, split)
+            return self._derivatives.hvp(theta, v, split, mode)
 
     def _split(self, name: str) -> Split:
         return self._problem.split(name)
