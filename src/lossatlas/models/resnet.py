@@ -59,7 +59,9 @@ class ResNet(Architecture, arch="resnet", ranks=(3,), init_scheme="he"):
     A 3x3 stem conv, three stages of n basic blocks with 16, 32, 64 channels (times ``width``),
     strides 1, 2, 2, global average pooling and a linear classifier. ``shortcut=False`` gives
     Li et al.'s "noshort" networks; ``width=k`` their "Wide-ResNet-56, k" (every layer k times
-    wider). Build it with :func:`resnet` or ``build("resnet56", ...)``.
+    wider). ``channels`` sets the first stage's channels (default He et al.'s 16; the stages then
+    have ``channels``, 2x and 4x that, times ``width``), for networks narrower than the published
+    ones. Build it with :func:`resnet` or ``build("resnet56", ...)``.
 
     Parameters
     ----------
@@ -72,6 +74,8 @@ class ResNet(Architecture, arch="resnet", ranks=(3,), init_scheme="he"):
         Keep the skip connections.
     width : int, default 1
         Channel multiplier of every layer.
+    channels : int, default 16
+        Channels of the first stage before ``width`` multiplies them (He et al.: 16).
     shortcut_type : {"A", "B"}, default "A"
         Where a block changes shape: "A" subsamples and zero-pads (no parameters; the published
         0.27M of ResNet-20), "B" uses a 1x1 conv + BN projection (as in Li et al.'s released
@@ -93,9 +97,11 @@ class ResNet(Architecture, arch="resnet", ranks=(3,), init_scheme="he"):
         shortcut: bool = True,
         width: int = 1,
         shortcut_type: str = "A",
+        channels: int = 16,
     ) -> None:
         super().__init__(input_shape, num_classes)
         width = positive_int("width", width)
+        channels = positive_int("channels", channels)
         n = blocks_per_stage(depth, 2, "resnet", (20, 32, 44, 56, 110))
         require(
             shortcut_type in ("A", "B"),
@@ -103,12 +109,12 @@ class ResNet(Architecture, arch="resnet", ranks=(3,), init_scheme="he"):
             f"projection); got {shortcut_type!r}",
         )
         kind = shortcut_type if shortcut else None
-        c0 = 16 * width
+        c0 = channels * width
         self.conv1 = nn.Conv2d(self.input_shape[0], c0, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(c0)
         blocks: list[nn.Module] = []
         cin = c0
-        for stage, base in enumerate((16, 32, 64)):
+        for stage, base in enumerate((channels, 2 * channels, 4 * channels)):
             cout = base * width
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
@@ -117,7 +123,7 @@ class ResNet(Architecture, arch="resnet", ranks=(3,), init_scheme="he"):
         self.layers = nn.Sequential(*blocks)
         self.pool = GlobalAvgPool()
         self.linear = nn.Linear(cin, self.num_classes)
-        self.finish(depth=depth, shortcut=bool(shortcut), width=width, shortcut_type=shortcut_type)
+        self.finish(depth=depth, shortcut=bool(shortcut), width=width, shortcut_type=shortcut_type, channels=channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -132,6 +138,7 @@ def resnet(
     shortcut: bool = True,
     width: int = 1,
     shortcut_type: str = "A",
+    channels: int = 16,
 ) -> ResNet:
     """CIFAR ResNet-``depth`` of He et al.; ``shortcut=False`` gives Li et al.'s noshort net.
 
@@ -150,4 +157,5 @@ def resnet(
         shortcut=shortcut,
         width=width,
         shortcut_type=shortcut_type,
+        channels=channels,
     )

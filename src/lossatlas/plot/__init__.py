@@ -12,7 +12,8 @@ projections, persistence diagrams).
 
 Modules: :mod:`.style` (the shared look and notes), :mod:`.save`, :mod:`.planes` (contour, heatmap,
 3-D surface, levels), :mod:`.lines` (a line, the interpolation between two models),
-:mod:`.bundle` (the command line's set of figures), :mod:`.trajectories`, :mod:`.embeddings`,
+:mod:`.bundle` (the command line's set of figures), :mod:`.panels` (grids of lines, planes and
+convexity maps, weight histograms), :mod:`.trajectories`, :mod:`.embeddings`,
 :mod:`.persistence`, :mod:`.curvature` (spectral density, convexity map, paths between
 minima), :mod:`.topology` (persistence diagrams of several minima, kNN graphs, Fig. 3 of Horoi et al.).
 
@@ -31,6 +32,7 @@ from .curvature import plot_connectivity, plot_convexity_map, plot_spectral_dens
 from .embeddings import plot_embedding, plot_embedding_panel, plot_optimizer_trajectories
 from .lines import plot_interpolation, plot_line
 from .optimizers import plot_optimizer_panel
+from .panels import plot_line_grid, plot_plane_grid, plot_weight_histograms
 from .persistence import plot_persistence
 from .planes import default_levels, plot_contour, plot_heatmap, plot_surface3d
 from .save import save_figure
@@ -55,11 +57,14 @@ __all__ = [
     "plot_heatmap",
     "plot_interpolation",
     "plot_line",
+    "plot_line_grid",
     "plot_optimizer_panel",
     "plot_optimizer_trajectories",
     "plot_persistence",
+    "plot_plane_grid",
     "plot_surface3d",
     "plot_surface_set",
     "plot_trajectory",
+    "plot_weight_histograms",
     "save_figure",
 ]

@@ -14,7 +14,7 @@ from .._errors import require
 from .save import finish
 from .style import count_notes, palette, require_var, styled, title_with_notes
 
-__all__ = ["plot_connectivity", "plot_convexity_map", "plot_spectral_density"]
+__all__ = ["draw_convexity", "plot_connectivity", "plot_convexity_map", "plot_spectral_density"]
 
 
 @styled
@@ -54,6 +54,26 @@ def plot_spectral_density(ds, path=None, title: str | None = None, log: bool = T
     return finish(fig, path)
 
 
+def draw_convexity(ax, ds, vmax: float = 0.5):
+    """Draw a convexity map's ``ratio`` on ``ax`` (colour 0 to ``vmax``, non-finite cells as grey
+    crosses); return the mesh (for a colour bar) and the count of non-finite cells."""
+    require_var(ds, "ratio", "convexity map")
+    x = np.asarray(ds["x"].values, dtype=float)
+    y = np.asarray(ds["y"].values, dtype=float)
+    ratio = np.asarray(ds["ratio"].transpose("x", "y").values, dtype=float)
+    bad = ~np.isfinite(ratio)
+    # ratio[i, j] is at (x[i], y[j]); pcolormesh wants rows along y.
+    mesh = ax.pcolormesh(x, y, np.ma.masked_invalid(ratio.T), cmap="viridis", vmin=0.0, vmax=vmax,
+                         shading="nearest")
+    if bad.any():
+        ii, jj = np.nonzero(bad)
+        ax.scatter(x[ii], y[jj], marker="x", s=14, color="0.45", linewidths=0.9)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_aspect("equal")
+    return mesh, int(bad.sum())
+
+
 @styled
 def plot_convexity_map(ds, path=None, title: str | None = None, vmax: float = 0.5) -> Figure:
     """Li et al.'s heat map of ``|lambda_min / lambda_max|`` over a plane (0: locally convex).
@@ -71,25 +91,12 @@ def plot_convexity_map(ds, path=None, title: str | None = None, vmax: float = 0.
     -------
     >>> fig = plot_convexity_map(convexity_map(f, None, dirs), path="figures/convexity")   # doctest: +SKIP
     """
-    require_var(ds, "ratio", "convexity map")
     require(vmax > 0, f"vmax must be positive, got {vmax}")
-    x = np.asarray(ds["x"].values, dtype=float)
-    y = np.asarray(ds["y"].values, dtype=float)
-    ratio = np.asarray(ds["ratio"].values, dtype=float)
-    bad = ~np.isfinite(ratio)
     fig = Figure(figsize=(4.2, 3.6), layout="constrained")
     ax = fig.add_subplot()
-    # ratio[i, j] is at (x[i], y[j]); pcolormesh wants rows along y.
-    mesh = ax.pcolormesh(x, y, np.ma.masked_invalid(ratio.T), cmap="viridis", vmin=0.0, vmax=vmax,
-                         shading="nearest")
-    if bad.any():
-        ii, jj = np.nonzero(bad)
-        ax.scatter(x[ii], y[jj], marker="x", s=14, color="0.45", linewidths=0.9)
+    mesh, bad = draw_convexity(ax, ds, vmax)
     fig.colorbar(mesh, ax=ax, label=r"$|\lambda_{min} / \lambda_{max}|$", extend="max")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.set_aspect("equal")
-    ax.set_title(title_with_notes(title or "Hessian convexity", count_notes(int(bad.sum()))))
+    ax.set_title(title_with_notes(title or "Hessian convexity", count_notes(bad)))
     return finish(fig, path)
 
 

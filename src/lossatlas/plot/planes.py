@@ -16,7 +16,7 @@ from .._errors import require
 from .save import finish
 from .style import cmap_for, count_notes, is_accuracy, log10_positive, require_var, styled, title_with_notes, var_label
 
-__all__ = ["Plane", "default_levels", "draw_contour", "plot_contour", "plot_heatmap", "plot_surface3d"]
+__all__ = ["Plane", "default_levels", "draw_contour", "plot_contour", "plot_heatmap", "plot_surface3d", "square_axes"]
 
 
 class Plane:
@@ -114,7 +114,8 @@ def _level_formatter(plane: Plane):
     return fmt
 
 
-def _square(ax, x, y) -> None:
+def square_axes(ax, x, y) -> None:
+    """Equal units on both axes when the plane's two ranges are comparable."""
     # Equal units when both directions span comparable ranges (the usual symmetric plane).
     xr, yr = np.ptp(x) if len(x) > 1 else 0, np.ptp(y) if len(y) > 1 else 0
     if xr > 0 and yr > 0 and 0.5 <= xr / yr <= 2:
@@ -188,7 +189,7 @@ def plot_contour(ds, var: str = "loss", levels=None, log: bool = False, path=Non
         ax.plot([0], [0], marker="*", color="black", markersize=9, linestyle="none",
                 label="center", zorder=4)
     _plane_axes_labels(ax, ds)
-    _square(ax, plane.x, plane.y)
+    square_axes(ax, plane.x, plane.y)
     if plane.diverged:
         fig.legend(loc="outside lower center", ncols=2, frameon=False)
     base = title if title is not None else ds.attrs.get("title", plane.label)
@@ -242,7 +243,7 @@ def plot_heatmap(ds, var: str = "loss", log: bool = False, path=None, title: str
     if plane.diverged:
         fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
     _plane_axes_labels(ax, ds)
-    _square(ax, plane.x, plane.y)
+    square_axes(ax, plane.x, plane.y)
     base = title if title is not None else ds.attrs.get("title", plane.label)
     ax.set_title(title_with_notes(base, plane.notes))
     return finish(fig, path)

@@ -41,13 +41,13 @@ from ..connectivity import connect, scaled_cycles
 from ..demo.between import connect_stage, interpolation_stage, sharpness_stage
 from ..demo.settings import DemoSettings
 from ..landscape import Landscape
-from ..plot import plot_connectivity
+from ..plot import plot_connectivity, plot_line_grid, plot_weight_histograms
 from ..sources import Source, resolve_device
 from ..space import make_directions
 from ..store import RunDir
 from ..surface import line
 from ..training import TrainConfig
-from .common import MinimumSpec, StudyClock, finish_study, plot_line_grid, plot_weight_histograms, train_minimum, weight_values
+from .common import MinimumSpec, StudyClock, finish_study, train_minimum, weight_values
 
 __all__ = ["FULL", "QUICK", "TITLE", "BatchSettings", "run", "specs"]
 

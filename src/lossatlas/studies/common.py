@@ -1,5 +1,5 @@
 """Pieces shared by the studies: a named minimum trained into its own sub-run, a stage clock, the
-study's summary and report, and the study figures the plot package does not draw.
+study's summary and report (their multi-panel figures are in :mod:`lossatlas.plot.panels`).
 
 A study keeps one run directory per minimum (``OUT/NAME``, a proper lossatlas run: recorded source,
 ``config/train.yaml``, ``trajectory.zarr``, ``model.pt``), so every command works on it later
@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from ..store import RunDir, differences, mismatch, write_checkpoint
 from ..training import TrainConfig, train
 
 __all__ = [
-    "MinimumSpec", "StudyClock", "StudyStart", "announcer", "finish_study", "plot_line_grid", "plot_weight_histograms", "start_study",
+    "MinimumSpec", "StudyClock", "StudyStart", "announcer", "finish_study", "start_study",
     "study_run", "train_minimum", "weight_values",
 ]
 
@@ -170,86 +170,6 @@ def weight_values(m: Minimum) -> np.ndarray:
     parts = [theta[e.slice].numpy() for e in space.entries if e.kind == "weight"]
     require(bool(parts), "the model has no weight matrices")
     return np.concatenate(parts)
-
-
-def _figure(rows: int, cols: int, width: float, height: float):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
-    return fig, fig.subplots(rows, cols, squeeze=False)
-
-
-def plot_line_grid(panels: Sequence[Sequence[tuple[str, object]]], path=None, title: str | None = None,
-                   xlabel: str = "alpha"):
-    """1-D lines as Li et al. draw them (Figs. 2 and 4): loss on the left axis (blue), accuracy
-    on the right (red), train solid and test dashed; ``panels[row][col] = (title, dataset)`` with
-    datasets over ``t`` as :func:`lossatlas.line` returns them. Non-finite losses are counted in
-    the panel title.
-
-    Examples
-    --------
-    >>> plot_line_grid([[("SB", ds_sb), ("LB", ds_lb)]], path="figures/slices")   # doctest: +SKIP
-    """
-    from ..plot.save import finish
-
-    rows, cols = len(panels), max(len(r) for r in panels)
-    fig, axes = _figure(rows, cols, 3.6, 2.8)
-    for i, row in enumerate(panels):
-        for j in range(cols):
-            ax = axes[i][j]
-            if j >= len(row):
-                ax.set_visible(False)
-                continue
-            name, ds = row[j]
-            t = np.asarray(ds.t.values, float)
-            twin = ax.twinx()
-            bad = 0
-            for var, style in (("loss", "-"), ("test_loss", "--")):
-                if var in ds:
-                    v = np.asarray(ds[var].values, float)
-                    bad += int((~np.isfinite(v)).sum())
-                    ax.plot(t, v, style, color="tab:blue", label=var.replace("_", " "))
-            for var, style in (("accuracy", "-"), ("test_accuracy", "--")):
-                if var in ds:
-                    twin.plot(t, 100 * np.asarray(ds[var].values, float), style, color="tab:red")
-            ax.set_title(name + (f" ({bad} non-finite)" if bad else ""), fontsize=9)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel("loss", color="tab:blue")
-            twin.set_ylabel("accuracy (%)", color="tab:red")
-            twin.set_ylim(0, 100)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return finish(fig, path)
-
-
-def plot_weight_histograms(groups: Sequence[tuple[str, Mapping[str, np.ndarray]]], path=None,
-                           title: str | None = None, bins: int = 100):
-    """Histograms of weights (Li et al. Fig. 3): one panel per group (e.g. per weight decay), one
-    outline per minimum, each labelled with its weights' L2 norm.
-
-    Examples
-    --------
-    >>> plot_weight_histograms([("WD=0", {"SB": w1, "LB": w2})], path="figures/weights")   # doctest: +SKIP
-    """
-    from ..plot.save import finish
-
-    fig, axes = _figure(1, len(groups), 4.0, 3.0)
-    for ax, (name, values) in zip(axes[0], groups):
-        everything = np.concatenate([np.asarray(v, float) for v in values.values()])
-        lim = float(np.quantile(np.abs(everything), 0.999)) or 1.0
-        edges = np.linspace(-lim, lim, bins + 1)
-        for label, v in values.items():
-            v = np.asarray(v, float)
-            ax.hist(v, bins=edges, histtype="step", label=f"{label} (|w| = {np.linalg.norm(v):.1f})")
-        ax.set_yscale("log")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("weight value")
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("count")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return finish(fig, path)
-
 
 
 _RUN_DOC = """Run the study into ``out``; returns its summary (also ``out/summary.json``).
