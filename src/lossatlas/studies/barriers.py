@@ -168,6 +168,8 @@ def path_row(ds) -> dict:
     loss = np.asarray(ds["loss"].values, float)
     row = {"barrier": float(ds.attrs["barrier"]), "saddle_loss": float(np.nanmax(loss)),
            "saddle_t": float(ds.attrs.get("saddle_t", np.nan)), "ends_loss": [float(loss[0]), float(loss[-1])],
+           # the saddle above the higher of the two minima (the barrier a walk from either end must climb)
+           "above_higher_end": float(np.nanmax(loss) - max(loss[0], loss[-1])),
            "points": int(ds.sizes["t"]), "nan_points": int(ds.attrs.get("nan_points", 0))}
     if "test_loss" in ds:
         row["test_barrier"] = float(ds.attrs.get("test_barrier", np.nan))
@@ -189,7 +191,9 @@ def by_width(pairs: dict, s: BarrierSettings) -> dict:
         for method in METHODS:
             train = np.asarray([r[method]["barrier"] for r in rows], float)
             test = np.asarray([r[method].get("test_barrier", np.nan) for r in rows], float)
+            higher = np.asarray([r[method]["above_higher_end"] for r in rows], float)
             entry[method] = {"mean": float(np.mean(train)), "max": float(np.max(train)), "min": float(np.min(train)),
+                             "above_higher_end_mean": float(np.mean(higher)),
                              "test_mean": float(np.mean(test)), "test_max": float(np.max(test)), "pairs": len(rows)}
         out[str(width)] = entry
     return out
@@ -208,9 +212,10 @@ def findings(widths: dict, s: BarrierSettings) -> dict:
     }
 
 
-def plot_barriers_vs_width(pairs: dict, path=None, title: str | None = None):
+def plot_barriers_vs_width(pairs: dict, path=None, title: str | None = None, xlabel: str = "width"):
     """Barrier against width, one colour per method: each pair a point, the mean a line; train
-    loss on the left, test loss on the right (symmetric-log scale: AutoNEB's barriers are near 0).
+    loss on the left, test loss on the right, on a log scale (symmetric-log when a barrier is not
+    positive: AutoNEB's can come near 0 or below).
 
     Examples
     --------
@@ -237,11 +242,15 @@ def plot_barriers_vs_width(pairs: dict, path=None, title: str | None = None):
             ax.scatter(xs, ys, color=color, s=14, alpha=0.6)
             means = [np.nanmean([p[method].get(key, np.nan) for p in pairs.values() if p["width"] == w]) for w in widths]
             ax.plot(widths, means, "-o", color=color, label=names[method] + (f" ({bad} non-finite)" if bad else ""))
-        ax.axhline(0.0, color="0.6", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xticks(widths, [str(w) for w in widths])
-        ax.set_yscale("symlog", linthresh=1e-2)
-        ax.set_xlabel("hidden width")
+        values = np.asarray([p[m].get(key, np.nan) for p in pairs.values() for m in METHODS], float)
+        if np.all(values[np.isfinite(values)] > 0):
+            ax.set_yscale("log")
+        else:
+            ax.set_yscale("symlog", linthresh=1e-2)
+            ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(f"barrier ({label} loss)")
         ax.set_title(f"{label} loss barrier", fontsize=9)
     axes[0].legend(fontsize=8)
@@ -283,7 +292,8 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
                     connect_stage(pair, a, b, s.demo())  # the demo's: linear and Bezier
                 if "neb" not in have:
                     neb_stage(pair, a, b, s)  # the batch study's: AutoNEB
-                say(f"{pname}: " + ("paths reused" if have == set(METHODS) else f"reused {sorted(have) or 'none'}"))
+                say(f"{pname}: " + ("paths reused" if have == set(METHODS) else
+                                    f"paths computed (reused: {', '.join(sorted(have)) or 'none'})"))
             plot_connectivity({m: pair.open(f"connect_{m}") for m in METHODS}, path=pair.figures / "connectivity",
                               title=f"{a.name} to {b.name}")
             paths = {m: path_row(pair.open(f"connect_{m}")) for m in METHODS}
@@ -293,8 +303,12 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
 
     st.console.rule("[bold]3/3. summary, figure and report")
     widths = by_width(pairs, s)
-    plot_barriers_vs_width(pairs, path=st.top.figures / "barriers_vs_width",
-                           title="barriers between independent minima against width (MNIST-1D MLP)")
+    if s.model == "smallcnn":
+        what = f"smallcnn: channels (w, 2w), hidden layer {s.hidden_per_width}w"
+    else:
+        what = f"MLP: {s.depth} hidden layers of w units"
+    plot_barriers_vs_width(pairs, path=st.top.figures / "barriers_vs_width", xlabel=f"width w ({what})",
+                           title=f"barriers between independent minima against width (MNIST-1D, {s.model})")
     for w, entry in widths.items():
         say(f"width {w}: " + ", ".join(f"{m} mean {e['mean']:.4g} (max {e['max']:.4g})" for m, e in entry.items()))
     summary = {"minima": rows, "pairs": pairs, "widths": widths, "findings": findings(widths, s),
