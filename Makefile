@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/lossatlas demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/surface.py

@@ -5,13 +5,16 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# `make test` runs the suite on two pytest-xdist workers (one per core), each with one torch
+# thread; a plain `pytest` run uses both cores in one process.
+THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(autouse=True)
 def _pin_threads():
     # Some libraries (numba through umap, phate) change the thread count; pin it for every test.
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     yield
 
 
