@@ -35,7 +35,8 @@ minima, t-SNE 0.75-0.86), as ``examples/minima`` found with shorter retraining. 
 
 Modules: :mod:`.settings` (the full and quick settings), :mod:`.minima` (training into one run
 directory per minimum), :mod:`.analyses` (the stages of one minimum), :mod:`.between` (the
-comparisons), :mod:`.notices` (third-party warnings said once in plain words), :mod:`.pipeline`
+comparisons), :mod:`.notices` (third-party warnings said once in plain words), :mod:`.clock` (stage
+times), :mod:`.pipeline`
 (:func:`run_demo`).
 
 Example
@@ -44,12 +45,13 @@ Example
 >>> summary = run_demo("runs/demo", quick=True)   # doctest: +SKIP
 """
 
-from .minima import Minimum, source_of, train_minimum
+from .clock import StageClock
+from .minima import Minimum, source_of, train_into, train_minimum
 from .notices import Notices, explain
 from .pipeline import MEMORIZED, run_demo
 from .settings import FULL, MINIMA, PAPER_STEPS_X_LR, QUICK, DemoSettings, settings_for
 
 __all__ = [
-    "FULL", "MEMORIZED", "MINIMA", "PAPER_STEPS_X_LR", "QUICK", "DemoSettings", "Minimum", "Notices", "explain",
-    "run_demo", "settings_for", "source_of", "train_minimum",
+    "FULL", "MEMORIZED", "MINIMA", "PAPER_STEPS_X_LR", "QUICK", "DemoSettings", "Minimum", "Notices", "StageClock",
+    "explain", "run_demo", "settings_for", "source_of", "train_into", "train_minimum",
 ]

@@ -20,7 +20,7 @@ from ..store import RunDir, differences, mismatch, write_checkpoint
 from ..training import TrainConfig, train
 from .settings import MINIMA, DemoSettings
 
-__all__ = ["Minimum", "has_batch_norm", "source_of", "train_minimum"]
+__all__ = ["Minimum", "has_batch_norm", "source_of", "train_into", "train_minimum"]
 
 
 @dataclass
@@ -60,35 +60,45 @@ def train_config(name: str, settings: DemoSettings) -> TrainConfig:
                        gamma=0.1, seed=settings.init_seed).validate()
 
 
-def train_minimum(out: Path, name: str, settings: DemoSettings, device: str, dev: torch.device,
-                  replace: bool = False) -> Minimum:
-    """Train minimum ``name`` into ``out/name`` (or reuse the stored run of the same settings)."""
-    src = source_of(name, settings, device)
+def train_into(out, name: str, src: Source, cfg: TrainConfig, dev: torch.device, replace: bool = False,
+               progress=True, describe: dict | None = None) -> Minimum:
+    """Train ``src`` by ``cfg`` into the run ``out/name``, or reuse its finished run of the same
+    settings (a run of another source is refused unless ``replace``); the demo and the studies
+    train every minimum through this.
+
+    Examples
+    --------
+    >>> m = train_into("runs/x", "good", source, TrainConfig(epochs=10), torch.device("cpu"))   # doctest: +SKIP
+    """
     run = RunDir(Path(out) / name)
     # The data's fingerprint is recorded below, once the data is built: never part of the check.
+    ignored = ("device", "checkpoint", "data_fingerprint")
     record = {k: v for k, v in src.as_dict().items() if k not in ("device", "data_fingerprint")}
-    cfg = train_config(name, settings)
     if run.has_source() and not replace:
         # Checked before the source is rewritten: products of another source are never relabelled.
-        stored = {k: v for k, v in run.read_source().items() if k not in ("device", "checkpoint", "data_fingerprint")}
-        diffs = differences(stored, {k: v for k, v in record.items() if k != "checkpoint"})
+        stored = {k: v for k, v in run.read_source().items() if k not in ignored}
+        diffs = differences(stored, {k: v for k, v in record.items() if k not in ignored})
         if diffs:
             raise mismatch(run.path / "config" / "source.yaml", diffs)
     data = src.build_data()
     run.write_source({**record, "data_fingerprint": data.fingerprint})
     run.write_config("train", {"source": src.as_dict(), "train": cfg.as_dict()})
-    model = src.build_model(data).to(dev)  # the same seeded initialization for every minimum
-    options = {k: v for k, v in cfg.as_dict().items()
-               if k not in ("optimizer", "lr", "momentum", "weight_decay", "epochs", "batch_size", "seed")}
-    result = train(model, data, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
-                   weight_decay=cfg.weight_decay, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-                   store=run, progress=True, replace=replace, device=dev, **options)
+    model = src.build_model(data).to(dev)  # seeded: one initialization per init_seed
+    options = cfg.as_dict()
+    main = {k: options.pop(k) for k in ("optimizer", "lr", "momentum", "weight_decay", "epochs", "batch_size", "seed")}
+    result = train(model, data, **main, store=run, progress=progress, replace=replace, device=dev, **options)
     write_checkpoint(run.path / "model.pt", model.state_dict(), source=src.as_dict())
     t = result.trajectory
     final = {k: float(t[k].values[-1]) for k in ("loss", "accuracy", "test_loss", "test_accuracy") if k in t}
-    run.update_summary(train={"epochs": cfg.epochs, "final": final, "data": data.describe(),
-                              "init_fingerprint": t.attrs.get("init_fingerprints", [None])[0]})
+    run.update_summary(train={"epochs": cfg.epochs, "final": final, **({"settings": describe} if describe else {}),
+                              "data": data.describe(), "init_fingerprint": t.attrs.get("init_fingerprints", [None])[0]})
     X, y = data.test
     f = Landscape(model, data.train, test=(X, y) if X.shape[0] else None,
                   bn="recompute" if has_batch_norm(model) else "eval", device=dev)
     return Minimum(name, run, src, model, data, f, final)
+
+
+def train_minimum(out: Path, name: str, settings: DemoSettings, device: str, dev: torch.device,
+                  replace: bool = False) -> Minimum:
+    """Train the demo's minimum ``name`` into ``out/name`` (or reuse the stored run of the same settings)."""
+    return train_into(out, name, source_of(name, settings, device), train_config(name, settings), dev, replace)

@@ -3,17 +3,14 @@ and the report."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import time
 from pathlib import Path
-from typing import Iterator
 
 from .. import plot
 from ..sources import resolve_device
 from ..store import RunDir
 from .analyses import embedding_stage, jump_stage, surface_stage, topology_stage, trajectory_stage
 from .between import connect_stage, interpolation_stage, sharpness_stage
+from .clock import StageClock
 from .minima import Minimum, train_minimum
 from .notices import Notices
 from .settings import MINIMA, DemoSettings, settings_for
@@ -24,26 +21,6 @@ __all__ = ["MEMORIZED", "run_demo"]
 MEMORIZED = 0.99
 
 STAGES = 10
-
-
-class _Clock:
-    """Wall and CPU seconds of each stage, with the load average when it ended (the machine may be
-    shared: CPU seconds say what the work cost, wall seconds what it took here)."""
-
-    def __init__(self) -> None:
-        self.stages: dict[str, dict] = {}
-        self.t0, self.c0 = time.perf_counter(), time.process_time()
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t, c = time.perf_counter(), time.process_time()
-        yield
-        self.stages[name] = {"wall_s": round(time.perf_counter() - t, 2), "cpu_s": round(time.process_time() - c, 2),
-                             "load_average_1min": round(os.getloadavg()[0], 2)}
-
-    def total(self) -> dict:
-        return {"wall_s": round(time.perf_counter() - self.t0, 2), "cpu_s": round(time.process_time() - self.c0, 2),
-                "load_average_at_end": [round(v, 2) for v in os.getloadavg()]}
 
 
 def _build_report(out: Path):
@@ -95,7 +72,7 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
     out = Path(out)
     top = RunDir(out)
     top.write_config("demo", {"quick": quick, "device": device, "settings": s.as_dict()})
-    clock, notices = _Clock(), Notices()
+    clock, notices = StageClock(), Notices()
     travel = s.jr_travel()
     console.print(f"lossatlas demo ({'quick' if quick else 'full'} settings) on {dev}: smallcnn channels "
                   f"{tuple(s.channels)}, hidden {s.hidden}, MNIST-1D with {s.n_train()} training samples")

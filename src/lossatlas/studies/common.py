@@ -15,22 +15,19 @@ Example
 
 from __future__ import annotations
 
-import contextlib
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 
 from .._errors import require
-from ..demo.minima import Minimum, has_batch_norm
-from ..landscape import Landscape
+from ..demo.clock import StageClock
+from ..demo.minima import Minimum, train_into
 from ..sources import Source, resolve_device
-from ..store import RunDir, differences, mismatch, write_checkpoint
-from ..training import TrainConfig, train
+from ..store import RunDir
+from ..training import TrainConfig
 
 __all__ = [
     "MinimumSpec", "StudyClock", "StudyStart", "announcer", "finish_study", "start_study",
@@ -52,15 +49,6 @@ class MinimumSpec:
         return {"batch_size": t.batch_size, "lr": t.lr, "momentum": t.momentum, "weight_decay": t.weight_decay,
                 "epochs": t.epochs, "schedule": t.schedule, "milestones": list(t.milestones),
                 "init_seed": self.source.init_seed, "train_seed": t.seed}
-
-
-def _refuse_other_source(run: RunDir, record: dict) -> None:
-    """A sub-run that records another source is refused before its record is rewritten."""
-    ignored = ("device", "checkpoint", "data_fingerprint")
-    stored = {k: v for k, v in run.read_source().items() if k not in ignored}
-    diffs = differences(stored, {k: v for k, v in record.items() if k not in ignored})
-    if diffs:
-        raise mismatch(run.path / "config" / "source.yaml", diffs)
 
 
 def train_minimum(out, spec: MinimumSpec, device="auto", replace: bool = False, progress=True) -> Minimum:
@@ -86,58 +74,12 @@ def train_minimum(out, spec: MinimumSpec, device="auto", replace: bool = False, 
     >>> m = train_minimum("runs/study-batch", spec, device="cpu")   # doctest: +SKIP
     >>> m.final["test_accuracy"]                                   # doctest: +SKIP
     """
-    dev = resolve_device(device)
-    cfg = spec.train.validate()
-    src = spec.source.validate()
-    run = RunDir(Path(out) / spec.name)
-    record = {k: v for k, v in src.as_dict().items() if k != "device"}
-    if run.has_source() and not replace:
-        _refuse_other_source(run, record)
-    data = src.build_data()
-    run.write_source({**record, "data_fingerprint": data.fingerprint})
-    run.write_config("train", {"source": src.as_dict(), "train": cfg.as_dict()})
-    model = src.build_model(data).to(dev)  # seeded: one initialization per init_seed
-    settings = cfg.as_dict()
-    main = {k: settings.pop(k) for k in ("optimizer", "lr", "momentum", "weight_decay", "epochs", "batch_size", "seed")}
-    result = train(model, data, **main, store=run, progress=progress, replace=replace, device=dev, **settings)
-    write_checkpoint(run.path / "model.pt", model.state_dict(), source=src.as_dict())
-    t = result.trajectory
-    final = {k: float(t[k].values[-1]) for k in ("loss", "accuracy", "test_loss", "test_accuracy") if k in t}
-    run.update_summary(train={"epochs": cfg.epochs, "final": final, "settings": spec.describe(),
-                              "data": data.describe(), "init_fingerprint": t.attrs.get("init_fingerprints", [None])[0]})
-    X, y = data.test
-    f = Landscape(model, data.train, test=(X, y) if X.shape[0] else None,
-                  bn="recompute" if has_batch_norm(model) else "eval", device=dev)
-    return Minimum(spec.name, run, src, model, data, f, final)
+    return train_into(out, spec.name, spec.source.validate(), spec.train.validate(), resolve_device(device),
+                      replace=replace, progress=progress, describe=spec.describe())
 
 
-class StudyClock:
-    """Wall and CPU seconds of each stage of a study, with the 1-minute load average when it
-    ended: on a shared machine CPU seconds say what the work cost, wall seconds what it took."""
-
-    def __init__(self) -> None:
-        self.stages: dict[str, dict] = {}
-        self._start = (time.perf_counter(), time.process_time())
-
-    @staticmethod
-    def _since(wall: float, cpu: float) -> dict:
-        return {"wall_s": round(time.perf_counter() - wall, 2), "cpu_s": round(time.process_time() - cpu, 2)}
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time the block as stage ``name`` (a repeated name adds up)."""
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
-            yield
-        finally:
-            took = self._since(wall, cpu)
-            old = self.stages.get(name, {"wall_s": 0.0, "cpu_s": 0.0})
-            self.stages[name] = {"wall_s": round(old["wall_s"] + took["wall_s"], 2),
-                                 "cpu_s": round(old["cpu_s"] + took["cpu_s"], 2),
-                                 "load_average_1min": round(os.getloadavg()[0], 2)}
-
-    def total(self) -> dict:
-        return {**self._since(*self._start), "load_average_at_end": [round(v, 2) for v in os.getloadavg()]}
+#: The stage clock of the demo, under the name the studies use.
+StudyClock = StageClock
 
 
 def finish_study(out, study: str, summary: Mapping, clock: StudyClock, console=None) -> dict:
