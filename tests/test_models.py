@@ -43,14 +43,14 @@ def test_parameter_counts_match_published(name, published):
     assert abs(n - published) / published < 0.02, (name, n, published)
 
 
-def _resnet_option_a_count(depth, width=1, in_ch=3, classes=10):
+def _resnet_option_a_count(depth, width=1, in_ch=3, classes=10, channels=16):
     # Independent count from the architecture's definition: bias-free 3x3 convs, 2 BN params
     # per channel, no shortcut parameters.
     n = (depth - 2) // 6
-    c0 = 16 * width
+    c0 = channels * width
     total = 9 * in_ch * c0 + 2 * c0
     cin = c0
-    for base in (16, 32, 64):
+    for base in (channels, 2 * channels, 4 * channels):
         cout = base * width
         for _ in range(n):
             total += 9 * cin * cout + 9 * cout * cout + 4 * cout
@@ -74,6 +74,17 @@ def test_resnet_width_and_option_b():
     assert count_parameters(resnet(20, CIFAR, 10, shortcut_type="B")) == a + extra
     # Without shortcuts the projections go too.
     assert count_parameters(resnet(20, CIFAR, 10, shortcut=False, shortcut_type="B")) == a
+
+
+def test_resnet_narrow_first_stage():
+    # channels=4: stages of 4, 8 and 16 filters (times width); width 4 of it is the published net
+    net = resnet(56, (1, 14, 14), 10, shortcut=False, channels=4)
+    assert count_parameters(net) == _resnet_option_a_count(56, in_ch=1, channels=4)
+    assert net.spec["channels"] == 4 and net.spec["shortcut"] is False
+    assert count_parameters(resnet(20, CIFAR, 10, channels=4, width=4)) == count_parameters(resnet(20, CIFAR, 10))
+    assert net(torch.zeros(2, 1, 14, 14)).shape == (2, 10)
+    with pytest.raises(InputError, match="channels"):
+        resnet(20, CIFAR, 10, channels=0)
 
 
 def test_vgg9_layout_and_count():
