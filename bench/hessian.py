@@ -10,13 +10,15 @@ sets them) and thread count, at the same tolerance:
   ``tol`` relatively; Lanczos when every Ritz residual is under ``tol`` times its value, a
   stricter test), so the eigenvalues are printed too;
 - the trace: Hutchinson with the same number of Rademacher samples each (PyHessian's early stop
-  switched off), which compares the cost of a Hessian-vector product.
+  switched off), which compares the cost of a Hessian-vector product;
+- hvp: one Hessian-vector product over all the data, lossatlas's two modes (``reverse``, the
+  default double backward, and ``forward``, forward-over-reverse) against PyHessian's.
 
 Plain Python; prints times, ratios (PyHessian / lossatlas: above 1 means lossatlas is faster),
 the values and the Hessian-vector products used. No timed assertions anywhere.
 
     python bench/hessian.py [--epochs 5] [--tol 1e-3] [--samples 100] [--repeats 2] [--device cpu]
-                            [--measures top-1,top-5,trace]
+                            [--measures top-1,top-5,trace,hvp]
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="best of this many runs of each")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--measures", default="top-1,top-5,trace", help="comma-separated subset to run")
+    ap.add_argument("--measures", default="top-1,top-5,trace,hvp", help="comma-separated subset to run")
     args = ap.parse_args()
     measures = [m.strip() for m in args.measures.split(",")]
-    unknown = sorted(set(measures) - {"top-1", "top-5", "trace"})
+    unknown = sorted(set(measures) - {"top-1", "top-5", "trace", "hvp"})
     if unknown:
-        ap.error(f"unknown measures {unknown}; choose from top-1, top-5, trace")
+        ap.error(f"unknown measures {unknown}; choose from top-1, top-5, trace, hvp")
     pin_threads(args.threads)
     device = torch.device(args.device)
 
@@ -119,6 +121,15 @@ def main() -> None:
             ratios["trace"] = t_ph / t_la
             rows.append(["trace", f"{t_la:.2f}", f"{t_ph:.2f}", f"{t_ph / t_la:.2f}x", args.samples, len(ref),
                          f"{est.value:.4g} +- {est.stderr:.2g}", f"{np.mean(ref):.4g}"])
+
+        if "hvp" in measures:
+            v = torch.randn(n_params, generator=torch.Generator(device=device).manual_seed(1), device=device)
+            vs = [p.reshape_as(q) for p, q in zip(torch.split(v, [q.numel() for q in ph.params]), ph.params)]
+            t_ph, _ = timed(lambda: ph.dataloader_hv_product(vs), device, 5)
+            for mode in ("reverse", "forward"):
+                t_la, _ = timed(lambda: f.hvp(f.origin, v, mode=mode), device, 5)
+                ratios[f"hvp-{mode}"] = t_ph / t_la
+                rows.append([f"hvp ({mode})", f"{t_la:.3f}", f"{t_ph:.3f}", f"{t_ph / t_la:.2f}x", 1, 1, "", ""])
 
     print(f"small CNN ({n_params} parameters) on digits ({f.splits[0].n} training samples, "
           f"{len(batches)} batches), device {device}, {torch.get_num_threads()} threads, tol {args.tol}, "
