@@ -24,6 +24,21 @@ def _figure(rows: int, cols: int, width: float, height: float):
     return fig, fig.subplots(rows, cols, squeeze=False)
 
 
+def _grid(panels, width: float, height: float):
+    """A figure with one axes per panel (rows of ``(title, data)``, ragged rows padded with hidden
+    axes) and the list of ``(axes, title, data)`` to draw."""
+    rows, cols = len(panels), max(len(r) for r in panels)
+    fig, axes = _figure(rows, cols, width, height)
+    cells = []
+    for i, row in enumerate(panels):
+        for j in range(cols):
+            if j < len(row):
+                cells.append((axes[i][j], *row[j]))
+            else:
+                axes[i][j].set_visible(False)
+    return fig, cells
+
+
 @styled
 def plot_line_grid(panels: Sequence[Sequence[tuple[str, object]]], path=None, title: str | None = None,
                    xlabel: str = "alpha"):
@@ -36,31 +51,24 @@ def plot_line_grid(panels: Sequence[Sequence[tuple[str, object]]], path=None, ti
     --------
     >>> plot_line_grid([[("SB", ds_sb), ("LB", ds_lb)]], path="figures/slices")   # doctest: +SKIP
     """
-    rows, cols = len(panels), max(len(r) for r in panels)
-    fig, axes = _figure(rows, cols, 3.6, 2.8)
-    for i, row in enumerate(panels):
-        for j in range(cols):
-            ax = axes[i][j]
-            if j >= len(row):
-                ax.set_visible(False)
-                continue
-            name, ds = row[j]
-            t = np.asarray(ds.t.values, float)
-            twin = ax.twinx()
-            bad = 0
-            for var, style in (("loss", "-"), ("test_loss", "--")):
-                if var in ds:
-                    v = np.asarray(ds[var].values, float)
-                    bad += int((~np.isfinite(v)).sum())
-                    ax.plot(t, v, style, color="tab:blue", label=var.replace("_", " "))
-            for var, style in (("accuracy", "-"), ("test_accuracy", "--")):
-                if var in ds:
-                    twin.plot(t, 100 * np.asarray(ds[var].values, float), style, color="tab:red")
-            ax.set_title(name + (f" ({bad} non-finite)" if bad else ""), fontsize=9)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel("loss", color="tab:blue")
-            twin.set_ylabel("accuracy (%)", color="tab:red")
-            twin.set_ylim(0, 100)
+    fig, cells = _grid(panels, 3.6, 2.8)
+    for ax, name, ds in cells:
+        t = np.asarray(ds.t.values, float)
+        twin = ax.twinx()
+        bad = 0
+        for var, style in (("loss", "-"), ("test_loss", "--")):
+            if var in ds:
+                v = np.asarray(ds[var].values, float)
+                bad += int((~np.isfinite(v)).sum())
+                ax.plot(t, v, style, color="tab:blue", label=var.replace("_", " "))
+        for var, style in (("accuracy", "-"), ("test_accuracy", "--")):
+            if var in ds:
+                twin.plot(t, 100 * np.asarray(ds[var].values, float), style, color="tab:red")
+        ax.set_title(name + (f" ({bad} non-finite)" if bad else ""), fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("loss", color="tab:blue")
+        twin.set_ylabel("accuracy (%)", color="tab:red")
+        twin.set_ylim(0, 100)
     if title:
         fig.suptitle(title, fontsize=10)
     return finish(fig, path)
@@ -109,30 +117,23 @@ def plot_plane_grid(panels: Sequence[Sequence[tuple[str, object]]], kind: str = 
     """
     if kind not in ("contour", "convexity"):
         raise ValueError(f"kind must be 'contour' or 'convexity', got {kind!r}")
-    rows, cols = len(panels), max(len(r) for r in panels)
-    fig, axes = _figure(rows, cols, 3.3, 3.2 if kind == "contour" else 3.0)
-    mesh = None
-    for i, row in enumerate(panels):
-        for j in range(cols):
-            ax = axes[i][j]
-            if j >= len(row):
-                ax.set_visible(False)
-                continue
-            name, ds = row[j]
-            if kind == "contour":
-                plane = Plane(ds, var, log=False)
-                draw_contour(ax, plane, linewidths=0.8)
-                ax.plot([0], [0], marker="*", color="black", markersize=7, linestyle="none")
-                square_axes(ax, plane.x, plane.y)
-                notes = plane.notes
-            else:
-                mesh, bad = draw_convexity(ax, ds, vmax)
-                notes = count_notes(bad)
-            ax.set_title(title_with_notes(name, notes), fontsize=9)
-            ax.tick_params(labelsize=7)
+    fig, cells = _grid(panels, 3.3, 3.2 if kind == "contour" else 3.0)
+    mesh, drawn = None, []
+    for ax, name, ds in cells:
+        if kind == "contour":
+            plane = Plane(ds, var, log=False)
+            draw_contour(ax, plane, linewidths=0.8)
+            ax.plot([0], [0], marker="*", color="black", markersize=7, linestyle="none")
+            square_axes(ax, plane.x, plane.y)
+            notes = plane.notes
+        else:
+            mesh, bad = draw_convexity(ax, ds, vmax)
+            notes = count_notes(bad)
+        ax.set_title(title_with_notes(name, notes), fontsize=9)
+        ax.tick_params(labelsize=7)
+        drawn.append(ax)
     if mesh is not None:
-        fig.colorbar(mesh, ax=[a for r in axes for a in r if a.get_visible()], extend="max", shrink=0.8,
-                     label=r"$|\lambda_{min} / \lambda_{max}|$")
+        fig.colorbar(mesh, ax=drawn, extend="max", shrink=0.8, label=r"$|\lambda_{min} / \lambda_{max}|$")
     if title:
         fig.suptitle(title, fontsize=10)
     return finish(fig, path)

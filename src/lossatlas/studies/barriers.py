@@ -7,7 +7,7 @@ The demo's 1-D CNN on MNIST-1D (``smallcnn``: convolutions of w and 2w channels,
 "mlp"`` gives MLPs instead), three initializations per width (seeds 0, 1, 2; each trains with its
 own data order too), so three pairs of independent minima per width. Every pair gets
 ``la.connect``'s three paths: the straight line, a trained quadratic Bezier curve (the demo's
-``connect_stage``) and AutoNEB's relaxed chain of pivots (the batch study's ``neb_stage``), each
+``connect_stage``) and AutoNEB's relaxed chain of pivots (``studies.common.neb_stage``), each
 evaluated on all training and test signals. A pair's barrier is the highest loss on the path
 minus the mean of its two ends (the saddle's loss on the dense AutoNEB path).
 
@@ -26,22 +26,19 @@ Example
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..connectivity import scaled_cycles
 from ..demo.between import connect_stage
 from ..demo.settings import DemoSettings
 from ..plot import plot_connectivity
 from ..sources import Source
 from ..store import SETTINGS, RunDir, differences, mismatch, read_attr
 from ..training import TrainConfig
-from .batch import neb_stage
-from .common import MinimumSpec, finish_study, start_study, study_run, train_minimum
+from .common import MinimumSpec, PathSettings, finish_study, neb_stage, start_study, study_run, train_minimum
 
 __all__ = ["FULL", "METHODS", "QUICK", "TITLE", "BarrierSettings", "pair_name", "plot_barriers_vs_width", "run",
            "specs"]
@@ -53,7 +50,7 @@ METHODS = ("linear", "bezier", "neb")
 
 
 @dataclass(frozen=True)
-class BarrierSettings:
+class BarrierSettings(PathSettings):
     """Every setting of the study (plain values, recorded in ``config/barriers.yaml``)."""
 
     model: str = "smallcnn"  # or "mlp"
@@ -70,23 +67,11 @@ class BarrierSettings:
     batch_size: int = 128
     epochs: int = 40
     weight_decay: float = 0.0
-    # paths (the demo's connect stage and the batch study's AutoNEB stage)
-    connect_points: int = 41
-    bezier_steps: int = 600
-    neb_scale: float = 0.02  # of the reference's CIFAR schedule (scaled_cycles): 14 cycles, 320 steps
-    neb_cycles: int | None = None  # keep only the first N cycles (the quick settings)
-
-    def as_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+    # the paths (connect_points, bezier_steps, neb_scale, neb_cycles) are PathSettings'
 
     def demo(self) -> DemoSettings:
         """The demo's settings of the connect stage (linear points, Bezier steps)."""
         return DemoSettings(connect_points=self.connect_points, bezier_steps=self.bezier_steps)
-
-    def cycles(self) -> tuple:
-        """AutoNEB's cycles (read by :func:`lossatlas.studies.batch.neb_stage`)."""
-        cycles = scaled_cycles(self.neb_scale)
-        return cycles[: self.neb_cycles] if self.neb_cycles else cycles
 
     def model_args(self, width: int) -> dict:
         if self.model == "mlp":
@@ -293,7 +278,7 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
                 if {"linear", "bezier"} - have:
                     connect_stage(pair, a, b, s.demo())  # the demo's: linear and Bezier
                 if "neb" not in have:
-                    neb_stage(pair, a, b, s)  # the batch study's: AutoNEB
+                    neb_stage(pair, a, b, s)  # AutoNEB
                 say(f"{pname}: " + ("paths reused" if have == set(METHODS) else
                                     f"paths computed (reused: {', '.join(sorted(have)) or 'none'})"))
             plot_connectivity({m: pair.open(f"connect_{m}") for m in METHODS}, path=pair.figures / "connectivity",

@@ -37,17 +37,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..connectivity import connect, scaled_cycles
 from ..demo.between import connect_stage, interpolation_stage, sharpness_stage
 from ..demo.settings import DemoSettings
 from ..landscape import Landscape
-from ..plot import plot_connectivity, plot_line_grid, plot_weight_histograms
+from ..plot import plot_line_grid, plot_weight_histograms
 from ..sources import Source, resolve_device
 from ..space import make_directions
 from ..store import RunDir
 from ..surface import line
 from ..training import TrainConfig
-from .common import MinimumSpec, StudyClock, finish_study, train_minimum, weight_values
+from .common import MinimumSpec, PathSettings, StudyClock, finish_study, neb_stage, train_minimum, weight_values
 
 __all__ = ["FULL", "QUICK", "TITLE", "BatchSettings", "run", "specs"]
 
@@ -55,7 +54,7 @@ TITLE = "Li et al.: small vs large batch, with and without weight decay; sharpne
 
 
 @dataclass(frozen=True)
-class BatchSettings:
+class BatchSettings(PathSettings):
     """Every setting of the study (plain values, recorded in ``config/study-batch.yaml``)."""
 
     channels: tuple = (16, 32)
@@ -84,13 +83,6 @@ class BatchSettings:
     # the sharpness measures and the paths between minima are evaluated on this many training
     # signals (a seeded subset, the same for every minimum; None: all) and all test signals
     measure_subset: int | None = None
-    connect_points: int = 41
-    bezier_steps: int = 600
-    neb_scale: float = 0.02  # of the reference's CIFAR schedule (scaled_cycles): 14 cycles, 320 steps
-    neb_cycles: int | None = None  # keep only the first N cycles (the quick settings)
-
-    def as_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def demo(self) -> DemoSettings:
         """The demo's settings of the stages this study borrows (interpolation, connect, sharpness)."""
@@ -98,10 +90,6 @@ class BatchSettings:
                             bezier_steps=self.bezier_steps, sharpness_eps=tuple(self.sharpness_eps),
                             sharpness_subspace=self.sharpness_subspace, sharpness_maxiter=self.sharpness_maxiter,
                             rise_radius=self.rise_radius, rise_directions=self.rise_directions)
-
-    def cycles(self) -> tuple:
-        cycles = scaled_cycles(self.neb_scale)
-        return cycles[: self.neb_cycles] if self.neb_cycles else cycles
 
 
 FULL = BatchSettings()
@@ -180,17 +168,6 @@ def _spearman(x, y) -> float:
     if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return float("nan")
     return float(spearmanr(x[ok], y[ok]).statistic)
-
-
-def neb_stage(top: RunDir, a, b, s: BatchSettings) -> float:
-    """AutoNEB between two minima beside the linear and Bezier paths of :func:`connect_stage`."""
-    ds = connect(a.landscape, a.theta, b.theta, method="neb", cycles=s.cycles(), model=a.model, data=a.data.train,
-                 batch_size=128, seed=0, progress=True)
-    top.save("connect_neb", ds)
-    paths = {k.replace("connect_", ""): top.open(k) for k in ("connect_linear", "connect_bezier", "connect_neb")
-             if top.exists(k)}
-    plot_connectivity(paths, path=top.figures / "connectivity", title=f"{a.name} to {b.name}")
-    return float(ds.attrs["barrier"])
 
 
 def findings(rows: dict, s: BatchSettings) -> dict:

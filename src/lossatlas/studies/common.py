@@ -15,6 +15,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -23,16 +24,54 @@ import numpy as np
 import torch
 
 from .._errors import require
+from ..connectivity import connect, scaled_cycles
 from ..demo.clock import StageClock
 from ..demo.minima import Minimum, train_into
+from ..plot import plot_connectivity
 from ..sources import Source, resolve_device
 from ..store import RunDir
 from ..training import TrainConfig
 
 __all__ = [
-    "MinimumSpec", "StudyClock", "StudyStart", "announcer", "finish_study", "start_study",
+    "MinimumSpec", "PathSettings", "StudyClock", "StudySettings", "StudyStart", "neb_stage", "announcer", "finish_study", "start_study",
     "study_run", "train_minimum", "weight_values",
 ]
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Base of a study's settings: plain values, recorded as they are (tuples as lists)."""
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class PathSettings(StudySettings):
+    """Settings of the paths between minima that the studies draw (``la.connect``): linear points,
+    Bezier steps, and AutoNEB's cycles as a fraction of the reference's CIFAR schedule."""
+
+    connect_points: int = 41
+    bezier_steps: int = 600
+    neb_scale: float = 0.02  # of the reference's CIFAR schedule (scaled_cycles): 14 cycles, 320 steps
+    neb_cycles: int | None = None  # keep only the first N cycles (the quick settings)
+
+    def cycles(self) -> tuple:
+        """AutoNEB's cycles (:func:`lossatlas.connectivity.scaled_cycles`, the first ``neb_cycles``)."""
+        cycles = scaled_cycles(self.neb_scale)
+        return cycles[: self.neb_cycles] if self.neb_cycles else cycles
+
+
+def neb_stage(top: RunDir, a, b, s: PathSettings) -> float:
+    """AutoNEB between minima ``a`` and ``b`` into ``top/connect_neb.zarr``, drawn beside the linear
+    and Bezier paths of :func:`lossatlas.demo.between.connect_stage` stored there; returns its barrier."""
+    ds = connect(a.landscape, a.theta, b.theta, method="neb", cycles=s.cycles(), model=a.model, data=a.data.train,
+                 batch_size=128, seed=0, progress=True)
+    top.save("connect_neb", ds)
+    paths = {k.replace("connect_", ""): top.open(k) for k in ("connect_linear", "connect_bezier", "connect_neb")
+             if top.exists(k)}
+    plot_connectivity(paths, path=top.figures / "connectivity", title=f"{a.name} to {b.name}")
+    return float(ds.attrs["barrier"])
 
 
 @dataclass(frozen=True)

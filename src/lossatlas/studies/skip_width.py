@@ -40,7 +40,6 @@ Example
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +80,7 @@ def fashion_mnist_14() -> dict:
 
 
 @dataclass(frozen=True)
-class SkipWidthSettings:
+class SkipWidthSettings(common.StudySettings):
     """Every setting of the study (plain values, recorded in ``config/study-skip-width.yaml``)."""
 
     data: str = "lossatlas.studies.skip_width:fashion_mnist_14"
@@ -105,9 +104,6 @@ class SkipWidthSettings:
     map_samples: int | None = 250
     map_tol: float = 1e-2
     direction_seed: int = 0
-
-    def as_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 FULL = SkipWidthSettings()
