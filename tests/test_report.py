@@ -322,3 +322,30 @@ def test_training_figure_marks_diverged_snapshots():
     crosses = [t for t in fig["data"] if t.get("marker", {}).get("symbol") == "x"]
     assert len(crosses) == 1
     np.testing.assert_allclose(_decoded(crosses[0]["x"]), [3.0, 4.0, 5.0])
+
+
+def test_a_studys_own_figures_are_embedded_and_a_single_runs_are_not(tmp_path):
+    # A study (runs nested one level down) draws composite figures in DIR/figures: the report
+    # embeds them as data URIs (the page stays one file), names and captions escaped.
+    from matplotlib.figure import Figure
+
+    x = np.linspace(-1, 1, 5)
+    plane_ds = xr.Dataset({"loss": (("x", "y"), np.add.outer(x**2, x**2) + 0.1)}, coords={"x": x, "y": x})
+    study = RunDir(tmp_path / "study")
+    RunDir(study.path / "net<a>").save("surface", plane_ds)
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    study.figures.mkdir(parents=True, exist_ok=True)
+    fig.savefig(study.figures / "depth_<b>surfaces.png")
+    (study.figures / "depth_<b>surfaces.pdf").write_bytes(b"%PDF-1.4")  # PDFs stay out
+    page = build_report(study.path).read_text()
+    assert "<h2>Figures across runs</h2>" in page
+    assert page.count('<figure class="static"><img alt="depth_&lt;b&gt;surfaces" src="data:image/png;base64,') == 1
+    assert "depth_&lt;b&gt;surfaces" in page and "depth_<b>surfaces" not in page
+
+    single = RunDir(tmp_path / "single")
+    single.save("surface", plane_ds)
+    single.figures.mkdir(parents=True, exist_ok=True)
+    fig.savefig(single.figures / "contour.png")
+    page = build_report(single.path).read_text()
+    assert "Figures across runs" not in page and '<figure class="static">' not in page

@@ -60,7 +60,8 @@ def build_report(run_dir, path=None) -> Path:
         raise missing_extra("plotly", "report") from None
     run = RunDir(run_dir, create=False)
     target = Path(path) if path is not None else run.path / "report.html"
-    scanned = [scan(run)] + [scan(RunDir(sub, create=False), sub.name) for sub in nested_runs(run.path)]
+    nested = nested_runs(run.path)
+    scanned = [scan(run)] + [scan(RunDir(sub, create=False), sub.name) for sub in nested]
     page = Page(f"lossatlas report: {run.path.name}", _subtitle(run))
     summary = page.section("Summary")
     if not any(item.products or item.run.summary() for item in scanned):
@@ -75,6 +76,8 @@ def build_report(run_dir, path=None) -> Path:
     _sharpness(page.section("Sharpness"), scanned)
     _connectivity(page, page.section("Connectivity"), scanned)
     _prediction(page.section("Prediction"), scanned)
+    if nested:
+        _composite_figures(page.section("Figures across runs"), run.path / "figures", scanned[0])
     _others(page.section("Other products"), scanned)
     provenance_section(page.section("Provenance"), scanned)
     atomic_write_text(target, page.render())
@@ -314,6 +317,28 @@ def _prediction(section: Section, scanned) -> None:
         for key, value in entries.items():
             _heading(section, item, several)
             section.html(f"<h4>{esc(key)}</h4>" + prediction_table(value))
+
+
+#: A static figure larger than this is named, not embedded (the page stays a few MB).
+FIGURE_BYTES = 3_000_000
+
+
+def _composite_figures(section: Section, folder: Path, top: RunProducts) -> None:
+    """The PNG figures a study or the demo draws across its runs (``DIR/figures/*.png``: panels of
+    several minima, a measure against width, ...), embedded as data URIs so the page needs no
+    other file. Figures of the top run's own products (drawn interactively above) are left out."""
+    import base64
+
+    drawn = {p.name for p in top.products} | ({"connectivity"} if top.of("connect") else set())
+    pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    for png in (p for p in pngs if p.stem not in drawn):
+        size = png.stat().st_size
+        if size > FIGURE_BYTES:
+            section.text(f"{png.name} ({size / 1e6:.1f} MB) is not embedded; open {png} instead.")
+            continue
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        section.html(f'<figure class="static"><img alt="{esc(png.stem)}" src="data:image/png;base64,{data}">'
+                     f"<figcaption>{esc(png.stem)}</figcaption></figure>")
 
 
 def _others(section: Section, scanned) -> None:

@@ -3,7 +3,8 @@
 Every string that reaches the page goes through :func:`esc` (text and attributes) or, inside a
 plotly figure, :func:`label` (plotly draws titles, legends and hover text as a small HTML subset,
 so a raw ``<b>`` or ``<a href>`` in a run name would be drawn as markup). The page loads nothing:
-no CDN, no fonts, no images, no MathJax; plotly.js is inlined once, with the first figure.
+no CDN, no fonts, no MathJax, no image files (a study's static figures are embedded as data URIs);
+plotly.js is inlined once, with the first figure.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ nav ul{list-style:none;padding:0;margin:.8em 0 0;display:flex;flex-wrap:wrap;gap
 nav a{color:#cfe0ff;text-decoration:none}main{padding:0 2em 3em}
 section{background:#fff;margin:1.5em 0;padding:1em 1.5em;border-radius:6px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
 h2{font-size:1.25em;border-bottom:1px solid #e3e7ee;padding-bottom:.3em}h3{font-size:1.05em;margin-top:1.4em}
-figure.plot{margin:1em 0}figcaption{font-size:.85em;color:#555}
+figure.plot{margin:1em 0}figure.static img{max-width:100%;height:auto}figcaption{font-size:.85em;color:#555}
 table.data{border-collapse:collapse;margin:.8em 0;font-size:.85em}
 table.data th,table.data td{border:1px solid #dde2ea;padding:.25em .6em;text-align:left;vertical-align:top;white-space:nowrap}
 table.data td.long{white-space:normal;min-width:20em;max-width:60em;overflow-wrap:anywhere}div.scroll{overflow-x:auto}
