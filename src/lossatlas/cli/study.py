@@ -7,11 +7,12 @@ from typing import Optional
 
 import typer
 
+from ..studies.registry import STUDIES
 from .common import DeviceOpt, ReplaceOpt, console, reported
 
 
 def study(
-    name: str = typer.Argument(..., help="the study to run (see docs/studies.md for the list)"),
+    name: str = typer.Argument(..., help=f"the study to run: {', '.join(sorted(STUDIES))} (docs/studies.md)"),
     out: Optional[Path] = typer.Option(None, help="run directory (default runs/study-NAME)"),
     quick: bool = typer.Option(False, help="smaller settings that only check that every stage runs (no finding)"),
     device: DeviceOpt = "auto",
