@@ -9,7 +9,7 @@ import pytest
 
 from helpers import DEVICE
 
-NETWORKS = ("resnet8", "resnet8-noshort", "resnet14", "resnet14-noshort", "resnet8-w2")
+NETWORKS = ("resnet8", "resnet8-noshort", "resnet14", "resnet14-noshort", "resnet14-noshort-lr0.01", "resnet8-w2")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,13 @@ def test_numbers_are_finite_and_the_networks_are_what_they_say(quick_study):
     rows = summary["networks"]
     assert rows["resnet8-noshort"]["shortcut"] is False and rows["resnet8"]["shortcut"] is True
     assert rows["resnet14"]["depth"] == 14 and rows["resnet8-w2"]["width"] == 2
+    # the deep noshort network also at Li et al.'s smaller learning rate
+    from lossatlas.store import RunDir
+
+    out, _ = quick_study
+    lrs = {n: RunDir(out / n).read_config("train")["train"]["lr"] for n in ("resnet14-noshort", "resnet14-noshort-lr0.01")}
+    assert lrs == {"resnet14-noshort": 0.1, "resnet14-noshort-lr0.01": 0.01}
+    assert set(summary["findings"]["skip_connections"]["resnet14"]["test_error"]) == {"shortcut", "noshort", "noshort_lr0.01"}
     # the same depth with and without shortcuts has the same parameters (option A adds none);
     # width 2 has about 4x as many
     assert rows["resnet8"]["parameters"] == rows["resnet8-noshort"]["parameters"]

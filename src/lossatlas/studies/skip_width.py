@@ -15,7 +15,8 @@ the published ResNet-20's 16-32-64). The data are Fashion-MNIST (Debian's
 ``dataset-fashion-mnist``) averaged to 14 x 14 pixels (:func:`fashion_mnist_14`), a seeded subset
 of its training images and of its official test set. Every network starts from its own seeded
 initialization and trains by SGD with momentum and weight decay under a step schedule (Li et
-al.'s optimizer, at a small fraction of their 300 epochs).
+al.'s optimizer, at a small fraction of their 300 epochs). Li et al. trained their deep networks
+without shortcuts at lr 0.01 instead of 0.1; ResNet-56-noshort is trained both ways.
 
 Per network: a filter-normalized 2-D plane around the minimum (two Gaussian directions,
 biases and batch-norm parameters left out, seed 0 for all; batch norm in eval mode, with the
@@ -25,7 +26,7 @@ the share of plane cells whose finite-difference Hessian has a negative eigenval
 a tolerance), and the mean of the convexity map's ratio.
 
 Layout: one run per network, ``OUT/resnet20``, ``OUT/resnet20-noshort``, ``OUT/resnet56``,
-``OUT/resnet56-noshort``, ``OUT/resnet20-w2``, ``OUT/resnet20-w4`` (``trajectory.zarr``,
+``OUT/resnet56-noshort``, ``OUT/resnet56-noshort-lr0.01``, ``OUT/resnet20-w2``, ``OUT/resnet20-w4`` (``trajectory.zarr``,
 ``model.pt``, ``surface.zarr``, ``convexity.zarr``); ``OUT/figures/`` (``depth_surfaces``,
 ``depth_convexity``, ``width_surfaces``, ``width_convexity``), ``OUT/summary.json`` and
 ``OUT/report.html``. Resumable: a rerun reuses the trained networks, planes and maps of the same
@@ -93,6 +94,10 @@ class SkipWidthSettings(common.StudySettings):
     width_depth: int = 20
     widths: tuple = (1, 2, 4)
     lr: float = 0.1
+    # Li et al. trained their deep networks without shortcuts (ResNet-56-noshort) at lr 0.01: a
+    # noshort network of at least this depth is trained twice, at ``lr`` and at ``deep_noshort_lr``
+    deep_noshort_lr: float | None = 0.01
+    deep_noshort_from: int = 56
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 128
@@ -111,27 +116,36 @@ FULL = SkipWidthSettings()
 #: Tests: ResNet-8 and -14 at 2 channels on scikit-learn's digits (8 x 8), two epochs, 5 x 5 planes
 #: and 3 x 3 maps.
 QUICK = SkipWidthSettings(data="digits", subset=300, test_subset=100, channels=2, depths=(8, 14), width_depth=8,
+                          deep_noshort_from=14,
                           widths=(1, 2), epochs=2, batch_size=100, surface_steps=5, surface_samples=100, map_steps=3,
                           map_samples=60, map_tol=1e-1)
 
 
-def network_name(depth: int, shortcut: bool, width: int) -> str:
-    return f"resnet{depth}" + ("" if shortcut else "-noshort") + (f"-w{width}" if width != 1 else "")
+def network_name(depth: int, shortcut: bool, width: int, lr: float | None = None) -> str:
+    return (f"resnet{depth}" + ("" if shortcut else "-noshort") + (f"-w{width}" if width != 1 else "")
+            + (f"-lr{lr:g}" if lr is not None else ""))
+
+
+def slow_variants(s: SkipWidthSettings) -> list[int]:
+    """The depths whose noshort network is also trained at :attr:`SkipWidthSettings.deep_noshort_lr`."""
+    return [d for d in s.depths if s.deep_noshort_lr is not None and d >= s.deep_noshort_from]
 
 
 def specs(s: SkipWidthSettings, device: str) -> dict[str, common.MinimumSpec]:
-    """The networks by sub-run name: every depth with and without shortcuts at width 1, then the
-    width series of ``width_depth`` with shortcuts (width 1 is the same network as above)."""
-    wanted = [(d, short, 1) for d in s.depths for short in (True, False)]
-    wanted += [(s.width_depth, True, w) for w in s.widths if (s.width_depth, True, w) not in wanted]
+    """The networks by sub-run name: every depth with and without shortcuts at width 1 (a deep
+    noshort one also at Li et al.'s smaller lr, ``...-noshort-lr0.01``), then the width series of
+    ``width_depth`` with shortcuts (width 1 is the same network as above)."""
+    wanted = [(d, short, 1, None) for d in s.depths for short in (True, False)]
+    wanted += [(d, False, 1, s.deep_noshort_lr) for d in slow_variants(s)]
+    wanted += [(s.width_depth, True, w, None) for w in s.widths if (s.width_depth, True, w, None) not in wanted]
     out = {}
-    for depth, short, width in wanted:
-        name = network_name(depth, short, width)
+    for depth, short, width, lr in wanted:
+        name = network_name(depth, short, width, lr)
         src = Source(model="resnet", model_args={"depth": depth, "shortcut": short, "width": width,
                                                  "channels": s.channels},
                      init_seed=s.init_seed, data=s.data, data_seed=s.data_seed, subset=s.subset,
                      test_subset=s.test_subset, device=device)
-        cfg = TrainConfig(optimizer="sgd", lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
+        cfg = TrainConfig(optimizer="sgd", lr=s.lr if lr is None else lr, momentum=s.momentum, weight_decay=s.weight_decay,
                           epochs=s.epochs, batch_size=s.batch_size, schedule="step",
                           milestones=(s.epochs // 2, (3 * s.epochs) // 4), gamma=0.1, seed=s.init_seed)
         out[name] = common.MinimumSpec(name, src, cfg)
@@ -237,10 +251,13 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
         st.say(f"{name}: non-convex share {g['nonconvex_share']:.3f}, mean |min/max| {g['convexity_mean_ratio']:.3f}")
 
     st.console.rule("[bold]3/3. figures, summary and report")
-    depth_rows = [[(_panel_title(network_name(d, short, 1), rows[network_name(d, short, 1)]),
-                    geometry[network_name(d, short, 1)]) for short in (True, False)] for d in s.depths]
-    width_row = [[(_panel_title(network_name(s.width_depth, True, w), rows[network_name(s.width_depth, True, w)]),
-                   geometry[network_name(s.width_depth, True, w)]) for w in s.widths]]
+    def panel(name):
+        return _panel_title(name, rows[name]), geometry[name]
+
+    slow = slow_variants(s)
+    depth_rows = [[panel(network_name(d, True, 1)), panel(network_name(d, False, 1))]
+                  + ([panel(network_name(d, False, 1, s.deep_noshort_lr))] if d in slow else []) for d in s.depths]
+    width_row = [[panel(network_name(s.width_depth, True, w)) for w in s.widths]]
     figures = st.top.figures
     for label, grid in (("depth", depth_rows), ("width", width_row)):
         plot_plane_grid([[(t, g["surface"]) for t, g in r] for r in grid], kind="contour",
@@ -257,8 +274,10 @@ def findings(rows: dict, s: SkipWidthSettings) -> dict:
     out = {"skip_connections": {}, "width": {}}
     for d in s.depths:
         a, b = rows[network_name(d, True, 1)], rows[network_name(d, False, 1)]
+        c = rows.get(network_name(d, False, 1, s.deep_noshort_lr)) if d in slow_variants(s) else None
         out["skip_connections"][f"resnet{d}"] = {
-            k: {"shortcut": a[k], "noshort": b[k]} for k in ("test_error", "nonconvex_share", "convexity_mean_ratio")}
+            k: {"shortcut": a[k], "noshort": b[k], **({f"noshort_lr{s.deep_noshort_lr:g}": c[k]} if c else {})}
+            for k in ("test_error", "nonconvex_share", "convexity_mean_ratio")}
     series = [rows[network_name(s.width_depth, True, w)] for w in s.widths]
     for k in ("test_error", "nonconvex_share", "convexity_mean_ratio"):
         v = [r[k] for r in series]
