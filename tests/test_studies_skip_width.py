@@ -50,7 +50,8 @@ def test_numbers_are_finite_and_the_networks_are_what_they_say(quick_study):
     assert 3 < rows["resnet8-w2"]["parameters"] / rows["resnet8"]["parameters"] < 4.5
     for name, row in rows.items():
         assert 0 <= row["test_error"] <= 1
-        assert 0 <= row["nonconvex_share"] <= 1, name
+        assert 0 <= row["nonconvex_share"] <= 1 and 0 <= row["nonconvex_share_inner"] <= 1, name
+        assert math.isfinite(row["convexity_inner_mean_ratio"]), name
         assert math.isfinite(row["convexity_mean_ratio"]) and row["convexity_mean_ratio"] >= 0, name
         c = row["convexity_center"]
         assert c["lambda_max"] >= c["lambda_min"] and c["ratio"] == pytest.approx(abs(c["lambda_min"] / c["lambda_max"]))

@@ -21,9 +21,10 @@ without shortcuts at lr 0.01 instead of 0.1; ResNet-56-noshort is trained both w
 Per network: a filter-normalized 2-D plane around the minimum (two Gaussian directions,
 biases and batch-norm parameters left out, seed 0 for all; batch norm in eval mode, with the
 running statistics of the minimum, as Li et al.'s code evaluates) on a seeded subset of the
-training images; the convexity map on the same plane, coarser; and two numbers read off each:
-the share of plane cells whose finite-difference Hessian has a negative eigenvalue (below minus
-a tolerance), and the mean of the convexity map's ratio.
+training images; the convexity map on the same plane, coarser; and two numbers read off each,
+over the whole plane and over its inner half (``|x|, |y| <= span / 2``, around the minimum): the
+share of plane cells whose finite-difference Hessian has a negative eigenvalue (below minus
+``1e-4 max|loss| / h^2``), and the mean of the convexity map's ratio.
 
 Layout: one run per network, ``OUT/resnet20``, ``OUT/resnet20-noshort``, ``OUT/resnet56``,
 ``OUT/resnet56-noshort``, ``OUT/resnet56-noshort-lr0.01``, ``OUT/resnet20-w2``, ``OUT/resnet20-w4`` (``trajectory.zarr``,
@@ -203,14 +204,27 @@ def geometry_stage(m, s: SkipWidthSettings, replace: bool) -> dict:
         cmap = m.run.open("convexity")
     loss = np.asarray(surf["loss"].transpose("x", "y").values, float)
     x = np.asarray(surf["x"].values, float)
-    ratio = np.asarray(cmap["ratio"].values, float)
+    h = float(x[1] - x[0])
+    ratio = np.asarray(cmap["ratio"].transpose("x", "y").values, float)
+    mx = np.asarray(cmap["x"].values, float)
     c = s.map_steps // 2
     center = {k: float(cmap[k].values[c, c]) for k in ("lambda_min", "lambda_max", "ratio")} if s.map_steps % 2 else {}
-    tol = 1e-3 * max(float(np.nanmax(loss) - np.nanmin(loss)), 1e-12) / (x[1] - x[0]) ** 2
-    out = {"nonconvex_share": nonconvex_share(loss, float(x[1] - x[0]), tol=tol),
+    # The inner half of the plane (|x|, |y| <= span / 2), where Li et al. read convex or chaotic
+    # contours around the minimum; the surface keeps one more ring for the finite differences.
+    half = s.surface_span / 2
+    ring = np.abs(x) <= half + h * 1.001
+    inner_loss = loss[np.ix_(ring, ring)]
+    inner_map = np.abs(mx) <= half * 1.001
+
+    def share(z):
+        # curvature below -1e-4 max|z| / h^2 counts as negative (float32 rounding is far below it)
+        return nonconvex_share(z, h, tol=1e-4 * float(np.nanmax(np.abs(z))) / h**2)
+
+    out = {"nonconvex_share": share(loss), "nonconvex_share_inner": share(inner_loss),
            "surface_min": float(np.nanmin(loss)), "surface_center": float(loss[len(x) // 2, len(x) // 2]),
            "surface_max": float(np.nanmax(loss)),
            "convexity_mean_ratio": float(np.nanmean(ratio)), "convexity_max_ratio": float(np.nanmax(ratio)),
+           "convexity_inner_mean_ratio": float(np.nanmean(ratio[np.ix_(inner_map, inner_map)])),
            "convexity_share_above_0.1": float(np.nanmean(ratio > 0.1)), "convexity_center": center,
            "diverged_cells": int((~np.isfinite(loss)).sum())}
     m.run.update_summary(skip_width=out)
@@ -248,7 +262,8 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
         rows[name] = {**m.final, "test_error": 1 - m.final["test_accuracy"], "parameters": params,
                       "depth": spec["depth"], "shortcut": spec["shortcut"], "width": spec["width"],
                       **{k: v for k, v in g.items() if k not in ("surface", "convexity")}}
-        st.say(f"{name}: non-convex share {g['nonconvex_share']:.3f}, mean |min/max| {g['convexity_mean_ratio']:.3f}")
+        st.say(f"{name}: non-convex share {g['nonconvex_share']:.3f} (inner half {g['nonconvex_share_inner']:.3f}), "
+               f"mean |min/max| {g['convexity_mean_ratio']:.3f} (inner half {g['convexity_inner_mean_ratio']:.3f})")
 
     st.console.rule("[bold]3/3. figures, summary and report")
     def panel(name):
@@ -269,6 +284,10 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
     return common.finish_study(out, "skip_width", summary, st.clock, st.console)
 
 
+#: The numbers the findings compare across networks.
+MEASURES = ("test_error", "nonconvex_share", "nonconvex_share_inner", "convexity_mean_ratio", "convexity_inner_mean_ratio")
+
+
 def findings(rows: dict, s: SkipWidthSettings) -> dict:
     """What the numbers say about Li et al.'s claims (computed, so the docs can quote them)."""
     out = {"skip_connections": {}, "width": {}}
@@ -277,9 +296,9 @@ def findings(rows: dict, s: SkipWidthSettings) -> dict:
         c = rows.get(network_name(d, False, 1, s.deep_noshort_lr)) if d in slow_variants(s) else None
         out["skip_connections"][f"resnet{d}"] = {
             k: {"shortcut": a[k], "noshort": b[k], **({f"noshort_lr{s.deep_noshort_lr:g}": c[k]} if c else {})}
-            for k in ("test_error", "nonconvex_share", "convexity_mean_ratio")}
+            for k in MEASURES}
     series = [rows[network_name(s.width_depth, True, w)] for w in s.widths]
-    for k in ("test_error", "nonconvex_share", "convexity_mean_ratio"):
+    for k in MEASURES:
         v = [r[k] for r in series]
         out["width"][k] = {"values": v, "falls_with_width": bool(np.all(np.diff(v) <= 0))}
     return out
