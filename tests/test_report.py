@@ -201,6 +201,22 @@ def test_embedding_figure_frames():
     assert np.allclose(restyle["marker.color"][0], np.log10(meta["loss"][:3])) and relayout["coloraxis.showscale"]
 
 
+def test_runs_of_several_optimizers_start_coloured_by_optimizer():
+    # The optimizer study embeds SGD, momentum and Adam runs together: colour by optimizer first
+    # (the old report coloured them by seed only), with one legend entry per optimizer.
+    rng = np.random.default_rng(2)
+    epoch = np.tile(np.arange(3.0), 6)
+    run = np.repeat(np.arange(6), 3)
+    optimizer = np.array(["sgd", "momentum", "adam"])[run % 3]
+    meta = {"epoch": epoch, "run": run, "seed": run // 3, "optimizer": optimizer, "loss": rng.uniform(0.1, 1, 18)}
+    fig, _ = embedding_figure({"phate": rng.normal(size=(18, 2))}, meta, "t")
+    labels = [b["label"] for menu in fig["layout"]["updatemenus"] for b in menu["buttons"]]
+    assert labels[:3] == ["colour: optimizer", "colour: seed", "colour: loss"]
+    data = fig["data"]
+    assert len({t["line"]["color"] for t in data}) == 3
+    assert sorted(t["name"] for t in data if t["showlegend"]) == ["optimizer adam", "optimizer momentum", "optimizer sgd"]
+
+
 def test_sections_only_for_what_the_run_holds(tmp_path):
     run = RunDir(tmp_path / "small")
     x = np.linspace(-1, 1, 5)

@@ -221,11 +221,12 @@ def _embedding_meta(item: RunProducts, name: str, emb) -> dict:
     """Per-point values of the embedded samples: the embedding's own coordinates, and the loss
     from the samples it was made of (``embedding`` of ``jump``, ``embedding_X`` of ``X``)."""
     source = "jump" if name == "embedding" else name[len("embedding_"):]
-    meta = {k: np.asarray(emb[k].values) for k in ("epoch", "seed", "step_size", "run") if k in emb.coords}
+    keys = ("epoch", "seed", "step_size", "run", "optimizer")
+    meta = {k: np.asarray(emb[k].values) for k in keys if k in emb.coords}
     samples = item.get(source)
     n = emb.sizes["point"]
     if samples is not None and samples.ds.sizes.get("point") == n:
-        for k in ("loss", "epoch", "seed", "step_size", "run"):
+        for k in ("loss", *keys):
             if k in samples.ds and k not in meta:
                 meta[k] = np.asarray(samples.ds[k].values)
     if source == "trajectory":

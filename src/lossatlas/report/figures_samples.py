@@ -156,7 +156,8 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
     ----------
     coords : mapping of method name -> array [n_points, >=2]
     meta : mapping of per-point arrays: ``loss`` and, when the samples are J&R runs, ``epoch``,
-        ``seed``, ``step_size`` and ``run``; with epochs and runs the figure is animated.
+        ``seed``, ``step_size`` and ``run`` (and ``optimizer`` for runs of several optimizers);
+        with epochs and runs the figure is animated.
     scores : method -> {"DeMAP": ..., "continuity": ...} for the panel titles.
     """
     import plotly.graph_objects as go
@@ -171,6 +172,7 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
     epoch = np.asarray(meta["epoch"], float) if "epoch" in meta else None
     step = np.asarray(meta["step_size"], float) if "step_size" in meta else None
     seed = np.asarray(meta["seed"]) if "seed" in meta else None
+    optimizer = np.asarray(meta["optimizer"]).astype(str) if "optimizer" in meta else None
     if "run" in meta:
         run = np.asarray(meta["run"])
     elif seed is not None and step is not None:
@@ -193,6 +195,7 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
         groups = [g[np.argsort(epoch[g], kind="stable")] for g in groups]
     by_step = _palette(step, SEQUENTIAL, spread=True) if step is not None else None
     by_seed = _palette(seed, QUALITATIVE, spread=False) if seed is not None else None
+    by_optimizer = _palette(optimizer, QUALITATIVE, spread=False) if optimizer is not None else None
 
     # Traces: per panel, one per run (a path from its jump point); colours come from the buttons.
     # Diverged points are gaps in the runs' paths and crosses of one more trace per panel.
@@ -224,7 +227,9 @@ def embedding_figure(coords: Mapping[str, np.ndarray], meta: Mapping[str, np.nda
 
     n_per_panel = len(groups)
     buttons = []
-    for key, values, pal, what in (("step size", step, by_step, "step size"), ("seed", seed, by_seed, "seed")):
+    # Runs of several optimizers (the optimizer study's joint embedding) start coloured by optimizer.
+    for key, values, pal, what in (("optimizer", optimizer, by_optimizer, "optimizer"),
+                                   ("step size", step, by_step, "step size"), ("seed", seed, by_seed, "seed")):
         if values is None:
             continue
         colours, names, legend, lgroup = [], [], [], []
