@@ -124,10 +124,12 @@ def run_sweep(config, out, executor: Executor | None = None, progress: bool | Ca
                 i = futures[fut]
                 run.write_cells(NAME, _row(fut.result()), (slice(i, i + 1),))
                 advance(1)
-    if todo or run.open(NAME, load=False)["done"].chunks[0][0] == 1:
-        if run.done_mask(NAME).all():  # finished: one chunk per variable, a few files to commit
-            run.compact(NAME)
-    return run.open(NAME, load=False)
+    ds = run.open(NAME, load=False)
+    # Finished and still in one chunk per network: one chunk per variable, a few files to commit.
+    if (todo or ds["done"].chunks[0][0] == 1) and bool(ds["done"].values.all()):
+        run.compact(NAME)
+        ds = run.open(NAME, load=False)
+    return ds
 
 
 def load_sweep(out, complete: bool = False) -> xr.Dataset:
