@@ -216,5 +216,7 @@ def test_hvp_reverse_and_forward_modes_agree(bn):
     assert rev.abs().max() > 1e-3
     assert torch.allclose(rev, fwd, atol=1e-5, rtol=1e-4)
     assert torch.allclose(f.hvp(theta, 2 * v), 2 * rev, atol=1e-5, rtol=1e-4)
-    with pytest.raises(ValueError, match="hvp mode"):
+    from lossatlas._errors import InputError
+
+    with pytest.raises(InputError, match="hvp mode must be one of reverse, forward"):
         f.hvp(theta, v, mode="backward")

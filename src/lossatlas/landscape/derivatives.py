@@ -25,13 +25,14 @@ import threading
 
 import torch
 
+from .._errors import require
 from .problem import Problem, Split
 from .replicas import FunctionalModel, ModulePool
 
 
 # How a Hessian-vector product is taken. Both are exact (they agree to rounding):
 # - "reverse": reverse-over-reverse (double backward), the default. On a 2-core CPU it took
-#   0.6x the time of forward-over-reverse for the small CNN on digits (bench/hessian.py);
+#   0.7-0.8x the time of forward-over-reverse for the small CNN on digits (bench/hessian.py);
 # - "forward": forward-over-reverse (torch.func jvp of grad), which keeps no second graph.
 HVP_MODES = ("reverse", "forward")
 
@@ -81,8 +82,7 @@ class Derivatives:
     def hvp(self, theta: torch.Tensor, v: torch.Tensor, split: str = "train",
             mode: str = "reverse") -> torch.Tensor:
         """``H(theta) v`` summed over every batch of ``split``; ``mode`` as in :data:`HVP_MODES`."""
-        if mode not in HVP_MODES:
-            raise ValueError(f"hvp mode must be one of {sorted(HVP_MODES)}, got {mode!r}")
+        require(mode in HVP_MODES, f"hvp mode must be one of {', '.join(HVP_MODES)}, got {mode!r}")
         s = self.problem.split(split)
         with self.pool.borrow() as replica:
             self._prepare(replica, theta)
@@ -108,9 +108,9 @@ class Derivatives:
         # that gradient with v (the Hessian is symmetric, so v^T H = (H v)^T). Graphs are local to
         # the calling thread: no lock is needed.
         out = torch.zeros_like(theta)
+        t = theta.detach().requires_grad_(True)
         with torch.enable_grad():
             for batch, y in zip(s.batches, s.targets):
-                t = theta.detach().requires_grad_(True)
                 (g,) = torch.autograd.grad(loss(t, batch, y), t, create_graph=True)
                 (hv,) = torch.autograd.grad(g, t, grad_outputs=v)
                 out += hv

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..demo.between import connect_stage, interpolation_stage, sharpness_stage
+from ..demo.clock import StageClock
 from ..demo.settings import DemoSettings
 from ..landscape import Landscape
 from ..plot import plot_line_grid, plot_weight_histograms
@@ -46,7 +47,7 @@ from ..space import make_directions
 from ..store import RunDir
 from ..surface import line
 from ..training import TrainConfig
-from .common import MinimumSpec, PathSettings, StudyClock, finish_study, neb_stage, train_minimum, weight_values
+from .common import MinimumSpec, PathSettings, finish_study, neb_stage, train_minimum, weight_values
 
 __all__ = ["FULL", "QUICK", "TITLE", "BatchSettings", "run", "specs"]
 
@@ -221,7 +222,7 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
     out = Path(out)
     top = RunDir(out)
     top.write_config("study-batch", {"quick": quick, "device": device, "settings": s.as_dict()})
-    clock, demo = StudyClock(), s.demo()
+    clock, demo = StageClock(), s.demo()
     console.rule("[bold]1/6. train the minima from one initialization")
     minima = {}
     for name, spec in specs(s, device).items():

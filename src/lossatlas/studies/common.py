@@ -8,7 +8,7 @@ A study keeps one run directory per minimum (``OUT/NAME``, a proper lossatlas ru
 
 Example
 -------
->>> from lossatlas.studies.common import MinimumSpec, StudyClock, train_minimum, finish_study
+>>> from lossatlas.studies.common import MinimumSpec, train_minimum, finish_study
 >>> spec = MinimumSpec("sb", source, TrainConfig(batch_size=64, epochs=40))   # doctest: +SKIP
 >>> m = train_minimum("runs/study-x", spec, device="cpu")                    # doctest: +SKIP
 """
@@ -33,7 +33,7 @@ from ..store import RunDir
 from ..training import TrainConfig
 
 __all__ = [
-    "MinimumSpec", "PathSettings", "StudyClock", "StudySettings", "StudyStart", "neb_stage", "announcer", "finish_study", "start_study",
+    "MinimumSpec", "PathSettings", "StudySettings", "StudyStart", "neb_stage", "announcer", "finish_study", "start_study",
     "study_run", "train_minimum", "weight_values",
 ]
 
@@ -117,11 +117,7 @@ def train_minimum(out, spec: MinimumSpec, device="auto", replace: bool = False, 
                       replace=replace, progress=progress, describe=spec.describe())
 
 
-#: The stage clock of the demo, under the name the studies use.
-StudyClock = StageClock
-
-
-def finish_study(out, study: str, summary: Mapping, clock: StudyClock, console=None) -> dict:
+def finish_study(out, study: str, summary: Mapping, clock: StageClock, console=None) -> dict:
     """Write ``out/summary.json`` (``summary`` plus the timings under ``study``) and
     ``out/report.html``; returns the summary as written.
 
@@ -218,7 +214,7 @@ class StudyStart:
     top: RunDir
     device: torch.device
     console: object
-    clock: StudyClock
+    clock: StageClock
     notices: object  # lossatlas.demo.Notices
     say: Callable[[str], None]
 
@@ -240,4 +236,4 @@ def start_study(out, name: str, config: Mapping, device="auto", console=None) ->
     top = RunDir(Path(out))
     top.write_config(name, dict(config))
     notices = Notices()
-    return StudyStart(top, resolve_device(device), console, StudyClock(), notices, announcer(console, notices))
+    return StudyStart(top, resolve_device(device), console, StageClock(), notices, announcer(console, notices))

@@ -42,6 +42,7 @@ from matplotlib.figure import Figure
 from .. import plot
 from ..demo import FULL, MINIMA, QUICK, DemoSettings, Notices, source_of
 from ..demo.analyses import embedding_stage, jump_stage, topology_stage
+from ..demo.clock import StageClock
 from ..demo.minima import train_config
 from ..embedding import embed
 from ..jump import grid_sample, naive_sample
@@ -175,7 +176,7 @@ def _minimum(out: Path, name: str, s: DemoSettings, first: DemoSettings, device:
 
 
 def _one_init(out: Path, names, s: DemoSettings, first: DemoSettings, device: str, dev, replace: bool,
-              clock: common.StudyClock, notices: Notices, tag: str, say) -> dict:
+              clock: StageClock, notices: Notices, tag: str, say) -> dict:
     """Train, sample, embed and measure the minima ``names`` of one initialization."""
     res = {}
     for name in names:

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from ..curvature import convexity_map
+from ..curvature.convexity import cell_solver
 from ..landscape import Landscape
 from ..plot import plot_plane_grid
 from ..sources import Source
@@ -190,8 +191,8 @@ def geometry_stage(m, s: SkipWidthSettings, replace: bool) -> dict:
     surf = plane(f, m.theta, dirs, span=s.surface_span, steps=s.surface_steps, store=m.run, name="surface",
                  progress=True, replace=replace, attrs={"title": m.name, "samples": s.surface_samples})
     g = _landscape(m, s.map_samples, s.data_seed)
-    settings = {"steps": s.map_steps, "span": s.surface_span, "samples": s.map_samples, "tol": s.map_tol,
-                "seed": s.direction_seed, "data_fingerprint": g.fingerprint,
+    settings = {"steps": s.map_steps, "span": s.surface_span, "samples": s.map_samples,
+                "solver": cell_solver({"tol": s.map_tol}), "seed": s.direction_seed, "data_fingerprint": g.fingerprint,
                 "center_fingerprint": g.space.fingerprint(m.theta),
                 "directions": [g.space.fingerprint(d) for d in dirs]}
     if m.run.check("convexity", settings, replace):
@@ -266,6 +267,7 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
                f"mean |min/max| {g['convexity_mean_ratio']:.3f} (inner half {g['convexity_inner_mean_ratio']:.3f})")
 
     st.console.rule("[bold]3/3. figures, summary and report")
+
     def panel(name):
         return _panel_title(name, rows[name]), geometry[name]
 
