@@ -36,6 +36,20 @@ def test_check_refuses_other_settings_naming_each_with_both_values(tmp_path):
     assert run.check("absent", {"lr": 1.0}) is False
 
 
+def test_partial_check_compares_only_the_asked_settings(tmp_path):
+    # A path between minima records its optimizer's defaults too; its caller asks for the ends
+    # and its own options, and an asked setting that differs or is missing is still refused.
+    run = RunDir(tmp_path)
+    run.save("p", _ds({"points": 41, "steps": 600, "momentum": 0.9, "theta_a": "aa"}))
+    assert run.check("p", {"points": 41, "steps": 600, "theta_a": "aa"}, partial=True) is True
+    with pytest.raises(StoreMismatchError, match="steps: 600 stored, 601 asked"):
+        run.check("p", {"points": 41, "steps": 601}, partial=True)
+    with pytest.raises(StoreMismatchError, match=r"seed: \(not recorded\) stored, 0 asked"):
+        run.check("p", {"points": 41, "seed": 0}, partial=True)
+    with pytest.raises(StoreMismatchError, match="momentum"):
+        run.check("p", {"points": 41, "steps": 600, "theta_a": "aa"})  # a whole check names the unasked
+
+
 def test_one_hasher_covers_dtypes_shapes_and_devices():
     # half precision crashed the old hashers (NumPy has no bfloat16)
     for dtype in (torch.bfloat16, torch.float16, torch.float32, torch.float64, torch.int64, torch.bool):

@@ -41,16 +41,34 @@ def interpolation_stage(top: RunDir, a: Minimum, b: Minimum, s: DemoSettings, re
     return out
 
 
-def connect_stage(top: RunDir, a: Minimum, b: Minimum, s: DemoSettings) -> dict:
-    """The barrier between two minima: linear path, and a Bezier curve when ``bezier_steps > 0``."""
+def path_request(a: Minimum, b: Minimum) -> dict:
+    """The settings every stored path between ``a`` and ``b`` must record to be reused: its ends
+    and the data of ``a``'s landscape (each method adds its own options)."""
+    f = a.landscape
+    return {"theta_a": f.space.fingerprint(a.theta), "theta_b": f.space.fingerprint(b.theta), "landscape": f.fingerprint}
+
+
+def connect_stage(top: RunDir, a: Minimum, b: Minimum, s: DemoSettings, replace: bool = False) -> dict:
+    """The barrier between two minima: linear path, and a Bezier curve when ``bezier_steps > 0``.
+
+    A path stored in ``top`` for the same ends, data and options is reused; one of other settings
+    is refused (``replace=True``: computed afresh)."""
     paths, barriers = {}, {}
-    ds = connect(a.landscape, a.theta, b.theta, method="linear", points=s.connect_points)
-    top.save("connect_linear", ds)
+    ends = path_request(a, b)
+    if top.check("connect_linear", {**ends, "points": s.connect_points}, replace, partial=True):
+        ds = top.open("connect_linear")
+    else:
+        ds = connect(a.landscape, a.theta, b.theta, method="linear", points=s.connect_points)
+        top.save("connect_linear", ds)
     paths["linear"], barriers["linear"] = ds, float(ds.attrs["barrier"])
     if s.bezier_steps > 0:
-        ds = connect(a.landscape, a.theta, b.theta, method="bezier", model=a.model, data=a.data.train,
-                     steps=s.bezier_steps, points=s.connect_points, seed=0, progress=True)
-        top.save("connect_bezier", ds)
+        want = {**ends, "points": s.connect_points, "steps": s.bezier_steps, "seed": 0}
+        if top.check("connect_bezier", want, replace, partial=True):
+            ds = top.open("connect_bezier")
+        else:
+            ds = connect(a.landscape, a.theta, b.theta, method="bezier", model=a.model, data=a.data.train,
+                         steps=s.bezier_steps, points=s.connect_points, seed=0, progress=True)
+            top.save("connect_bezier", ds)
         paths["bezier"], barriers["bezier"] = ds, float(ds.attrs["barrier"])
     plot.plot_connectivity(paths, path=top.figures / "connectivity", title=f"{a.name} to {b.name} minimum")
     out = {"a": a.name, "b": b.name, "barriers": barriers}

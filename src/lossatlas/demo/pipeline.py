@@ -170,7 +170,7 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
 
     rule(9, "the barrier between the good and the bad minimum")
     with clock.stage("connect"):
-        conn = connect_stage(top, minima["good"], minima["bad"], s)
+        conn = connect_stage(top, minima["good"], minima["bad"], s, replace)
     console.print(", ".join(f"{k}: barrier {v:.4g}" for k, v in conn["barriers"].items())
                   + " (highest loss on the path minus the mean of its ends)")
 

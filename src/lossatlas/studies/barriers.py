@@ -34,9 +34,8 @@ import numpy as np
 
 from ..demo.between import connect_stage
 from ..demo.settings import DemoSettings
-from ..plot import plot_connectivity
 from ..sources import Source
-from ..store import SETTINGS, RunDir, differences, mismatch, read_attr
+from ..store import RunDir
 from ..training import TrainConfig
 from .common import MinimumSpec, PathSettings, finish_study, neb_stage, start_study, study_run, train_minimum
 
@@ -110,34 +109,6 @@ def specs(s: BarrierSettings, device: str) -> dict[str, MinimumSpec]:
             name = minimum_name(width, seed)
             out[name] = MinimumSpec(name, src, cfg)
     return out
-
-
-def _expected(a, b, s: BarrierSettings) -> dict[str, dict]:
-    """What each stored path must record to be reused: its ends, its data and its own options."""
-    f = a.landscape
-    ends = {"theta_a": f.space.fingerprint(a.theta), "theta_b": f.space.fingerprint(b.theta), "landscape": f.fingerprint}
-    return {"linear": {**ends, "points": s.connect_points},
-            "bezier": {**ends, "points": s.connect_points, "steps": s.bezier_steps, "seed": 0},
-            "neb": {**ends, "cycles": [[c.steps, c.lr, c.insert, c.count] for c in s.cycles()], "seed": 0}}
-
-
-def stored_paths(pair: RunDir, a, b, s: BarrierSettings, replace: bool) -> set[str]:
-    """The methods whose path ``pair`` holds for these ends and settings. A path of other
-    settings is refused (``StoreMismatchError``) or, with ``replace=True``, deleted."""
-    have = set()
-    for method, want in _expected(a, b, s).items():
-        name = f"connect_{method}"
-        if not pair.exists(name):
-            continue
-        stored = read_attr(pair.open(name, load=False), SETTINGS, None) or {}
-        diffs = differences({k: stored.get(k) for k in want}, want)
-        if not diffs:
-            have.add(method)
-        elif replace:
-            pair.remove(name)
-        else:
-            raise mismatch(pair.zarr_path(name), diffs)
-    return have
 
 
 def _ends(m) -> dict:
@@ -274,15 +245,9 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
             pname = pair_name(width, sa, sb)
             pair = RunDir(out / pname)
             with clock.stage(f"connect_{pname}"):
-                have = stored_paths(pair, a, b, s, replace)
-                if {"linear", "bezier"} - have:
-                    connect_stage(pair, a, b, s.demo())  # the demo's: linear and Bezier
-                if "neb" not in have:
-                    neb_stage(pair, a, b, s)  # AutoNEB
-                say(f"{pname}: " + ("paths reused" if have == set(METHODS) else
-                                    f"paths computed (reused: {', '.join(sorted(have)) or 'none'})"))
-            plot_connectivity({m: pair.open(f"connect_{m}") for m in METHODS}, path=pair.figures / "connectivity",
-                              title=f"{a.name} to {b.name}")
+                # each path is reused when stored for the same ends and options, refused when not
+                connect_stage(pair, a, b, s.demo(), replace)  # linear and Bezier
+                neb_stage(pair, a, b, s, replace)  # AutoNEB, drawn with the other two
             paths = {m: path_row(pair.open(f"connect_{m}")) for m in METHODS}
             pairs[pname] = {"width": width, "a": a.name, "b": b.name, **paths}
             pair.update_summary(connect={"a": a.name, "b": b.name, "barriers": {m: paths[m]["barrier"] for m in METHODS}})

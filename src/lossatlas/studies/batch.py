@@ -272,8 +272,8 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
     for pair_name, (na, nb) in pairs.items():
         pair = RunDir(out / pair_name)
         with clock.stage(f"connect_{pair_name}"):
-            got = connect_stage(pair, subset[na], subset[nb], demo)["barriers"]
-            got["neb"] = neb_stage(pair, subset[na], subset[nb], s)
+            got = connect_stage(pair, subset[na], subset[nb], demo, replace)["barriers"]
+            got["neb"] = neb_stage(pair, subset[na], subset[nb], s, replace)
         pair.update_summary(connect={"a": na, "b": nb, "barriers": got})
         barriers[pair_name] = {"a": na, "b": nb, **got}
         console.print(f"{na} to {nb}: " + ", ".join(f"{k} {v:.4g}" for k, v in got.items()))

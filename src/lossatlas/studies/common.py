@@ -25,6 +25,7 @@ import torch
 
 from .._errors import require
 from ..connectivity import connect, scaled_cycles
+from ..demo.between import path_request
 from ..demo.clock import StageClock
 from ..demo.minima import Minimum, train_into
 from ..plot import plot_connectivity
@@ -62,12 +63,18 @@ class PathSettings(StudySettings):
         return cycles[: self.neb_cycles] if self.neb_cycles else cycles
 
 
-def neb_stage(top: RunDir, a, b, s: PathSettings) -> float:
+def neb_stage(top: RunDir, a, b, s: PathSettings, replace: bool = False) -> float:
     """AutoNEB between minima ``a`` and ``b`` into ``top/connect_neb.zarr``, drawn beside the linear
-    and Bezier paths of :func:`lossatlas.demo.between.connect_stage` stored there; returns its barrier."""
-    ds = connect(a.landscape, a.theta, b.theta, method="neb", cycles=s.cycles(), model=a.model, data=a.data.train,
-                 batch_size=128, seed=0, progress=True)
-    top.save("connect_neb", ds)
+    and Bezier paths of :func:`lossatlas.demo.between.connect_stage` stored there; returns its
+    barrier. A stored chain of the same ends, data, cycles and seed is reused; one of other
+    settings is refused (``replace=True``: computed afresh)."""
+    want = {**path_request(a, b), "cycles": [[c.steps, c.lr, c.insert, c.count] for c in s.cycles()], "seed": 0}
+    if top.check("connect_neb", want, replace, partial=True):
+        ds = top.open("connect_neb")
+    else:
+        ds = connect(a.landscape, a.theta, b.theta, method="neb", cycles=s.cycles(), model=a.model,
+                     data=a.data.train, batch_size=128, seed=0, progress=True)
+        top.save("connect_neb", ds)
     paths = {k.replace("connect_", ""): top.open(k) for k in ("connect_linear", "connect_bezier", "connect_neb")
              if top.exists(k)}
     plot_connectivity(paths, path=top.figures / "connectivity", title=f"{a.name} to {b.name}")
