@@ -48,6 +48,10 @@ def test_partial_check_compares_only_the_asked_settings(tmp_path):
         run.check("p", {"points": 41, "seed": 0}, partial=True)
     with pytest.raises(StoreMismatchError, match="momentum"):
         run.check("p", {"points": 41, "steps": 600, "theta_a": "aa"})  # a whole check names the unasked
+    # differs: the same comparison without refusing or deleting anything
+    assert run.differs("p", {"points": 41}, partial=True) == []
+    assert run.differs("p", {"points": 40}, partial=True) == [("points", 41, 40)]
+    assert run.exists("p")
 
 
 def test_one_hasher_covers_dtypes_shapes_and_devices():

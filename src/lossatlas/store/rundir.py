@@ -229,22 +229,29 @@ class RunDir:
         group[var][region if region is not None else ...] = value
 
     # -- recorded settings ----------------------------------------------------------------
+    def differs(self, name: str, settings: Mapping[str, Any], partial: bool = False) -> list:
+        """How the settings recorded with the stored ``name`` differ from ``settings``: a list of
+        ``(setting, stored, asked)`` (empty when they agree). ``partial=True`` compares only the
+        keys of ``settings``, for a product that records more than its caller chooses (a path
+        between minima records its optimizer's defaults too). ``name`` must exist.
+        """
+        stored = read_attr(self.open(name, load=False), SETTINGS, None)
+        stored = stored if isinstance(stored, Mapping) else {}
+        if partial:
+            stored = {k: stored[k] for k in settings if k in stored}
+        return differences(stored, settings)
+
     def check(self, name: str, settings: Mapping[str, Any], replace: bool = False, partial: bool = False) -> bool:
         """Whether ``name`` is stored with exactly ``settings`` (so it may be resumed or reused).
 
         Returns False when nothing is stored. A product stored with other settings raises
         :class:`~lossatlas.StoreMismatchError` naming each differing setting, or with
         ``replace=True`` is deleted (and False returned) so that it is computed afresh.
-        ``partial=True`` compares only the keys of ``settings``: for a product that records more
-        than its caller chooses (a path between minima records its optimizer's defaults too).
+        ``partial`` as in :meth:`differs`.
         """
         if not self.exists(name):
             return False
-        stored = read_attr(self.open(name, load=False), SETTINGS, None)
-        stored = stored if isinstance(stored, Mapping) else {}
-        if partial:
-            stored = {k: stored[k] for k in settings if k in stored}
-        diffs = differences(stored, settings)
+        diffs = self.differs(name, settings, partial)
         if not diffs:
             return True
         if replace:

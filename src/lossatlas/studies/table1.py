@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..prediction import CLASSIFIERS
-from ..store import SETTINGS, RunDir, differences, read_attr
+from ..store import RunDir
 from ..sweep import FEATURES, NAME, TASKS, SweepConfig, predict_sweep, read_sweep_config, run_sweep, table_text
 from ..sweep.table import PAPER
 from .common import finish_study, start_study, study_run
@@ -101,8 +101,7 @@ def start_from_store(top: RunDir, source, cfg: SweepConfig) -> list[str]:
     src = RunDir(Path(source), create=False)
     if top.exists(NAME) or not src.exists(NAME) or src.path.resolve() == top.path.resolve():
         return []
-    stored = read_attr(src.open(NAME, load=False), SETTINGS, None) or {}
-    if differences(stored.get("config", {}), cfg.as_dict()) or not src.done_mask(NAME).all():
+    if src.differs(NAME, {"config": cfg.as_dict()}, partial=True) or not src.done_mask(NAME).all():
         return []
     copied = []
     for name in PRODUCTS:
@@ -117,8 +116,7 @@ def _done_before(top: RunDir, name: str, want: dict) -> int:
     recorded settings agree with ``want`` (a store of other settings is refused or redone)."""
     if not top.exists(name):
         return 0
-    stored = read_attr(top.open(name, load=False), SETTINGS, None) or {}
-    if differences({k: stored.get(k) for k in want}, want):
+    if top.differs(name, want, partial=True):
         return 0
     return int(top.done_mask(name).sum())
 
