@@ -9,6 +9,7 @@ import torch
 
 from .._errors import require
 from ..progress import progress_bar
+from .barrier import barrier_stats
 
 # Points evaluated per call of Landscape.evaluate (a [chunk, P] block in memory at a time).
 CHUNK = 16
@@ -39,9 +40,11 @@ def path_dataset(f, t: np.ndarray, points: Callable[[int, int], torch.Tensor], m
     """Evaluate the path at ``t`` into a dataset over ``t``; ``points(i, j)`` builds the
     parameter vectors of ``t[i:j]`` as a [j - i, P] block (so only a chunk is in memory).
 
-    ``attrs["barrier"]`` is the highest loss on the path minus the mean of its two ends
-    (``test_barrier`` likewise when ``f`` has test data); ``saddle_t`` is where the highest
-    loss lies; NaN losses are kept, ignored by the maximum and counted in ``nan_points``.
+    ``attrs["barrier"]`` is the standard barrier (:func:`.barrier.barrier_stats`: the largest
+    rise of the loss above the chord between the ends), ``saddle_t`` where it lies and
+    ``saddle_height`` the highest loss above the higher end (``test_barrier`` and
+    ``test_saddle_height`` likewise when ``f`` has test data); NaN losses are kept, ignored by
+    the maxima and counted in ``nan_points``.
     """
     import xarray as xr
 
@@ -59,14 +62,12 @@ def path_dataset(f, t: np.ndarray, points: Callable[[int, int], torch.Tensor], m
     for prefix in ("", "test_"):
         key = f"{prefix}loss"
         if key in data:
-            loss = data[key][1]
-            ends = 0.5 * (loss[0] + loss[-1])
-            finite = np.isfinite(loss)
-            top = int(np.nanargmax(np.where(finite, loss, -np.inf))) if finite.any() else 0
-            attrs[f"{prefix}barrier"] = float(loss[top] - ends) if finite.any() else float("nan")
+            stats = barrier_stats(t, data[key][1])
+            attrs[f"{prefix}barrier"] = stats["barrier"]
+            attrs[f"{prefix}saddle_height"] = stats["saddle_height"]
             if not prefix:
-                attrs["saddle_t"] = float(t[top])
-                attrs["nan_points"] = int((~finite).sum())
+                attrs["saddle_t"] = stats["saddle_t"]
+                attrs["nan_points"] = stats["nan_points"]
     if extra:
         data.update(extra.pop("data", {}))
         attrs.update(extra)
