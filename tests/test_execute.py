@@ -140,15 +140,15 @@ def test_line_on_two_workers_equals_in_process_and_rebuilds_once_per_worker(clus
 
     f = cluster.landscape(source(), strategy="loop")
     end = line_end(f)
-    ref = line(f, None, end, steps=40)
+    ref = line(f, None, end, steps=41)
     before = cluster.stats["tasks"]
     builds = {c["pid"]: c["builds"] for c in cluster.client.run(worker_counts).values()}
-    ds = line(f, None, end, steps=40, executor=cluster, store=tmp_path / "run")
+    ds = line(f, None, end, steps=41, executor=cluster, store=tmp_path / "run")
     np.testing.assert_allclose(ds.loss.values, ref.loss.values, rtol=1e-6, atol=0)
     np.testing.assert_array_equal(ds.accuracy.values, ref.accuracy.values)
     assert ds.done.values.all() and ds.attrs["n_nonfinite"] == 0
     stats = cluster.stats
-    assert stats["tasks"] - before == 3  # blocks of 16, 16 and 8 points
+    assert stats["tasks"] - before == 3  # blocks of 16, 16 and 9 points
     assert stats["payload_bytes_max"] < 4000, stats  # the end point went to the workers once
     stored = RunDir(tmp_path / "run").open("line")
     assert stored.done.values.all()
@@ -165,16 +165,16 @@ def test_line_interrupted_on_the_cluster_resumes_only_its_missing_points(cluster
     end = line_end(f, seed=1)
     run = RunDir(tmp_path / "run")
     with pytest.raises(Stop):  # the driver stops once the first block is stored
-        line(f, None, end, steps=40, store=run, executor=cluster, progress=stop_after(1))
+        line(f, None, end, steps=41, store=run, executor=cluster, progress=stop_after(1))
     mask = run.done_mask("line")
     kept = int(mask.sum())
     assert 8 <= kept < 40, kept  # whole blocks of 16 (or the last one of 8), never a partial block
     assert np.isnan(run.open("line").loss.values[~mask]).all()
     counting = CountingExecutor(cluster)
-    resumed = line(f, None, end, steps=40, store=run, executor=counting)
-    assert sum(counting.points) == 40 - kept  # only the missing points were computed
+    resumed = line(f, None, end, steps=41, store=run, executor=counting)
+    assert sum(counting.points) == 41 - kept  # only the missing points were computed
     assert resumed.attrs["resumed_cells"] == kept and resumed.done.values.all()
-    whole = line(f, None, end, steps=40)
+    whole = line(f, None, end, steps=41)
     np.testing.assert_allclose(resumed.loss.values, whole.loss.values, rtol=1e-6, atol=0)
     np.testing.assert_allclose(run.open("line").loss.values, whole.loss.values, rtol=1e-6, atol=0)
 
@@ -189,7 +189,7 @@ def test_interpolate_command_on_the_cluster_equals_in_process(cluster, tmp_path)
     for seed in (0, 1):
         torch.save(slowpkg.make(seed=seed).state_dict(), tmp_path / f"m{seed}.pt")
     args = ["interpolate", str(tmp_path / "m0.pt"), str(tmp_path / "m1.pt"), "--model", "slowpkg:make",
-            "--data", "digits", "--subset", "200", "--steps", "20", "--device", "cpu"]
+            "--data", "digits", "--subset", "200", "--steps", "21", "--device", "cpu"]
     r = CliRunner().invoke(app, [*args, "--scheduler", cluster.address, "--out", str(tmp_path / "dask")])
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())

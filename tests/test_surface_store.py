@@ -91,8 +91,8 @@ def line_variants(data):
     return [
         ("start_fingerprint", lambda run: line(f, a + 0.01, b, steps=5, store=run)),
         ("end_fingerprint", lambda run: line(f, a, b + 0.01, steps=5, store=run)),
-        ("t", lambda run: line(f, a, b, steps=6, store=run)),
-        ("t", lambda run: line(f, a, b, steps=5, extent=(-1.0, 1.5), store=run)),
+        ("t", lambda run: line(f, a, b, steps=9, store=run)),
+        ("t", lambda run: line(f, a, b, steps=6, extent=(-1.0, 1.5), store=run)),
         ("bn", lambda run: line(landscape(data, bn="recompute"), a, b, steps=5, store=run)),
         ("samples.train", lambda run: line(landscape(data, samples=30), a, b, steps=5, store=run)),
         ("data_fingerprint", lambda run: line(landscape(data, seed=1), a, b, steps=5, store=run)),
@@ -114,24 +114,24 @@ def test_line_refuses_each_changed_setting_and_replace_recomputes(data, tmp_path
         with pytest.raises(StoreMismatchError, match="replace=True") as err:
             call(run)
         assert setting in [d[0] for d in err.value.diffs], (setting, err.value.diffs)
-    redone = line(f, a, b, steps=7, store=run, replace=True)
-    assert redone.sizes["t"] == 7 and run.open("line").sizes["t"] == 7
-    np.testing.assert_array_equal(run.open("line").loss.values, line(f, a, b, steps=7).loss.values)
+    redone = line(f, a, b, steps=9, store=run, replace=True)
+    assert redone.sizes["t"] == 9 and run.open("line").sizes["t"] == 9
+    np.testing.assert_array_equal(run.open("line").loss.values, line(f, a, b, steps=9).loss.values)
 
 
 def test_line_resumes_only_its_missing_points(data, tmp_path):
     f = landscape(data, test=(data[0][10:55], data[1][10:55]))
     a, b = f.origin, f.origin + random_directions(mlp(), n=1, seed=0)[0]
-    full = line(f, a, b, steps=40)
+    full = line(f, a, b, steps=41)
     run = RunDir(tmp_path)
     with pytest.raises(Stop):
-        line(f, a, b, steps=40, store=run, progress=stop_after(16))  # after the first block of 16
+        line(f, a, b, steps=41, store=run, progress=stop_after(16))  # after the first block of 16
     mask = run.done_mask("line")
     assert mask.sum() == 16 and mask[:16].all()
     assert np.isnan(run.open("line").loss.values[16:]).all()
     calls = count_calls(f, "evaluate")
-    resumed = line(f, a, b, steps=40, store=run)
-    assert sum(calls) == 24  # only the missing points
+    resumed = line(f, a, b, steps=41, store=run)
+    assert sum(calls) == 25  # only the missing points
     assert resumed.attrs["resumed_cells"] == 16 and resumed.done.values.all()
     for k in ("loss", "accuracy", "test_loss", "test_accuracy"):
         np.testing.assert_array_equal(resumed[k].values, full[k].values)
@@ -155,7 +155,7 @@ def test_center_cell_only_where_the_grid_has_one(data, tmp_path):
     # lines: t = 0 is the centre (the start)
     d = random_directions(mlp(), n=1, seed=0)[0]
     assert center_value(line(f, f.origin, f.origin + d, steps=5)) == pytest.approx(own, rel=1e-12)
-    assert center_value(line(f, f.origin, f.origin + d, steps=4)) is None
+    assert center_value(line(f, f.origin, f.origin + d, steps=4, extent=(0.25, 1.0))) is None
     # a centre cell not yet computed is NaN, not a neighbour's value
     with pytest.raises(Stop):
         plane(f, span=0.5, steps=5, store=tmp_path, name="cut", progress=stop_after(5))

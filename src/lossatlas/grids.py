@@ -43,6 +43,65 @@ def grid_axis(lo: float, hi: float, n: int) -> np.ndarray:
     return a
 
 
+#: The coordinates a line or path grid must hold exactly: the two models (or the centre and the
+#: end of the direction) themselves.
+LINE_ANCHORS = (0.0, 1.0)
+
+# Searched for the spacing that puts both anchors on the grid (steps - 1 a multiple of it).
+_MAX_PERIOD = 100_000
+
+
+def line_axis(lo: float, hi: float, steps: int) -> np.ndarray:
+    """The ``t`` coordinates of a line or path: ``steps`` evenly spaced values from ``lo`` to
+    ``hi`` that hold ``t = 0`` and ``t = 1`` exactly wherever they lie in ``[lo, hi]``.
+
+    A line between two models that misses ``t = 0`` or ``t = 1`` never evaluates either model
+    (``steps=11`` on ``(-0.5, 1.5)`` samples -0.5, -0.3, ..., 1.5), so such a count is refused
+    with the nearest counts that work. Every line (:func:`lossatlas.line`, ``interpolate``) and
+    path grid takes its ``t`` from here.
+
+    Raises
+    ------
+    InputError
+        When no point would land on 0 or 1, naming the step counts that would.
+
+    Examples
+    --------
+    >>> line_axis(-0.5, 1.5, 9)
+    array([-0.5 , -0.25,  0.  ,  0.25,  0.5 ,  0.75,  1.  ,  1.25,  1.5 ])
+    >>> line_axis(-0.5, 1.5, 11)
+    Traceback (most recent call last):
+    ...
+    lossatlas._errors.InputError: steps=11 on the extent (-0.5, 1.5) puts no point at t = 0 and t = 1 ...
+    """
+    lo, hi, steps = float(lo), float(hi), int(steps)
+    require(math.isfinite(lo) and math.isfinite(hi) and lo < hi, f"extent must be an increasing pair, got ({lo}, {hi})")
+    require(steps >= 2, f"steps must be at least 2, got {steps}")
+    width = hi - lo
+    tol = 1e-9
+    # where each anchor inside the extent falls, in units of the extent (0 = lo, 1 = hi)
+    where = [(a, (a - lo) / width) for a in LINE_ANCHORS if lo - tol * width <= a <= hi + tol * width]
+
+    def lands(intervals: int) -> bool:
+        return all(abs(u * intervals - round(u * intervals)) <= tol * max(1, intervals) for _, u in where)
+
+    if not lands(steps - 1):
+        period = next((m for m in range(1, _MAX_PERIOD + 1) if lands(m)), None)
+        missed = " and ".join(f"t = {a:g}" for a, _ in where)
+        if period is None:
+            raise InputError(f"steps={steps} on the extent ({lo:g}, {hi:g}) puts no point at {missed}, and no "
+                             f"number of steps would: choose an extent whose ends are whole multiples of a common "
+                             f"spacing with 0 and 1, e.g. (-0.5, 1.5)")
+        below, above = period * ((steps - 1) // period) + 1, period * (-(-(steps - 1) // period)) + 1
+        options = " or ".join(f"steps={n}" for n in sorted({below, above}) if n >= 2)
+        raise InputError(f"steps={steps} on the extent ({lo:g}, {hi:g}) puts no point at {missed}, where the line's "
+                         f"start and end lie: use {options} (any count with steps - 1 a multiple of {period})")
+    ts = np.linspace(lo, hi, steps)
+    for a, u in where:
+        ts[int(round(u * (steps - 1)))] = a  # exactly, so the point there is exactly that model
+    return ts
+
+
 def grid_axes(span, steps) -> tuple[np.ndarray, np.ndarray]:
     """The coordinates ``(x, y)`` of a plane for ``span`` and ``steps`` (see :func:`lossatlas.plane`).
 

@@ -16,8 +16,8 @@ import torch
 import xarray as xr
 
 from ._errors import positive_int, require
-from .grids import (check_store, check_vectors, compute_chunks, count_nonfinite, evaluation_settings, grid_axis,
-                    grid_dataset, open_store, point_block, stored_grid, zero_index)
+from .grids import (check_store, check_vectors, compute_chunks, count_nonfinite, evaluation_settings, grid_dataset,
+                    line_axis, open_store, point_block, stored_grid, zero_index)
 from .landscape import Landscape
 from .progress import progress_bar
 from .store import RunDir, fingerprint, provenance
@@ -54,7 +54,9 @@ def line(
 
     With ``start`` and ``end`` two minimizers this is the 1-D linear interpolation of Goodfellow
     et al. used by Li et al. (Figs. 2-3); with ``end = start + d`` it is a 1-D slice along ``d``.
-    The points at ``t = 0`` and ``t = 1`` are exactly ``start`` and ``end`` (and evaluated as
+    The grid holds ``t = 0`` and ``t = 1`` exactly wherever they lie in ``extent``
+    (:func:`lossatlas.grids.line_axis`: a ``steps`` that cannot is refused, naming the counts
+    that can), and the points there are exactly ``start`` and ``end`` (evaluated as
     :meth:`Landscape.evaluate` does), so with ``bn="eval"`` and no batch norm the ends are each
     model's own loss. With batch norm, ``attrs["bn_statistics"]`` says which statistics were
     used: under ``bn="eval"`` those of ``f``'s model at every ``t``; ``bn="recompute"`` is the
@@ -92,9 +94,8 @@ def line(
     steps = positive_int("steps", steps, minimum=2)
     require(len(extent) == 2 and float(extent[0]) < float(extent[1]), f"extent must be an increasing pair, got {extent!r}")
     start, (end,) = check_vectors(f, start, [end], 1)
-    ts = grid_axis(float(extent[0]), float(extent[1]), steps)
-    one = np.flatnonzero(np.abs(ts - 1.0) <= 1e-9 * (ts[-1] - ts[0]))
-    ts[one] = 1.0  # t = 1 exactly, so that the point there is exactly `end`
+    # t = 0 and t = 1 exactly (refused otherwise), so that the points there are `start` and `end`
+    ts = line_axis(float(extent[0]), float(extent[1]), steps)
     settings = {
         "kind": "line",
         "start_fingerprint": f.space.fingerprint(start),

@@ -103,6 +103,10 @@ def surface(
         bounds = (*(xr_ or (-span, span)), *(yr_ or (-span, span)))
         if dims == 2:
             grid_axes(bounds, steps)  # refuses a grid that would not fit in memory
+        else:
+            from ..grids import line_axis
+
+            line_axis(bounds[0], bounds[1], steps)  # a slice holds its centre (t = 0) and t = 1 exactly
         target = out or run_path or Path("runs/surface")
         src, _ = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
         dev = src.resolve_device()
@@ -194,7 +198,7 @@ def interpolate(
     model: ModelOpt = None, model_arg: ModelArgOpt = None, data: DataOpt = None, data_root: DataRootOpt = None,
     data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
     extent: str = typer.Option("-0.5,1.5", help="tmin,tmax of theta_a + t (theta_b - theta_a)"),
-    steps: int = typer.Option(101, help="points along the line"),
+    steps: int = typer.Option(101, help="points along the line; they must land on t=0 and t=1 (e.g. 41 or 101 on -0.5,1.5)"),
     bn: str = typer.Option("auto", help="batch norm: auto (recompute when the model has BN), eval, batch, recompute"),
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
     replace: ReplaceOpt = False,
@@ -205,13 +209,17 @@ def interpolate(
     with reported():
         from .. import plot
         from .._errors import parse_enum
+        from ..connectivity.barrier import barrier_stats
         from ..execute import build_landscape, landscape_handle
         from ..landscape import BatchNormMode
+        from ..grids import line_axis
         from ..space import ParamSpace
         from ..surface import line
 
         ext = pair(extent, "--extent")
         require(steps >= 2, f"--steps must be at least 2, got {steps}")
+        require(ext[0] <= 0 and ext[1] >= 1, f"--extent must hold both models (t = 0 and t = 1), got {ext[0]:g},{ext[1]:g}")
+        line_axis(ext[0], ext[1], steps)  # refuses, before any work, a grid without t = 0 and t = 1
         if bn != "auto":
             parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
         require(samples is None or samples >= 1, f"--samples must be a positive number of samples, got {samples}")
@@ -240,9 +248,15 @@ def interpolate(
         _say_resumed(ds)
         stats = ds.attrs["bn_statistics"]  # `line` says which statistics it used
         plot.plot_interpolation(ds, path=run.figures / "interpolation", title=f"{label_a} (t=0) to {label_b} (t=1)")
-        ends = {k: [float(ds[k].sel(t=t, method="nearest")) for t in (0.0, 1.0)] for k in ds.data_vars if k != "done"}
-        run.update_summary(interpolation={"ends": ends, "max_loss": float(ds.loss.max()), "bn": stats})
-        console.print(f"loss at t=0: {ends['loss'][0]:.4g}, t=1: {ends['loss'][1]:.4g}, highest on the line "
-                      f"{float(ds.loss.max()):.4g} ({stats})")
+        ends = {k: [float(ds[k].sel(t=t)) for t in (0.0, 1.0)] for k in ds.data_vars if k != "done"}
+        # the barrier and the saddle over t in [0, 1] only: extrapolated points are no barrier
+        between = {f"{p}{k}": v for p in ("", "test_") if f"{p}loss" in ds
+                   for k, v in barrier_stats(ds.t.values, ds[f"{p}loss"].values).items()
+                   if k in ("barrier", "saddle_height", "saddle_t")}
+        run.update_summary(interpolation={"ends": ends, **between, "max_loss_in_0_1": float(ds.loss.sel(t=slice(0, 1)).max()),
+                                          "bn": stats})
+        console.print(f"loss at t=0: {ends['loss'][0]:.4g}, t=1: {ends['loss'][1]:.4g}; between them (t in [0, 1]) "
+                      f"barrier {between['barrier']:.4g} (largest rise above the chord between the ends), saddle "
+                      f"{between['saddle_height']:.4g} above the higher end ({stats})")
         console.print(f"wrote {run.zarr_path('interpolation')} and figures in {run.figures}")
         write_report(run)

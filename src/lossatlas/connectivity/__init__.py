@@ -1,5 +1,7 @@
 """Paths between minima: the straight line, Garipov et al.'s Bezier curves and Draxler et al.'s
-AutoNEB, each evaluated on a Landscape with its loss barrier."""
+AutoNEB, each evaluated on a Landscape with its loss barrier (:func:`barrier_stats`)."""
+
+from .barrier import barrier_stats
 
 from .bezier import bezier_curve, bezier_point, garipov_schedule
 from .linear import linear_path
@@ -14,6 +16,7 @@ __all__ = [
     "NEBCycle",
     "PathTraining",
     "TrainingLoss",
+    "barrier_stats",
     "bezier_curve",
     "bezier_point",
     "connect",

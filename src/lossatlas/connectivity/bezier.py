@@ -16,6 +16,7 @@ import torch
 
 from .._errors import positive_int, require
 from ..curvature.operators import generator_for
+from ..grids import line_axis
 from ..progress import progress_bar
 from .objective import PathTraining
 from .path import check_endpoints, endpoint_settings, path_dataset
@@ -118,7 +119,7 @@ def bezier_curve(
             if not torch.isfinite(c).all():
                 trace[s + 1:] = np.nan
                 break  # a diverged bend is kept and flagged by the NaN losses of its curve
-    t_grid = np.linspace(0.0, 1.0, points)
+    t_grid = line_axis(0.0, 1.0, points)
     settings = {
         "method": "bezier", "steps": steps, "lr": float(lr), "momentum": float(momentum),
         "weight_decay": float(weight_decay), "points": points, "seed": int(seed), **how.settings(),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .._errors import positive_int
+from ..grids import line_axis
 from .path import check_endpoints, endpoint_settings, path_dataset
 
 
@@ -27,7 +27,8 @@ def linear_path(f, theta_a, theta_b, *, points: int = 61, progress=False):
     -------
     xarray.Dataset
         Over ``t``: ``loss`` (and ``accuracy``, ``test_*`` when ``f`` has them); attrs
-        ``barrier`` (highest loss minus the mean of the ends), ``saddle_t``, ``settings``.
+        ``barrier`` (the largest rise above the chord between the ends, :func:`.barrier.barrier_stats`),
+        ``saddle_height`` (highest loss above the higher end), ``saddle_t``, ``settings``.
 
     Examples
     --------
@@ -36,7 +37,7 @@ def linear_path(f, theta_a, theta_b, *, points: int = 61, progress=False):
     """
     a, b = check_endpoints(f, theta_a, theta_b)
     points = positive_int("points", points, minimum=2)
-    t = np.linspace(0.0, 1.0, points)
+    t = line_axis(0.0, 1.0, points)
 
     def at(i, j):
         tt = torch.as_tensor(t[i:j], dtype=a.dtype, device=a.device).unsqueeze(1)

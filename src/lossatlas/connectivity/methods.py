@@ -43,7 +43,10 @@ def connect(f, theta_a, theta_b, method="linear", **options):
     -------
     xarray.Dataset
         Over ``t`` in [0, 1]: ``loss`` (and ``accuracy``, ``test_loss``, ``test_accuracy``);
-        ``attrs["barrier"]``: the highest loss on the path minus the mean of its two ends.
+        ``attrs["barrier"]``: the standard barrier, ``max_t L(t) - ((1 - t) L(0) + t L(1))`` over
+        ``t`` in [0, 1] (Frankle et al. 2020; :func:`.barrier.barrier_stats`), 0 on a path that
+        never rises above the chord between its ends; ``attrs["saddle_height"]``: the highest
+        loss minus the higher end (``test_barrier``, ``test_saddle_height`` likewise).
 
     Examples
     --------

@@ -97,7 +97,7 @@ FULL = BatchSettings()
 
 QUICK = BatchSettings(
     channels=(4, 8), hidden=32, subset=400, test_subset=200, small_batch=50, large_batch=400, small_epochs=3, large_epochs=6,
-    interpolation_steps=7, slice_steps=7, sharpness_eps=(1e-3,), sharpness_subspace=None, sharpness_maxiter=2,
+    interpolation_steps=9, slice_steps=7, sharpness_eps=(1e-3,), sharpness_subspace=None, sharpness_maxiter=2,
     rise_directions=3, measure_subset=200, connect_points=7, bezier_steps=10, neb_scale=0.005, neb_cycles=2,
 )
 
