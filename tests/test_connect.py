@@ -56,9 +56,12 @@ def test_bezier_and_neb_barriers_are_below_the_linear_one(minima):
     assert torch.equal(pivots[0], a.cpu()) and torch.equal(pivots[-1], b.cpu())
     assert np.all(np.diff(neb["t"].values) > 0) and neb["t"].values[-1] == pytest.approx(1.0)
     assert len(neb.attrs["saddle_loss"]) == 2
-    # The saddle is read off the dense path: the barrier is its top above the ends' mean.
-    loss = neb["loss"].values
-    assert neb.attrs["barrier"] == pytest.approx(loss.max() - 0.5 * (loss[0] + loss[-1]))
+    # The saddle is read off the dense path: the barrier is its largest rise above the chord
+    # between the ends (t = 0 and t = 1 exactly), the saddle height its top above the higher end.
+    loss, t = neb["loss"].values, neb["t"].values
+    assert t[0] == 0.0 and t[-1] == 1.0
+    assert neb.attrs["barrier"] == pytest.approx(np.max(loss - ((1 - t) * loss[0] + t * loss[-1])))
+    assert neb.attrs["saddle_height"] == pytest.approx(loss.max() - max(loss[0], loss[-1]))
 
 
 def test_bezier_without_data_trains_on_the_landscape_loss(minima):

@@ -53,9 +53,9 @@ def test_summary_has_the_numbers(quick_study):
     for pair in ("pair-seeds", "pair-wd0"):
         barriers = summary["barriers"][pair]
         assert {"linear", "bezier", "neb"} <= set(barriers)
-        # a barrier is the highest loss on the path minus the mean of its ends: never below
-        # minus half the difference of the ends
-        assert all(math.isfinite(barriers[k]) for k in ("linear", "bezier", "neb"))
+        # the largest rise above the chord between the ends: never negative (the old measure,
+        # highest loss minus the mean of the ends, went down to minus half the gap of the ends)
+        assert all(math.isfinite(barriers[k]) and barriers[k] >= 0 for k in ("linear", "bezier", "neb"))
     assert set(summary["findings"]["weight_norms"]) == {"wd0", "wd0.0005"}
     assert summary["batch"]["timings"] and summary["batch"]["total"]["wall_s"] > 0
 

@@ -211,7 +211,7 @@ def connect(
         net_a, d, dev, f = _landscape(src_a, "auto", samples)
         net_b = src_b.build_model(d).to(dev)
         theta_b = f.space.vector(net_b)
-        paths, barriers = {}, {}
+        paths, barriers, saddles = {}, {}, {}
         for m in methods:
             options = {"points": points} if m == "linear" else {"seed": seed, "model": net_a, "data": d.train}
             if m == "bezier":
@@ -219,9 +219,11 @@ def connect(
             ds = connect_minima(f, f.origin, theta_b, method=m, progress=True, **options)
             run.save(f"connect_{m}", ds)
             paths[m], barriers[m] = ds, float(ds.attrs["barrier"])
-            console.print(f"{m}: barrier {barriers[m]:.4g} (highest loss on the path minus the mean of its ends)")
+            saddles[m] = float(ds.attrs["saddle_height"])
+            console.print(f"{m}: barrier {barriers[m]:.4g} (largest rise above the chord between the ends), "
+                          f"saddle {saddles[m]:.4g} above the higher end")
         plot.plot_connectivity(paths, path=run.figures / "connectivity", title=f"{a.name} to {b.name}")
-        run.update_summary(connect={"barriers": barriers})
+        run.update_summary(connect={"barriers": barriers, "saddle_heights": saddles})
         console.print(f"wrote {', '.join(str(run.zarr_path(f'connect_{m}')) for m in methods)} and figures in {run.figures}")
         write_report(run)
 

@@ -1,7 +1,7 @@
 """Paths between minima: the straight line, Garipov et al.'s Bezier curves and Draxler et al.'s
 AutoNEB, each evaluated on a Landscape with its loss barrier (:func:`barrier_stats`)."""
 
-from .barrier import barrier_stats
+from .barrier import barrier_stats, path_barriers
 
 from .bezier import bezier_curve, bezier_point, garipov_schedule
 from .linear import linear_path
@@ -23,6 +23,7 @@ __all__ = [
     "garipov_schedule",
     "linear_path",
     "neb_path",
+    "path_barriers",
     "scaled_cycles",
     "training_loss",
 ]

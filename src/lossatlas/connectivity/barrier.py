@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["barrier_stats"]
+__all__ = ["barrier_stats", "path_barriers"]
 
 # t values within this of 0 or 1 are the two models themselves (grids hold them exactly).
 _ENDS_TOL = 1e-9
@@ -73,4 +73,32 @@ def barrier_stats(t, loss) -> dict[str, float]:
     out["barrier"] = float(max(rise[top], 0.0))
     out["saddle_t"] = float(t[top])
     out["saddle_height"] = float(np.max(np.where(finite, loss, -np.inf)) - max(l0, l1))
+    return out
+
+
+def path_barriers(ds) -> dict[str, float]:
+    """``barrier``, ``saddle_height`` and ``saddle_t`` (and ``test_barrier``, ``test_saddle_height``)
+    of a path dataset (:func:`lossatlas.connect`, or a stored ``connect_*.zarr``).
+
+    The dataset's own attrs when it was computed under the definition of
+    :func:`barrier_stats` (its attrs hold ``saddle_height``); otherwise, for a path stored by an
+    older lossatlas (whose ``barrier`` was the highest loss minus the mean of the ends), the
+    numbers recomputed from its stored losses, so no old barrier is ever shown as a new one.
+
+    Examples
+    --------
+    >>> path_barriers(la.RunDir("runs/pair").open("connect_linear"))["barrier"]   # doctest: +SKIP
+    """
+    attrs = dict(getattr(ds, "attrs", {}))
+    if "saddle_height" in attrs:
+        keys = ("barrier", "saddle_height", "saddle_t", "test_barrier", "test_saddle_height")
+        return {k: float(attrs[k]) for k in keys if k in attrs}
+    out: dict[str, float] = {}
+    t = np.asarray(ds["t"].values, dtype=np.float64)
+    for prefix in ("", "test_"):
+        if f"{prefix}loss" in ds:
+            stats = barrier_stats(t, ds[f"{prefix}loss"].values)
+            out[f"{prefix}barrier"], out[f"{prefix}saddle_height"] = stats["barrier"], stats["saddle_height"]
+            if not prefix:
+                out["saddle_t"] = stats["saddle_t"]
     return out

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from .. import plot
-from ..connectivity import connect
+from ..connectivity import barrier_stats, connect, path_barriers
 from ..sharpness import compare_minima
 from ..store import RunDir
 from ..surface import line
@@ -35,8 +35,11 @@ def interpolation_stage(top: RunDir, a: Minimum, b: Minimum, s: DemoSettings, re
               attrs={"label_a": a.name, "label_b": b.name, "bn_statistics": _bn_text(a)})
     plot.plot_interpolation(ds, path=top.figures / "interpolation",
                             title=f"{a.name} minimum (t=0) to {b.name} minimum (t=1)")
-    ends = {k: [float(ds[k].sel(t=t, method="nearest")) for t in (0.0, 1.0)] for k in ds.data_vars if k != "done"}
-    out = {"a": a.name, "b": b.name, "ends": ends, "max_loss": float(ds.loss.max()), "bn": _bn_text(a)}
+    ends = {k: [float(ds[k].sel(t=t)) for t in (0.0, 1.0)] for k in ds.data_vars if k != "done"}
+    # over t in [0, 1] only: the extrapolated points beyond the two minima are no barrier
+    stats = barrier_stats(ds.t.values, ds.loss.values)
+    out = {"a": a.name, "b": b.name, "ends": ends, "barrier": stats["barrier"], "saddle_height": stats["saddle_height"],
+           "bn": _bn_text(a)}
     top.update_summary(interpolation=out)
     return out
 
@@ -51,16 +54,20 @@ def path_request(a: Minimum, b: Minimum) -> dict:
 def connect_stage(top: RunDir, a: Minimum, b: Minimum, s: DemoSettings, replace: bool = False) -> dict:
     """The barrier between two minima: linear path, and a Bezier curve when ``bezier_steps > 0``.
 
+    ``barriers`` holds each path's barrier (the largest rise above the chord between the ends,
+    :func:`lossatlas.connectivity.barrier_stats`), ``saddle_heights`` its highest loss above the
+    higher end.
+
     A path stored in ``top`` for the same ends, data and options is reused; one of other settings
     is refused (``replace=True``: computed afresh)."""
-    paths, barriers = {}, {}
+    paths, barriers, saddles = {}, {}, {}
     ends = path_request(a, b)
     if top.check("connect_linear", {**ends, "points": s.connect_points}, replace, partial=True):
         ds = top.open("connect_linear")
     else:
         ds = connect(a.landscape, a.theta, b.theta, method="linear", points=s.connect_points)
         top.save("connect_linear", ds)
-    paths["linear"], barriers["linear"] = ds, float(ds.attrs["barrier"])
+    paths["linear"] = ds
     if s.bezier_steps > 0:
         want = {**ends, "points": s.connect_points, "steps": s.bezier_steps, "seed": 0}
         if top.check("connect_bezier", want, replace, partial=True):
@@ -69,9 +76,12 @@ def connect_stage(top: RunDir, a: Minimum, b: Minimum, s: DemoSettings, replace:
             ds = connect(a.landscape, a.theta, b.theta, method="bezier", model=a.model, data=a.data.train,
                          steps=s.bezier_steps, points=s.connect_points, seed=0, progress=True)
             top.save("connect_bezier", ds)
-        paths["bezier"], barriers["bezier"] = ds, float(ds.attrs["barrier"])
+        paths["bezier"] = ds
+    for method, path in paths.items():  # recomputed for a path stored under the old definition
+        got = path_barriers(path)
+        barriers[method], saddles[method] = got["barrier"], got["saddle_height"]
     plot.plot_connectivity(paths, path=top.figures / "connectivity", title=f"{a.name} to {b.name} minimum")
-    out = {"a": a.name, "b": b.name, "barriers": barriers}
+    out = {"a": a.name, "b": b.name, "barriers": barriers, "saddle_heights": saddles}
     top.update_summary(connect=out)
     return out
 

@@ -123,7 +123,8 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
     rule(4, "1-D interpolation from the good to the bad minimum")
     with clock.stage("interpolation"):
         r = interpolation_stage(top, minima["good"], minima["bad"], s, replace)
-    console.print(f"highest loss on the line {r['max_loss']:.4g} ({r['bn']})")
+    console.print(f"between the two minima (t in [0, 1]): barrier {r['barrier']:.4g} (largest rise above the chord "
+                  f"between the ends), saddle {r['saddle_height']:.4g} above the higher end ({r['bn']})")
 
     rule(5, "jump and retrain around each minimum")
     console.print(f"{s.jr_seeds} directions x {len(s.jr_step_sizes)} jumps, each retrained {travel['steps']} SGD steps "
@@ -171,8 +172,9 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
     rule(9, "the barrier between the good and the bad minimum")
     with clock.stage("connect"):
         conn = connect_stage(top, minima["good"], minima["bad"], s, replace)
-    console.print(", ".join(f"{k}: barrier {v:.4g}" for k, v in conn["barriers"].items())
-                  + " (highest loss on the path minus the mean of its ends)")
+    console.print(", ".join(f"{k}: barrier {v:.4g}, saddle {conn['saddle_heights'][k]:.4g} above the higher end"
+                            for k, v in conn["barriers"].items())
+                  + " (barrier: the largest rise above the chord between the ends)")
 
     rule(10, "summary and report")
     per_minimum = {}

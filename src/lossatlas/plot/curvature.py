@@ -103,7 +103,8 @@ def plot_convexity_map(ds, path=None, title: str | None = None, vmax: float = 0.
 @styled
 def plot_connectivity(paths, path=None, title: str | None = None, variable: str = "loss",
                       log: bool = False) -> Figure:
-    """Loss (or another variable) along paths between two minima, each with its barrier.
+    """Loss (or another variable) along paths between two minima, each with its barrier (the
+    largest rise above the chord between the ends, :func:`lossatlas.connectivity.barrier_stats`).
 
     Parameters
     ----------
@@ -125,8 +126,11 @@ def plot_connectivity(paths, path=None, title: str | None = None, variable: str 
     require(len(paths) > 0, "give at least one path")
     fig = Figure(figsize=(4.8, 3.4), layout="constrained")
     ax = fig.add_subplot()
+    from ..connectivity.barrier import path_barriers
+
     diverged = 0
     for color, (label, ds) in zip(palette(len(paths)), paths.items()):
+        got = path_barriers(ds) if "loss" in ds.data_vars else {}  # recomputed for a path stored before
         require("t" in ds.dims, f"path {label!r} has no dim 't'; got {tuple(ds.dims)}")
         require_var(ds, variable, "path")
         t = np.asarray(ds["t"].values, dtype=float)
@@ -136,7 +140,7 @@ def plot_connectivity(paths, path=None, title: str | None = None, variable: str 
                 continue
             v = np.asarray(ds[name].values, dtype=float)
             diverged += int((~np.isfinite(v)).sum())
-            barrier = ds.attrs.get("barrier" if name == "loss" else "test_barrier") if "loss" in name else None
+            barrier = got.get("barrier" if name == "loss" else "test_barrier") if "loss" in name else None
             text = f"{label}" + (" (test)" if name.startswith("test_") else "")
             if barrier is not None and np.isfinite(barrier):
                 text += f", barrier {barrier:.3g}"

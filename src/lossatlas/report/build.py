@@ -302,12 +302,14 @@ def _connectivity(page: Page, section: Section, scanned) -> None:
         if not found:
             continue
         _heading(section, item, several)
+        from ..connectivity.barrier import path_barriers
+
         paths = {p.name.replace("connect_", "", 1): p.ds.load() for p in found}
-        barriers = {k: float(ds.attrs["barrier"]) for k, ds in paths.items() if "barrier" in ds.attrs}
+        barriers = {k: path_barriers(ds)["barrier"] for k, ds in paths.items() if "barrier" in ds.attrs}
         _draw(page, section, "the paths between minima",
               lambda: [(lines_figure(paths, f"{_where(item)}: paths between two minima", barriers), 460)])
         if barriers:
-            section.html(table(("path", "barrier (highest loss on the path minus the mean of its ends)"),
+            section.html(table(("path", "barrier (largest rise of the loss above the chord between the ends, t in [0, 1])"),
                                barriers.items()))
 
 

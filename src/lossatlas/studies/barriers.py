@@ -8,8 +8,10 @@ The demo's 1-D CNN on MNIST-1D (``smallcnn``: convolutions of w and 2w channels,
 own data order too), so three pairs of independent minima per width. Every pair gets
 ``la.connect``'s three paths: the straight line, a trained quadratic Bezier curve (the demo's
 ``connect_stage``) and AutoNEB's relaxed chain of pivots (``studies.common.neb_stage``), each
-evaluated on all training and test signals. A pair's barrier is the highest loss on the path
-minus the mean of its two ends (the saddle's loss on the dense AutoNEB path).
+evaluated on all training and test signals. A pair's barrier is the largest rise of the loss
+above the chord between the two ends, over t in [0, 1] (Frankle et al. 2020;
+:func:`lossatlas.connectivity.barrier_stats`; on the dense AutoNEB path), and its saddle height
+the highest loss above the higher end (what a walk from either end must climb).
 
 Layout: one sub-run per minimum (``OUT/w{width}-s{seed}``: a proper lossatlas run), one
 ``OUT/pair-w{width}-s{a}-s{b}`` per pair (``connect_linear``, ``connect_bezier``, ``connect_neb``
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..connectivity import path_barriers
 from ..demo.between import connect_stage
 from ..demo.settings import DemoSettings
 from ..sources import Source
@@ -124,13 +127,14 @@ def _ends(m) -> dict:
 def path_row(ds) -> dict:
     """A path's barrier (train and test), saddle, ends and the worst test error along it."""
     loss = np.asarray(ds["loss"].values, float)
-    row = {"barrier": float(ds.attrs["barrier"]), "saddle_loss": float(np.nanmax(loss)),
-           "saddle_t": float(ds.attrs.get("saddle_t", np.nan)), "ends_loss": [float(loss[0]), float(loss[-1])],
-           # the saddle above the higher of the two minima (the barrier a walk from either end must climb)
-           "above_higher_end": float(np.nanmax(loss) - max(loss[0], loss[-1])),
+    got = path_barriers(ds)  # the path's attrs, or recomputed when it was stored under the old definition
+    row = {"barrier": got["barrier"], "saddle_loss": float(np.nanmax(loss)),
+           "saddle_t": got.get("saddle_t", float("nan")), "ends_loss": [float(loss[0]), float(loss[-1])],
+           # the saddle above the higher of the two minima (what a walk from either end must climb)
+           "above_higher_end": got["saddle_height"],
            "points": int(ds.sizes["t"]), "nan_points": int(ds.attrs.get("nan_points", 0))}
     if "test_loss" in ds:
-        row["test_barrier"] = float(ds.attrs.get("test_barrier", np.nan))
+        row["test_barrier"] = got.get("test_barrier", float("nan"))
     if "test_accuracy" in ds:
         err = 1.0 - np.asarray(ds["test_accuracy"].values, float)
         row["max_test_error"] = float(np.nanmax(err))

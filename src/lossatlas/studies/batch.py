@@ -1,5 +1,6 @@
 """Li et al. (2018), Section 5: small against large batch, with and without weight decay (Figs. 2-4),
-sharpness against test error, and the barriers between minima (Draxler et al. 2018).
+sharpness against test error, and the barriers between minima (Draxler et al. 2018; each the
+largest rise of the loss above the chord between the two ends, Frankle et al. 2020).
 
 One 1-D CNN on MNIST-1D (the demo's ``smallcnn``: channels (16, 32), hidden layer 256, no batch
 norm, 86,378 parameters), initialized once (seed 0) and trained by SGD with momentum 0.9 on the

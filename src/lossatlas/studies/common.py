@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .._errors import require
-from ..connectivity import connect, scaled_cycles
+from ..connectivity import connect, path_barriers, scaled_cycles
 from ..demo.between import path_request
 from ..demo.clock import StageClock
 from ..demo.minima import Minimum, train_into
@@ -78,7 +78,7 @@ def neb_stage(top: RunDir, a, b, s: PathSettings, replace: bool = False) -> floa
     paths = {k.replace("connect_", ""): top.open(k) for k in ("connect_linear", "connect_bezier", "connect_neb")
              if top.exists(k)}
     plot_connectivity(paths, path=top.figures / "connectivity", title=f"{a.name} to {b.name}")
-    return float(ds.attrs["barrier"])
+    return path_barriers(ds)["barrier"]  # recomputed for a chain stored under the old definition
 
 
 @dataclass(frozen=True)
