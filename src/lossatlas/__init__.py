@@ -57,6 +57,8 @@ _EXPORTS = {
     "embed": "embedding",
     "persistence": "topology",
     "total_persistence": "topology",
+    "persistence_totals": "topology",
+    "DisconnectedGraphWarning": "topology",
     "predict": "prediction",
     "run_sweep": "sweep",
     "predict_sweep": "sweep",
@@ -69,7 +71,8 @@ _EXPORTS = {
 
 _SUBMODULES = {
     "space", "store", "sources", "landscape", "grids", "lines", "surface", "training", "jump", "curvature",
-    "sharpness", "connectivity", "trajectory", "embedding", "topology", "prediction", "plot", "report", "data",
+    "sharpness", "connectivity", "trajectory", "embedding", "topology", "diagrams", "prediction", "plot", "report",
+    "data",
     "models", "execute", "demo", "studies", "sweep", "cli",
 }
 

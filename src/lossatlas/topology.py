@@ -17,13 +17,28 @@ Two choices of the authors' public code are deliberately not repeated here:
   not out of the values). Here values must have exactly one entry per embedded point, in the
   order of the embedding; anything else is refused.
 
+Which filtration matches the paper: Horoi et al. (section 2.2) filter the *graph* itself, vertices
+``f(v) <= w`` and edges ``max(f(u), f(v)) <= w``: ``complex="graph"`` here. The default
+``complex="flag"`` also fills every triangle of the graph, so a cycle of three mutually linked
+points dies instead of staying essential; D0 is the same under both.
+
+Essential classes: each connected component of the kNN graph leaves one D0 class that never dies
+(and under ``"graph"`` every independent cycle one in D1). ``pers(D)`` of the paper sums over the
+pairs of a diagram, and does not say what happens to these. With ``essential="drop"`` they are
+left out; when the kNN graph falls into several components each of them is essential, so the
+total can be exactly 0 while the landscape is anything but flat. :func:`persistence` therefore
+warns (:class:`DisconnectedGraphWarning`) naming the number of components, its result carries
+``components`` and ``max_value``, and :func:`persistence_totals` reports beside every total the
+number of components, the finite pairs, and the total with essential classes capped at the
+largest filtration value (``essential="cap"``; comparable across minima, finite, and never 0
+merely because the graph split).
+
 Floor 4 (analysis): NumPy, SciPy and scikit-learn; gudhi (the ``topology`` extra) is imported
 where used.
 """
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from enum import Enum
 from typing import Any
@@ -31,13 +46,18 @@ from typing import Any
 import numpy as np
 
 from ._errors import InputError, missing_extra, parse_enum, positive_int, require
+from .diagrams import Diagrams, DisconnectedGraphWarning, Essential, persistence_totals, total_persistence, totals_text
 
 __all__ = [
     "Complex",
+    "Diagrams",
+    "DisconnectedGraphWarning",
     "Essential",
     "graph_persistence",
     "knn_graph",
     "persistence",
+    "persistence_totals",
+    "totals_text",
     "potential_of",
     "total_persistence",
     "vertex_values",
@@ -49,13 +69,6 @@ class Complex(str, Enum):
 
     FLAG = "flag"  # the graph's clique (flag) complex up to triangles: a cycle filled by triangles dies
     GRAPH = "graph"  # vertices and edges only (the authors' code): every cycle is essential
-
-
-class Essential(str, Enum):
-    """What :func:`total_persistence` does with classes that never die."""
-
-    DROP = "drop"
-    CAP = "cap"
 
 
 def _array(x: Any) -> np.ndarray:
@@ -206,8 +219,9 @@ def graph_persistence(adjacency: Any, values: Any, complex: str | Complex = "fla
 
     Returns
     -------
-    dict {0: array [m0, 2], 1: array [m1, 2]} of (birth, death), essential classes with death
-    ``inf``, sorted by birth then death.
+    :class:`Diagrams`: a dict {0: array [m0, 2], 1: array [m1, 2]} of (birth, death), essential
+    classes with death ``inf``, sorted by birth then death; ``.components`` the number of
+    connected components among the finite vertices, ``.max_value`` the largest finite value.
 
     Examples
     --------
@@ -249,7 +263,22 @@ def graph_persistence(adjacency: Any, values: Any, complex: str | Complex = "fla
         st.expansion(2)  # triangles enter at the max of their edges = the max of their vertices
     # persistence_dim_max: without it gudhi skips the top dimension, so a graph would report no H1.
     st.persistence(homology_coeff_field=2, persistence_dim_max=True)
-    return {d: _diagram(st.persistence_intervals_in_dimension(d)) for d in (0, 1)}
+    components = _components(n, i, j, keep)
+    top = float(f[keep].max()) if keep.any() else 0.0
+    return Diagrams({d: _diagram(st.persistence_intervals_in_dimension(d)) for d in (0, 1)}, components, top,
+                    complex=kind.value)
+
+
+def _components(n: int, i: np.ndarray, j: np.ndarray, keep: np.ndarray) -> int:
+    """Connected components of the graph on the kept vertices with edges (i, j)."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    if not keep.any():
+        return 0
+    graph = sp.coo_matrix((np.ones(i.size), (i, j)), shape=(n, n))
+    count, labels = connected_components(graph, directed=False)
+    return int(np.unique(labels[keep]).size)
 
 
 def persistence(
@@ -288,14 +317,23 @@ def persistence(
 
     Returns
     -------
-    dict {0: array [m0, 2], 1: array [m1, 2]} of (birth, death) pairs with positive persistence;
-    essential classes (D0 always has one per connected component) have death ``inf``.
+    :class:`Diagrams`: a dict {0: array [m0, 2], 1: array [m1, 2]} of (birth, death) pairs with
+    positive persistence; essential classes (D0 always has one per connected component) have
+    death ``inf``. ``.components`` is the number of connected components of the kNN graph,
+    ``.max_value`` the largest filtration value; see :func:`persistence_totals`.
+
+    Warns
+    -----
+    DisconnectedGraphWarning
+        When the kNN graph has several components (each one's class is essential, so the total
+        over finite pairs misses them all and is often exactly 0).
 
     Examples
     --------
     >>> emb = la.PHATE(metric="cosine").fit(samples)                  # doctest: +SKIP
     >>> diagrams = la.persistence(emb, values=samples["loss"], k=20)  # doctest: +SKIP
     >>> la.total_persistence(diagrams[0], p=2)                        # doctest: +SKIP
+    >>> la.persistence_totals(diagrams)["components"]                 # doctest: +SKIP
     """
     parse_enum(Complex, complex, "complex")
     pot = potential_of(source)
@@ -305,56 +343,13 @@ def persistence(
             f"the estimator embedded {fitted_n} points but its potential has {n} rows; refit it")
     f = vertex_values(values, n, samples)  # checked before the neighbours search
     positive_int("k", k)
-    return graph_persistence(knn_graph(pot, k, n_jobs=n_jobs), f, complex)
-
-
-def total_persistence(diagram: Any, p: float = 2, essential: str | Essential = "drop",
-                      cap: float | None = None) -> float:
-    """Total persistence: the sum of ``(death - birth) ** p`` over the pairs of one diagram.
-
-    Horoi et al.'s ``pers(D)`` (p = 2). Essential classes (death ``inf``) would make every D0
-    infinite, so by default (``essential="drop"``) only the finite pairs count: this is the
-    persistence of what the filtration merges or fills, and it is what the paper's figures can
-    show. ``essential="cap"`` instead ends each essential class at ``cap``: by default the largest
-    finite value in the diagram, best passed explicitly as the largest filtration value (e.g.
-    ``cap=float(loss.max())``) so that diagrams of different minima are capped alike.
-
-    Parameters
-    ----------
-    diagram : array [m, 2]
-        (birth, death) pairs of one dimension, e.g. ``persistence(...)[0]``.
-    p : float
-        Exponent, > 0.
-    essential : {"drop", "cap"}
-    cap : float, optional
-        With ``essential="cap"``: where essential classes end.
-
-    Examples
-    --------
-    >>> total_persistence(np.array([[0.0, 1.0], [0.5, 2.5], [0.0, np.inf]]), p=2)
-    5.0
-    >>> total_persistence(np.array([[0.0, 1.0], [0.0, np.inf]]), p=1, essential="cap", cap=3.0)
-    4.0
-    """
-    require(not isinstance(diagram, dict), "pass one dimension's diagram, e.g. total_persistence(diagrams[0])")
-    how = parse_enum(Essential, essential, "essential")
-    require(isinstance(p, numbers.Real) and not isinstance(p, bool) and np.isfinite(p) and p > 0,
-            f"p must be a positive number, got {p!r}")
-    d = _array(diagram).astype(np.float64)
-    require(d.size == 0 or (d.ndim == 2 and d.shape[1] == 2),
-            f"a diagram is an array [m, 2] of (birth, death), got shape {d.shape}")
-    d = d.reshape(-1, 2)
-    require(np.isfinite(d[:, 0]).all() and not np.isnan(d[:, 1]).any(),
-            "births must be finite and deaths finite or inf")
-    finite = np.isfinite(d[:, 1])
-    deaths = d[:, 1]
-    if how is Essential.DROP:
-        b, e = d[finite, 0], deaths[finite]
-    else:
-        if cap is None:
-            seen = np.concatenate([d[:, 0], deaths[finite]])
-            cap = float(seen.max()) if seen.size else 0.0
-        require(isinstance(cap, numbers.Real) and np.isfinite(cap), f"cap must be a finite number, got {cap!r}")
-        b, e = d[:, 0], np.where(finite, deaths, float(cap))
-        e = np.maximum(e, b)  # a cap below a class's birth gives it no persistence, not a negative one
-    return float(np.sum(np.abs(e - b) ** float(p)))
+    diagrams = graph_persistence(knn_graph(pot, k, n_jobs=n_jobs), f, complex)
+    diagrams.k = int(k)
+    if diagrams.components > 1:
+        warnings.warn(
+            f"the kNN graph (k={k}) of the {n} points has {diagrams.components} connected components: each "
+            f"one's D0 class is essential, so total persistence over the finite pairs leaves all "
+            f"{diagrams.components} out (it is 0 when each piece is one basin). Raise k, or compare the total "
+            f"with essential classes capped at the largest loss (persistence_totals)",
+            DisconnectedGraphWarning, stacklevel=2)
+    return diagrams

@@ -239,13 +239,15 @@ def topology(
 ):
     """Persistence diagrams and total persistence of the sampled landscape (Horoi et al. 2022): topology.zarr."""
     with reported():
+        import warnings
+
         import numpy as np
         import xarray as xr
 
         from .. import plot
         from ..embedding import PHATE
         from ..store import RunDir
-        from ..topology import persistence, total_persistence
+        from ..topology import DisconnectedGraphWarning, persistence, persistence_totals, totals_text
 
         _check_versions(run_path)
         run = RunDir(run_path, create=False)
@@ -255,16 +257,25 @@ def topology(
         samples = run.open(source, load=False)
         require(values in samples, f"{run.zarr_path(source)} has no {values!r}; choose one of {sorted(map(str, samples.data_vars))}")
         emb = PHATE(metric="cosine", seed=seed).fit(samples)
-        diagrams = persistence(emb, values=values, samples=samples, k=min(k, samples.sizes["point"] - 1), complex=complex)
-        totals = {int(dim): float(total_persistence(diagrams[dim], p=p)) for dim in diagrams}
+        with warnings.catch_warnings(record=True) as caught:  # said once below, in words, not as a Python warning
+            warnings.simplefilter("always", DisconnectedGraphWarning)
+            diagrams = persistence(emb, values=values, samples=samples, k=min(k, samples.sizes["point"] - 1),
+                                   complex=complex)
+        for w in caught:
+            if issubclass(w.category, DisconnectedGraphWarning):
+                console.print(f"[yellow]warning:[/] {w.message}")
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        every = persistence_totals(diagrams, p=p)
+        totals = {int(dim): float(every[f"total_persistence_d{dim}"]) for dim in diagrams}
         parts = {f"d{dim}": ((f"pair{dim}", "bd"), np.asarray(diagrams[dim], float).reshape(-1, 2)) for dim in diagrams}
         ds = xr.Dataset(parts, coords={"bd": ["birth", "death"]},
                         attrs={"settings": {"source": source, "k": k, "values": values, "complex": complex, "seed": seed},
-                               **{f"total_persistence_d{dim}": v for dim, v in totals.items()}})
+                               **{key: v for key, v in every.items()}})
         run.save("topology", ds)
         plot.plot_persistence_diagrams({run.path.name: diagrams}, p=p, path=run.figures / "persistence")
         plot.plot_knn_graph(emb, values, k=min(k, samples.sizes["point"] - 1), samples=samples, path=run.figures / "knn_graph")
-        run.update_summary(topology={"total_persistence": totals, "k": k, "values": values, "complex": complex})
-        console.print(f"total persistence (p={p:g}): " + ", ".join(f"D{d} {v:.4g}" for d, v in totals.items()))
+        run.update_summary(topology={"total_persistence": totals, **every, "k": k, "values": values, "complex": complex})
+        console.print(f"total persistence (p={p:g}): {totals_text(every)}")
         console.print(f"wrote {run.zarr_path('topology')} and figures in {run.figures}")
         write_report(run)

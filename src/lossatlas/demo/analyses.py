@@ -15,7 +15,7 @@ from .. import plot
 from ..embedding import PHATE, embed
 from ..jump import jump_retrain
 from ..surface import center_value, plane
-from ..topology import persistence, total_persistence
+from ..topology import persistence, persistence_totals
 from ..trajectory import pca_directions, project, select_run
 from .minima import MINIMA, Minimum
 from .settings import DemoSettings
@@ -109,12 +109,13 @@ def topology_stage(m: Minimum, s: DemoSettings, samples: xr.Dataset) -> tuple[di
     fit = PHATE(metric="cosine", seed=0).fit(samples)
     k = min(s.topology_k, samples.sizes["point"] - 1)
     diagrams = persistence(fit, values="loss", samples=samples, k=k)
-    totals = {int(d): float(total_persistence(diagrams[d], p=2)) for d in diagrams}
+    every = persistence_totals(diagrams, p=2)  # components, finite pairs and capped totals beside each total
+    totals = {int(d): float(every[f"total_persistence_d{d}"]) for d in diagrams}
     parts = {f"d{d}": ((f"pair{d}", "bd"), np.asarray(diagrams[d], float).reshape(-1, 2)) for d in diagrams}
     ds = xr.Dataset(parts, coords={"bd": ["birth", "death"]},
                     attrs={"settings": {"source": "jump", "k": k, "values": "loss", "complex": "flag", "seed": 0},
-                           **{f"total_persistence_d{d}": v for d, v in totals.items()}})
+                           **every})
     m.run.save("topology", ds)
     plot.plot_persistence_diagrams({m.name: diagrams}, p=2, path=m.run.figures / "persistence")
-    m.run.update_summary(topology={"total_persistence": totals, "k": k, "values": "loss", "complex": "flag"})
+    m.run.update_summary(topology={"total_persistence": totals, **every, "k": k, "values": "loss", "complex": "flag"})
     return diagrams, fit, totals

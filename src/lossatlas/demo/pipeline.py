@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import plot
 from ..sources import resolve_device
 from ..store import RunDir
+from ..topology import persistence_totals, totals_text
 from .analyses import embedding_stage, jump_stage, surface_stage, topology_stage, trajectory_stage
 from .between import connect_stage, interpolation_stage, sharpness_stage
 from .clock import StageClock
@@ -151,7 +152,7 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
         with clock.stage(f"topology_{name}"), notices.catch(f"topology {name}"):
             diagrams, fits[name], totals = topology_stage(m, s, samples[name])
         topology[name] = (diagrams, totals)
-        console.print(f"{name}: total persistence D0 {totals.get(0, 0.0):.4g}, D1 {totals.get(1, 0.0):.4g}")
+        console.print(f"{name}: total persistence {totals_text(persistence_totals(diagrams))}")
     with clock.stage("topology_figures"), notices.catch("topology figures"):
         plot.plot_persistence_diagrams({n: d for n, (d, _) in topology.items()}, p=2,
                                        path=top.figures / "persistence_diagrams",
@@ -184,6 +185,7 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
             "train_loss": m.final["loss"], "train_accuracy": m.final["accuracy"],
             "test_loss": m.final["test_loss"], "test_accuracy": m.final["test_accuracy"],
             "total_persistence_d0": topology[name][1].get(0, 0.0), "total_persistence_d1": topology[name][1].get(1, 0.0),
+            **{k: v for k, v in persistence_totals(topology[name][0]).items() if not k.startswith("total_persistence")},
             "top_hessian_eigenvalue": row["top_hessian_eigenvalue"], "sharpness": row["sharpness"],
             "mean_rise": row.get("mean_rise"), "basin_volume": row.get("basin_volume"),
             "embedding_scores": scores[name], "epochs": s.epochs_of(name), "run": str(m.run.path),

@@ -67,9 +67,11 @@ def _limits(diagrams: Sequence[dict[int, np.ndarray]]) -> tuple[float, float, fl
     return lo - 0.05 * span, hi, hi + 0.1 * span
 
 
-def _draw_diagram(ax, diagram: dict[int, np.ndarray], dims: Sequence[int], limits, p: float) -> str:
+def _draw_diagram(ax, diagram: dict[int, np.ndarray], dims: Sequence[int], limits, p: float,
+                  components: int | None = None) -> str:
     """Birth against death for ``dims`` on ``ax``; essential classes on a dashed "inf" line. Returns
-    the total persistence text of the dims drawn."""
+    the total persistence text of the dims drawn: a diagram without a finite pair is said to be
+    empty (its 0 is no finding), and D0's total names the kNN graph's components when known."""
     lo, hi, inf_y = limits
     top = inf_y + (inf_y - lo) * 0.04
     ax.plot([lo, top], [lo, top], color="0.45", linewidth=0.8, zorder=1)
@@ -82,7 +84,12 @@ def _draw_diagram(ax, diagram: dict[int, np.ndarray], dims: Sequence[int], limit
         deaths = np.where(essential, inf_y, arr[:, 1])
         ax.scatter(arr[:, 0], deaths, s=20, edgecolors="black", linewidths=0.3, alpha=0.85, zorder=3,
                    label=f"D$_{dim}$ ({len(arr)})", **_DIM_STYLE[dim])
-        parts.append(f"pers(D$_{dim}$) = {total_persistence(arr, p=p):.3g}")
+        text = f"pers(D$_{dim}$) = {total_persistence(arr, p=p):.3g}"
+        if not np.isfinite(arr[:, 1]).any():
+            text += " (no finite pair)"
+        if dim == 0 and components is not None:
+            text += f", {plural(int(components), 'component')}"
+        parts.append(text)
     ax.set_xlim(lo, top)
     ax.set_ylim(lo, top)
     if any_inf:
@@ -104,7 +111,9 @@ def plot_persistence_diagrams(diagrams, p: float = 2, separate: bool = True, pat
     One column per minimum, on one shared scale. With ``separate=True`` D0 (top row) and D1 (bottom
     row) get their own panels; otherwise both share one panel per minimum. Essential classes sit on
     a dashed line labelled "inf"; total persistence counts the finite pairs
-    (:func:`lossatlas.topology.total_persistence` with ``essential="drop"``).
+    (:func:`lossatlas.topology.total_persistence` with ``essential="drop"``), flagged "no finite
+    pair" when there is none, with the kNN graph's components beside D0's total when the diagrams
+    come from :func:`lossatlas.persistence`.
 
     Parameters
     ----------
@@ -120,7 +129,9 @@ def plot_persistence_diagrams(diagrams, p: float = 2, separate: bool = True, pat
     -------
     >>> fig = plot_persistence_diagrams({"good": d_good, "bad": d_bad})   # doctest: +SKIP
     """
-    named = {k: _as_diagrams(v, k) for k, v in _named(diagrams, "diagrams").items()}
+    given = _named(diagrams, "diagrams")
+    named = {k: _as_diagrams(v, k) for k, v in given.items()}
+    components = {k: getattr(v, "components", None) for k, v in given.items()}
     limits = _limits(list(named.values()))
     rows = 2 if separate else 1
     fig = Figure(figsize=(3.0 * len(named) + 0.4, 3.0 * rows + 0.4), layout="constrained")
@@ -129,7 +140,7 @@ def plot_persistence_diagrams(diagrams, p: float = 2, separate: bool = True, pat
         for r in range(rows):
             ax = axes[r, c]
             dims = (r,) if separate else (0, 1)
-            text = _draw_diagram(ax, d, dims, limits, p)
+            text = _draw_diagram(ax, d, dims, limits, p, components[name])
             ax.set_title(f"{name}\n{text}" if r == 0 else text)
             if c > 0:
                 ax.set_ylabel("")
@@ -268,7 +279,7 @@ def plot_minima_topology(minima, k: int = 20, p: float = 2, complex: str = "flag
     for c, (name, (source, f, var, graph, diagrams)) in enumerate(parts.items()):
         notes = _draw_graph(axes[0, c], _embedding_of(source, None), graph, f, var, log, fig)
         axes[0, c].set_title(title_with_notes(name, notes))
-        text = _draw_diagram(axes[1, c], diagrams, (0, 1), limits, p)
+        text = _draw_diagram(axes[1, c], diagrams, (0, 1), limits, p, getattr(diagrams, "components", None))
         axes[1, c].set_title(text.replace(", ", "\n"))
         axes[1, c].legend(loc="lower right")
         if c > 0:

@@ -36,7 +36,11 @@ def diagram_figure(ds, title: str):
         pairs = pairs.reshape(-1, 2)
         key = f"total_persistence_d{d}"
         if key in ds.attrs:
-            totals.append(f"D{d} {fmt(float(ds.attrs[key]))}")
+            # an empty diagram's 0 is no finding; the capped total counts the essential classes
+            empty = bool(ds.attrs.get(f"empty_d{d}", False))
+            capped = ds.attrs.get(f"capped_total_persistence_d{d}")
+            totals.append(f"D{d} " + ("no finite pair" if empty else fmt(float(ds.attrs[key])))
+                          + (f", capped {fmt(float(capped))}" if capped is not None else ""))
         fin = np.isfinite(pairs[:, 1])
         fig.add_trace(go.Scatter(x=pairs[fin, 0], y=pairs[fin, 1], mode="markers", name=f"H{d} ({int(fin.sum())})",
                                  marker={"color": colours[d % 4], "size": 8, "opacity": 0.8},
@@ -47,7 +51,9 @@ def diagram_figure(ds, title: str):
                                      marker={"color": colours[d % 4], "symbol": "triangle-up", "size": 11}))
     fig.add_trace(go.Scatter(x=[lo, top], y=[lo, top], mode="lines", line={"color": "grey", "dash": "dot"},
                              name="birth = death", hoverinfo="skip"))
-    head = f"{title}: persistence diagrams" + (f" (total persistence {', '.join(totals)})" if totals else "")
+    comps = ds.attrs.get("components")
+    totals += [f"kNN graph of {int(comps)} component{'s' if int(comps) != 1 else ''}"] if comps is not None else []
+    head = f"{title}: persistence diagrams" + (f" (total persistence {'; '.join(totals)})" if totals else "")
     fig.update_layout(title={"text": label(head)}, xaxis={"title": {"text": "birth (filtration value)"}},
                       yaxis={"title": {"text": "death"}}, legend={"orientation": "h", "y": -0.2})
     return fig

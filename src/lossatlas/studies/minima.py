@@ -46,6 +46,7 @@ from ..demo.clock import StageClock
 from ..demo.minima import train_config
 from ..embedding import embed
 from ..jump import grid_sample, naive_sample
+from ..topology import persistence_totals, totals_text
 from . import common
 
 __all__ = ["QUICK_SETTINGS", "SETTINGS", "TITLE", "retraining_shape", "run"]
@@ -196,7 +197,7 @@ def _one_init(out: Path, names, s: DemoSettings, first: DemoSettings, device: st
                      "diagrams": diagrams, "fit": fit, "totals": totals, "shape": shape}
         f = m.final
         say(f"{tag} {name}: train acc {f['accuracy']:.3f}, test acc {f['test_accuracy']:.3f}; total persistence "
-            f"D0 {totals.get(0, 0.0):.4g}, D1 {totals.get(1, 0.0):.4g}; return ratio {shape['return_ratio']:.2f}, "
+            f"{totals_text(persistence_totals(diagrams))}; return ratio {shape['return_ratio']:.2f}, "
             f"outward {shape['outward_fraction']:.0%} (cosine: {shape['cosine_return_ratio']:.2f}, "
             f"{shape['cosine_outward_fraction']:.0%}); PHATE DeMAP {scores.get('phate', {}).get('DeMAP', np.nan):.2f}")
     return res
@@ -205,7 +206,8 @@ def _one_init(out: Path, names, s: DemoSettings, first: DemoSettings, device: st
 def _row(r: dict) -> dict:
     m = r["minimum"]
     return {"train_loss": m.final["loss"], "train_accuracy": m.final["accuracy"], "test_loss": m.final["test_loss"],
-            "test_accuracy": m.final["test_accuracy"], "total_persistence_d0": r["totals"].get(0, 0.0),
+            "test_accuracy": m.final["test_accuracy"], **persistence_totals(r["diagrams"]),
+            "total_persistence_d0": r["totals"].get(0, 0.0),
             "total_persistence_d1": r["totals"].get(1, 0.0), "return_ratio": r["shape"]["return_ratio"],
             "outward_fraction": r["shape"]["outward_fraction"],
             "cosine_return_ratio": r["shape"]["cosine_return_ratio"],
@@ -223,6 +225,9 @@ def _patterns(rows: dict) -> dict:
     best = {k: max(v["embedding_scores"], key=lambda meth: v["embedding_scores"][meth].get("DeMAP", -np.inf))
             for k, v in rows.items()}
     return {"persistence_good_below_bad": bool(g["total_persistence_d0"] < b["total_persistence_d0"]),
+            # the drop totals compare nothing when either D0 has no finite pair (a split kNN graph)
+            "persistence_measured": not (g["empty_d0"] or b["empty_d0"]),
+            "capped_persistence_good_below_bad": bool(g["capped_total_persistence_d0"] < b["capped_total_persistence_d0"]),
             "good_returns_closer_than_bad": bool(g["return_ratio"] < b["return_ratio"]),
             "good_less_outward_than_bad": bool(g["outward_fraction"] < b["outward_fraction"]),
             "good_returns_closer_than_bad_cosine": bool(g["cosine_return_ratio"] < b["cosine_return_ratio"]),
