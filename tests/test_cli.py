@@ -337,11 +337,16 @@ def test_measure_commands_on_runs(tmp_path):
     r = invoke("connect", a, b, "--method", "linear", "--points", 5, "--out", tmp_path / "c")
     assert r.exit_code == 0, r.output
     ds = la.RunDir(tmp_path / "c").open("connect_linear")
-    assert ds.attrs["barrier"] == pytest.approx(float(ds.loss.max()) - (float(ds.loss[0]) + float(ds.loss[-1])) / 2)
+    # the largest rise above the chord between the ends (was: highest loss minus the mean of the ends)
+    t, loss = ds.t.values, ds.loss.values
+    assert ds.attrs["barrier"] == pytest.approx(max(0.0, np.max(loss - ((1 - t) * loss[0] + t * loss[-1]))))
+    assert "saddle" in r.output and "saddle_heights" in la.RunDir(tmp_path / "c").summary()["connect"]
     r = invoke("jump", a, "--seeds", 2, "--step-sizes", "0.5,1", "--epochs", 3)
     assert r.exit_code == 0, r.output
     r = invoke("topology", a, "--k", 4)
     assert r.exit_code == 0, r.output
     t = la.RunDir(a).open("topology")
     assert t["d0"].shape[1] == 2 and np.isinf(t["d0"].values[:, 1]).sum() >= 1  # one essential component at least
-    assert "total_persistence" in la.RunDir(a).summary()["topology"]
+    topo = la.RunDir(a).summary()["topology"]
+    assert "total_persistence" in topo and topo["components"] >= 1 and "capped_total_persistence_d0" in topo
+    assert "component" in r.output  # the components are printed beside the totals

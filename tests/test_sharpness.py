@@ -74,7 +74,7 @@ def test_loss_rise_is_the_quadratic_form_and_basin_volume_counts_directions():
     share = basin_volume(f, threshold=threshold, radius=r, directions=8, norm="none", ignore=None, seed=5)
     assert share == pytest.approx(float((expected <= threshold).double().mean()))
     assert basin_volume(f, threshold=1e9, radius=r, norm="none", ignore=None) == 1.0
-    assert basin_volume(f, threshold=-1.0, radius=r, norm="none", ignore=None) == 0.0
+    assert basin_volume(f, threshold=1e-12, radius=r, norm="none", ignore=None) == 0.0
 
 
 def test_filter_normalized_loss_rise_ignores_relu_rescaling():

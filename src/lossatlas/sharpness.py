@@ -4,8 +4,9 @@
   in the full space and in a random subspace;
 - the average and the largest loss rise at a radius along filter-normalized random directions
   (Li et al.'s scale-invariant directions);
-- a basin volume: the share of filter-normalized directions, or of a plane's cells, whose loss
-  stays under a threshold (the course slides' "volume of minima");
+- the basin (:mod:`lossatlas.basin`, re-exported here): the share of filter-normalized
+  directions whose loss rises at most a threshold above the minimum's own (the course slides'
+  "volume of minima"), and the mean distance at which it first rises by it (Huang et al. 2019);
 - :func:`compare_minima`, one table of these measures for several minima.
 """
 
@@ -19,6 +20,7 @@ import torch
 from ._errors import InputError, positive_int, require
 from .curvature.eigen import hessian_eigenvalues
 from .curvature.operators import generator_for, resolve_theta
+from .basin import basin_radius, basin_settings, basin_volume, plane_volume
 from .curvature.trace import hessian_trace
 from .progress import progress_bar
 from .space import make_directions
@@ -161,41 +163,6 @@ def loss_rise(
     }
 
 
-def basin_volume(
-    f, theta=None, threshold: float = 0.1, radius: float = 0.25, directions: int = 20, *, norm="filter",
-    ignore="biasbn", seed: int = 0, split: str = "train",
-) -> float:
-    """Share of filter-normalized directions ``d`` with ``f(theta + radius d) <= threshold``.
-
-    A larger share is a wider basin at that loss level (the slides' "volume of minima"); Li et
-    al. compare minima by the width of their 0.1-level contours, the default threshold here.
-
-    Examples
-    --------
-    >>> basin_volume(f, theta, threshold=0.1, radius=0.25)
-    0.85
-    """
-    x = resolve_theta(f, theta)
-    D = _directions(f, x, directions, norm, ignore, seed)
-    key = "loss" if split == "train" else f"{split}_loss"
-    values = f.evaluate(x + radius * D)
-    require(key in values, f"no {split!r} data in this landscape")
-    loss = values[key].double().cpu().numpy()
-    return float(np.mean(np.nan_to_num(loss, nan=np.inf) <= threshold))
-
-
-def plane_volume(ds, threshold: float = 0.1, variable: str = "loss") -> float:
-    """Share of a loss plane's cells (e.g. :func:`lossatlas.plane`) with a loss at most ``threshold``.
-
-    Examples
-    --------
-    >>> plane_volume(la.plane(f, theta, dirs, span=1.0, steps=31), threshold=0.1)
-    """
-    require(variable in getattr(ds, "data_vars", {}), f"the dataset has no {variable!r} variable")
-    values = np.asarray(ds[variable].values, dtype=np.float64)
-    return float(np.mean(np.nan_to_num(values, nan=np.inf) <= threshold))
-
-
 def compare_minima(
     f,
     minima,
@@ -206,6 +173,8 @@ def compare_minima(
     radius: float = 0.25,
     directions: int = 20,
     threshold: float = 0.1,
+    level: float | None = None,
+    max_radius: float = 1.0,
     eigenvalues: int = 1,
     trace_samples: int = 0,
     norm="filter",
@@ -225,7 +194,12 @@ def compare_minima(
     subspace : int or None
         Also the sharpness in a random subspace of this dimension (None: full space only).
     radius, directions, threshold, norm, ignore
-        For :func:`loss_rise` and :func:`basin_volume` (the same directions seed for all).
+        For :func:`loss_rise`, :func:`basin_volume` and :func:`basin_radius` (the same
+        directions seed for all); ``threshold`` is a rise above each minimum's own loss.
+    level : float, optional
+        Count the basins by this absolute loss level instead (only when asked for).
+    max_radius : float
+        Farthest distance :func:`basin_radius` searches.
     eigenvalues : int
         Top Hessian eigenvalues to report (0: none).
     trace_samples : int
@@ -240,6 +214,9 @@ def compare_minima(
         Over ``minimum``: ``loss`` (and ``accuracy``, ``test_loss``, ``test_error`` when ``f``
         has them), ``weight_norm``, ``sharpness`` over ``(minimum, eps, space)`` with space
         ``"full"`` / ``"subspace"``, ``mean_rise``, ``max_rise``, ``basin_volume``,
+        ``basin_radius`` and ``basin_radius_std`` (Huang et al.'s ray estimate: mean and spread of
+        the distance where the loss first rises by ``threshold``), ``basin_censored`` (rays still
+        inside at ``max_radius``),
         ``lambda`` over ``(minimum, rank)`` and ``trace`` where asked.
 
     Examples
@@ -265,6 +242,7 @@ def compare_minima(
     eps = [float(e) for e in eps]
     require(bool(eps) and all(e > 0 for e in eps), f"eps must hold positive numbers, got {eps}")
     spaces = ["full"] + (["subspace"] if subspace is not None else [])
+    basin = basin_settings(threshold, level)  # checked before any work, recorded below
     eigenvalues = positive_int("eigenvalues", eigenvalues, minimum=0)
     trace_samples = positive_int("trace_samples", trace_samples, minimum=0)
 
@@ -274,7 +252,7 @@ def compare_minima(
     with progress_bar(progress, len(names), "sharpness") as advance:
         for m, (fm, theta) in enumerate(zip(fs, thetas)):
             _measure(m, fm, theta, rows, sharp, lambdas, eps, subspace, maxiter, radius, directions,
-                     threshold, eigenvalues, trace_samples, norm, ignore, seed)
+                     (threshold, level, max_radius), eigenvalues, trace_samples, norm, ignore, seed)
             advance(1)
     data = {k: ("minimum", np.asarray(v, dtype=np.float64)) for k, v in rows.items()}
     data["sharpness"] = (("minimum", "eps", "space"), sharp)
@@ -282,7 +260,7 @@ def compare_minima(
         data["lambda"] = (("minimum", "rank"), lambdas)
     settings = {
         "eps": eps, "subspace": subspace, "maxiter": maxiter, "radius": float(radius),
-        "directions": int(directions), "threshold": float(threshold), "eigenvalues": eigenvalues,
+        "directions": int(directions), **basin, "max_radius": float(max_radius), "eigenvalues": eigenvalues,
         "trace_samples": trace_samples, "norm": str(getattr(norm, "value", norm)),
         "ignore": ignore if ignore is None or isinstance(ignore, str) else list(ignore), "seed": int(seed),
         "minima": {n: fm.space.fingerprint(resolve_theta(fm, t)) for n, fm, t in zip(names, fs, thetas)},
@@ -312,8 +290,14 @@ def _measure(m, fm, theta, rows, sharp, lambdas, eps, subspace, maxiter, radius,
     rise = loss_rise(fm, x, radius, directions, norm=norm, ignore=ignore, seed=seed)
     rows.setdefault("mean_rise", []).append(rise["mean"])
     rows.setdefault("max_rise", []).append(rise["max"])
+    threshold, level, max_radius = threshold
     rows.setdefault("basin_volume", []).append(
-        basin_volume(fm, x, threshold, radius, directions, norm=norm, ignore=ignore, seed=seed))
+        basin_volume(fm, x, threshold, radius, directions, level=level, norm=norm, ignore=ignore, seed=seed))
+    ray = basin_radius(fm, x, threshold, directions, level=level, max_radius=max_radius, norm=norm, ignore=ignore,
+                       seed=seed)
+    rows.setdefault("basin_radius", []).append(ray["mean"])
+    rows.setdefault("basin_radius_std", []).append(ray["std"])
+    rows.setdefault("basin_censored", []).append(ray["censored"])
     if eigenvalues:
         top = hessian_eigenvalues(fm, x, k=eigenvalues, seed=seed).numpy()
         lambdas[m, : top.size] = top

@@ -131,7 +131,11 @@ def sharpness(
     subspace: int = typer.Option(100, help="dimension of the random subspace (0: full space only)"),
     radius: float = typer.Option(0.25, help="radius of the loss rise along filter-normalized directions"),
     directions: int = typer.Option(20, help="random directions for the loss rise and the basin volume"),
-    threshold: float = typer.Option(0.1, help="loss rise under which a direction counts as inside the basin"),
+    threshold: float = typer.Option(0.1, help="loss rise above the minimum's own loss under which a direction counts "
+                                              "as inside the basin (basin volume and radius)"),
+    level: Optional[float] = typer.Option(None, help="an absolute loss level for the basin instead of a rise (only "
+                                                     "when asked for: a lower minimum then wins by its own loss)"),
+    max_radius: float = typer.Option(1.0, help="farthest distance searched along each direction for the basin radius"),
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
     seed: int = typer.Option(0, help="seed of the directions and the subspace"),
     out: Path = typer.Option(Path("runs/sharpness"), help="directory of the comparison"),
@@ -140,6 +144,7 @@ def sharpness(
     with reported():
         from rich.table import Table
 
+        from ..basin import basin_settings
         from ..sharpness import compare_minima
         from ..store import RunDir
 
@@ -147,6 +152,8 @@ def sharpness(
         _check_versions(out)  # the runs are checked as their sources are read
         epsilons = floats(eps, "--eps")
         require(epsilons and all(e > 0 for e in epsilons), "--eps takes positive numbers")
+        basin_settings(threshold, level)  # a rise must be positive: refused before any work
+        require(max_radius > 0, f"--max-radius must be positive, got {max_radius}")
         names = [Path(r).name or str(r) for r in runs]
         require(len(set(names)) == len(names), f"the run directories must have distinct names, got {names}")
         landscapes, minima = {}, {}
@@ -157,9 +164,10 @@ def sharpness(
         target = RunDir(out)
         target.write_config("sharpness", {"runs": [str(r) for r in runs], "eps": epsilons, "subspace": subspace,
                                           "radius": radius, "directions": directions, "threshold": threshold,
-                                          "samples": samples, "seed": seed})
+                                          "level": level, "max_radius": max_radius, "samples": samples, "seed": seed})
         table_ds = compare_minima(landscapes, minima, eps=epsilons, subspace=subspace or None, radius=radius,
-                                  directions=directions, threshold=threshold, seed=seed, progress=True)
+                                  directions=directions, threshold=threshold, level=level, max_radius=max_radius,
+                                  seed=seed, progress=True)
         target.save("sharpness", table_ds)
         rows = {}
         table = Table(title=f"sharpness and flatness of {len(runs)} minima")
@@ -179,7 +187,14 @@ def sharpness(
             table.add_row(str(name), *cells)
             rows[str(name)] = dict(zip(columns, (float(table_ds[v].values[i]) for v in columns)))
         console.print(table)
-        target.update_summary(sharpness=rows)
+        basin = table_ds.attrs["settings"]
+        how = (f"loss at most {basin['level']:g} (an absolute level)" if basin["basin_measure"] == "absolute"
+               else f"loss rise at most {basin['threshold']:g} above the minimum's own")
+        console.print(f"basin volume: share of {directions} filter-normalized directions with a {how} at radius "
+                      f"{radius:g}; basin radius: mean (std) distance at which it is first exceeded (Huang et al. "
+                      f"2019), searched up to {max_radius:g}; censored: rays still inside there")
+        target.update_summary(sharpness=rows, sharpness_basin={k: basin[k] for k in ("basin_measure", "threshold", "level",
+                                                                                     "max_radius")})
         console.print(f"wrote {target.zarr_path('sharpness')}")
         write_report(target)
 

@@ -87,7 +87,8 @@ def connect_stage(top: RunDir, a: Minimum, b: Minimum, s: DemoSettings, replace:
 
 
 def sharpness_stage(top: RunDir, minima: dict[str, Minimum], s: DemoSettings) -> dict:
-    """Keskar et al.'s epsilon-sharpness, loss rise, basin volume and the top Hessian eigenvalue of
+    """Keskar et al.'s epsilon-sharpness, loss rise, basin volume and radius (a rise above each
+    minimum's own loss) and the top Hessian eigenvalue of
     every minimum, each on its own training data (the memorization minimum on its random labels)."""
     table = compare_minima({n: m.landscape for n, m in minima.items()}, {n: m.theta for n, m in minima.items()},
                            eps=s.sharpness_eps, subspace=s.sharpness_subspace, maxiter=s.sharpness_maxiter,

@@ -188,6 +188,7 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
             **{k: v for k, v in persistence_totals(topology[name][0]).items() if not k.startswith("total_persistence")},
             "top_hessian_eigenvalue": row["top_hessian_eigenvalue"], "sharpness": row["sharpness"],
             "mean_rise": row.get("mean_rise"), "basin_volume": row.get("basin_volume"),
+            "basin_radius": row.get("basin_radius"), "basin_radius_std": row.get("basin_radius_std"),
             "embedding_scores": scores[name], "epochs": s.epochs_of(name), "run": str(m.run.path),
         }
     summary = {

@@ -286,7 +286,8 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
         rows[name] = {**m.final, "test_error": 1 - m.final["test_accuracy"], **spec_row(m),
                       "weight_norm": r.get("weight_norm"), "top_hessian_eigenvalue": r["top_hessian_eigenvalue"],
                       "sharpness": r["sharpness"], "mean_rise": r.get("mean_rise"), "max_rise": r.get("max_rise"),
-                      "basin_volume": r.get("basin_volume"), "slice_rise": rises.get(name, {}),
+                      "basin_volume": r.get("basin_volume"), "basin_radius": r.get("basin_radius"),
+                      "slice_rise": rises.get(name, {}),
                       "weights_norm": float(np.linalg.norm(weight_values(m)))}
     summary = {"minima": rows, "interpolation": interpolations, "barriers": barriers, "findings": findings(rows, s),
                "batch": {"quick": quick, "device": str(dev), "settings": s.as_dict(),
