@@ -20,7 +20,7 @@ import torch
 from ._errors import InputError, positive_int, require
 from .curvature.eigen import hessian_eigenvalues
 from .curvature.operators import generator_for, resolve_theta
-from .basin import basin_radius, basin_settings, basin_volume, plane_volume
+from .basin import basin_radius, basin_settings, basin_volume, plane_volume  # noqa: F401 - re-exported
 from .curvature.trace import hessian_trace
 from .progress import progress_bar
 from .space import make_directions
