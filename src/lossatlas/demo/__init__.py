@@ -26,12 +26,12 @@ dearest stages: J&R (55-90 s per minimum), the memorization training (53 s), the
 surfaces (20-26 s each, their 3-D figures included). Full results: good train/test accuracy
 0.977/0.953, bad 1.000/0.929, memorization 1.000/0.098; top Hessian eigenvalue 10.1, 2.74,
 0.13; total persistence D0 0.016, 4.89, 3.81 (D1 0 for all; over finite pairs only, measured
-before the demo reported the kNN graph's components and the capped totals beside them). No barrier between the good and
-the bad minimum: the highest loss on the line and on the Bezier curve is the good end itself
-(saddle height 0). The barrier printed then, 0.038, was the old measure (highest loss minus the
-mean of the ends: half the difference of the ends), measured under the old definition; the
-demo now reports the standard barrier, the largest rise above the chord between the ends. PHATE's kNN graph of the J&R samples fell into
-several pieces and its DeMAP was the lowest of the four methods (about -0.2 on the good and bad
+before the demo reported the kNN graph's components and the capped totals beside them). No
+barrier between the good and the bad minimum: the highest loss on the line and on the Bezier
+curve is the good end itself (saddle height 0). The barrier printed then, 0.038, was the old
+measure (highest loss minus the mean of the ends: half the difference of the ends), measured
+under the old definition; the demo now reports the standard barrier, the largest rise above the
+chord between the ends. PHATE's kNN graph of the J&R samples fell into several pieces and its DeMAP was the lowest of the four methods (about -0.2 on the good and bad
 minima, t-SNE 0.75-0.86), as ``examples/minima`` found with shorter retraining. The quick minima
 (1000 signals, 24 epochs) fit the random labels but hardly differ from each other (test accuracy
 0.52 both): they check that every stage runs, they are no finding.

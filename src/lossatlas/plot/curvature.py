@@ -130,9 +130,9 @@ def plot_connectivity(paths, path=None, title: str | None = None, variable: str 
 
     diverged = 0
     for color, (label, ds) in zip(palette(len(paths)), paths.items()):
-        got = path_barriers(ds) if "loss" in ds.data_vars else {}  # recomputed for a path stored before
         require("t" in ds.dims, f"path {label!r} has no dim 't'; got {tuple(ds.dims)}")
         require_var(ds, variable, "path")
+        got = path_barriers(ds) if "loss" in ds.data_vars else {}  # recomputed for a path stored before
         t = np.asarray(ds["t"].values, dtype=float)
         scale = 100.0 if "acc" in variable else 1.0
         for name, style in ((variable, "-"), (f"test_{variable}", "--")):
