@@ -31,7 +31,8 @@ barrier between the good and the bad minimum: the highest loss on the line and o
 curve is the good end itself (saddle height 0). The barrier printed then, 0.038, was the old
 measure (highest loss minus the mean of the ends: half the difference of the ends), measured
 under the old definition; the demo now reports the standard barrier, the largest rise above the
-chord between the ends. PHATE's kNN graph of the J&R samples fell into several pieces and its DeMAP was the lowest of the four methods (about -0.2 on the good and bad
+chord between the ends. PHATE's kNN graph of the J&R samples fell into several pieces and its
+DeMAP was the lowest of the four methods (about -0.2 on the good and bad
 minima, t-SNE 0.75-0.86), as ``examples/minima`` found with shorter retraining. The quick minima
 (1000 signals, 24 epochs) fit the random labels but hardly differ from each other (test accuracy
 0.52 both): they check that every stage runs, they are no finding.
