@@ -53,11 +53,13 @@ def fail(exc: InputError) -> None:
 
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
-    """Run a command's body; bad input ends it with :func:`fail`."""
-    try:
+    """Run a command's body; bad input ends it with :func:`fail` after undoing what the command
+    wrote to its output directory, Ctrl-C says what was kept and how to go on (exit code 130),
+    and library warnings are said in words (see :mod:`lossatlas.cli.guard`)."""
+    from .guard import guarded
+
+    with guarded(fail):
         yield
-    except InputError as exc:
-        fail(exc)
 
 
 def parse_kv(items: Optional[List[str]]) -> dict:
@@ -96,6 +98,36 @@ def source_flags(model=None, model_arg=None, checkpoint=None, data=None, data_ro
     return {k: v for k, v in given.items() if v is not None}
 
 
+NEEDS_SOURCE = ("this command needs a model and its data: give a run directory (RUN) made by an earlier "
+                "command, or --model (a built-in name or package.module:factory) with --data, and "
+                "--checkpoint for trained weights")
+# Recorded with a run but not part of what makes two sources the same.
+_NOT_COMPARED = ("device", "checkpoint", "checkpoint_sha256", "data_fingerprint", "code_dir")
+
+
+def absolute_source(source: dict) -> dict:
+    """``source`` with every path made absolute and resolved (checkpoint, data file, data root), the
+    checkpoint's content hash, and for ``package.module:factory`` specs the working directory they
+    import from: a run made with relative paths works from any other directory."""
+    import os
+
+    from ..sources import file_sha256
+
+    out = dict(source)
+    for key in ("checkpoint", "data_root"):
+        if out.get(key):
+            out[key] = str(Path(out[key]).expanduser().resolve())
+    data = out.get("data")
+    if data and (Path(data).expanduser().exists() or Path(data).suffix in (".pt", ".pth")):
+        out["data"] = str(Path(data).expanduser().resolve())
+    factories = [out.get(k) for k in ("model", "data") if out.get(k) and ":" in out[k] and not Path(out[k]).exists()]
+    if factories and not out.get("code_dir"):
+        out["code_dir"] = os.getcwd()
+    if out.get("checkpoint") and Path(out["checkpoint"]).is_file() and not out.get("checkpoint_sha256"):
+        out["checkpoint_sha256"] = file_sha256(out["checkpoint"])
+    return out
+
+
 def resolve_source(run_path: Optional[Path], flags: dict, device: str, defaults: Optional[dict] = None):
     """The command's :class:`~lossatlas.sources.Source` and its run directory (or None).
 
@@ -117,30 +149,56 @@ def resolve_source(run_path: Optional[Path], flags: dict, device: str, defaults:
         src = Source.from_dict(recorded, f"{run.path}/config/source.yaml").replace(device=device)
         final = run.path / "model.pt"
         if final.is_file():
-            src = src.replace(checkpoint=str(final))
+            src = src.replace(checkpoint=str(final.resolve()))
+        src.check_checkpoint()  # a checkpoint overwritten since the run was made is refused now
         return src, run
-    return Source.from_dict({**(defaults or {}), **flags, "device": device}, "the source options"), None
+    given = {**(defaults or {}), **flags}
+    require("model" in given and "data" in given, NEEDS_SOURCE)
+    return Source.from_dict({**absolute_source(given), "device": device}, "the source options"), None
+
+
+def _comparable(source: dict) -> dict:
+    out = {k: v for k, v in source.items() if k not in _NOT_COMPARED}
+    for key in ("data", "data_root"):  # a run recorded with a relative path (older lossatlas)
+        if out.get(key) and Path(out[key]).exists():
+            out[key] = str(Path(out[key]).resolve())
+    return out
 
 
 def open_out(out: Path, src) -> Any:
-    """The output run directory, recording ``src`` there; a directory recording another source
-    (other model, data or split), written by a newer lossatlas, or not writable is refused, so no
-    command mixes two sources in one run or damages a run it does not understand."""
+    """The output run directory, recording ``src`` there.
+
+    Nothing is written before the source is known to build: its data (subset sizes, files,
+    recorded fingerprint) and its model with the checkpoint loaded; a refusal after this point
+    is undone (:mod:`lossatlas.cli.guard`). A directory recording another source (other model,
+    data or split), whose checkpoint file was overwritten since, written by a newer lossatlas,
+    or not writable is refused, so no command mixes two sources in one run or damages a run it
+    does not understand.
+    """
     from ..execute import check_writable
     from ..store import RunDir, differences
-    from ..store.version import check_run_version, record_run_version
+    from ..store.version import VERSION_FILE, check_run_version, record_run_version
+    from .guard import journal
 
     if Path(out).is_dir():
         check_run_version(out)
     check_writable(out)
-    run = RunDir(out)
+    src.build_model(src.build_data())  # the source builds: checked before anything is written
     record = {k: v for k, v in src.as_dict().items() if k != "device"}
-    if run.has_source():
-        stored = {k: v for k, v in run.read_source().items() if k != "device"}
-        diffs = [d for d in differences(stored, record) if d[0] not in ("checkpoint", "data_fingerprint")]
-        require(not diffs, f"{run.path} records another source ({'; '.join(f'{k}: {a} there, {b} now' for k, a, b in diffs)}); "
+    existing = RunDir(out, create=False) if Path(out).is_dir() else None
+    if existing is not None and existing.has_source():
+        stored = existing.read_source()
+        diffs = differences(_comparable(stored), _comparable(record))
+        require(not diffs, f"{existing.path} records another source ({'; '.join(f'{k}: {a} there, {b} now' for k, a, b in diffs)}); "
                 "write to another --out, or give the run directory as RUN to use its own source")
-    else:
+        same_file = stored.get("checkpoint") and record.get("checkpoint") == stored.get("checkpoint")
+        if same_file and stored.get("checkpoint_sha256") and record.get("checkpoint_sha256"):
+            src.replace(checkpoint_sha256=stored["checkpoint_sha256"]).check_checkpoint()
+    j = journal(out)
+    run = RunDir(out)
+    run.journal = j
+    j.remember(run.path / VERSION_FILE)
+    if not run.has_source():
         run.write_source(record)
     record_run_version(run.path)
     return run
