@@ -125,3 +125,49 @@ def test_numpy_arrays_in_a_pt_file_get_one_line_saying_to_save_tensors(tmp_path)
     r = invoke("surface", "--model", "mlp", "--data", tmp_path / "np.pt", *PLANE, "--out", tmp_path / "r")
     assert r.exit_code == 2 and "NumPy arrays" in r.text and "torch.as_tensor" in r.text
     assert "WeightsUnpickler" not in r.text and "add_safe_globals" not in r.text  # old: torch's 10-line message
+
+
+@pytest.fixture(scope="module")
+def jump_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("jr") / "run"
+    r = invoke("jump", "--model", "mlp", "--data", "digits", "--subset", 100, "--device", "cpu", "--seeds", 2,
+               "--step-sizes", "0.5,1", "--epochs", 2, "--out", out)
+    assert r.exit_code == 0, r.text
+    return out
+
+
+def test_embed_refuses_other_settings_without_replace_and_names_keep_both(jump_run):
+    base = ("embed", jump_run, "--method", "pca,random")
+    r = invoke(*base)
+    assert r.exit_code == 0, r.text
+    assert "embedding 12 points" in r.text  # progress (old: nothing shown)
+    first = snapshot(jump_run / "embedding.zarr")
+    r = invoke(*base, "--seed", 3)
+    # old: exit 0, embedding.zarr and its figures overwritten with seed 3
+    assert r.exit_code == 2 and "seed: 0 stored, 3 asked" in r.text and "--replace" in r.text and "--name" in r.text
+    assert snapshot(jump_run / "embedding.zarr") == first
+    r = invoke(*base, "--seed", 3, "--name", "seed3")
+    assert r.exit_code == 0, r.text
+    assert (jump_run / "embedding_seed3.zarr").is_dir() and snapshot(jump_run / "embedding.zarr") == first
+    assert (jump_run / "figures" / "embedding_jump_seed3.png").is_file()
+    r = invoke(*base, "--seed", 3, "--replace")
+    assert r.exit_code == 0 and snapshot(jump_run / "embedding.zarr") != first
+
+
+def test_library_warnings_reach_the_user_reworded_with_the_settings_used(jump_run, monkeypatch):
+    import warnings
+
+    import lossatlas.embedding as E
+
+    real = E.embed
+
+    def warns(*a, **k):
+        warnings.warn("Graph is disconnected with 2 connected components. This may indicate a problem "
+                      "/site-packages/phate/graph.py knn (currently 5)")
+        return real(*a, **k)
+
+    monkeypatch.setattr(E, "embed", warns)
+    r = invoke("embed", jump_run, "--method", "pca", "--name", "warned")
+    assert r.exit_code == 0, r.text
+    assert "falls apart into separate pieces" in r.text and "lossatlas used: PHATE with knn 5" in r.text
+    assert "site-packages" not in r.text and "currently 5" not in r.text  # old: the raw warning with its path

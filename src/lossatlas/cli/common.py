@@ -8,6 +8,7 @@ few that suggest a keyword (``replace=True``) into the flag that does the same (
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
@@ -40,13 +41,57 @@ ReplaceOpt = Annotated[bool, typer.Option("--replace", help="redo a product stor
 # What library messages suggest, and the flag that does it on the command line.
 _TRANSLATIONS = {"replace=True": "--replace", "device='cpu' or device='auto'": "--device cpu or --device auto",
                  "the data must be": "--data must be"}
+# Library keywords whose option has another name on the command line.
+_ALIASES = {"root": "data-root", "n_points": "points", "bn_mode": "bn"}
+_KEYWORD = re.compile(r"\b([a-z][a-z0-9_]*)=(?:'([^']*)'|\"([^\"]*)\"|([A-Za-z0-9_.+-]+))?")
+
+
+def _options() -> set:
+    """The long options of the running command (empty outside one)."""
+    from .guard import current_context
+
+    ctx = current_context()
+    if ctx is None:
+        return set()
+    return {o for p in ctx.command.params for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("--")}
+
+
+def translate(text: str, options: set) -> str:
+    """A library message in the command line's words: ``name=value`` becomes ``--name value``
+    where the running command has that option (``True``: the flag; ``False``: its ``--no-``
+    form; ``None``: leave the option out), so no message asks a CLI user for a Python keyword.
+
+    Examples
+    --------
+    >>> translate("bn='recompute' needs strategy='loop'", {"--bn", "--strategy"})
+    '--bn recompute needs --strategy loop'
+    """
+    for api, flag in _TRANSLATIONS.items():
+        text = text.replace(api, flag)
+    other = ("give --name to keep both, or write to another --out" if "--name" in options
+             else "write to another --out" if "--out" in options else "write to another run directory")
+    text = text.replace("write to another store or name", other)
+
+    def one(m: "re.Match") -> str:
+        flag = "--" + _ALIASES.get(m[1], m[1]).replace("_", "-")
+        if flag not in options:
+            return m[0]
+        value = next((g for g in m.groups()[1:] if g is not None), "")
+        if value == "True":
+            return flag
+        if value == "False":
+            return f"--no-{flag[2:]}" if f"--no-{flag[2:]}" in options else f"no {flag}"
+        if value == "None":
+            return f"leave out {flag}"
+        return f"{flag} {value}".rstrip() if value not in ("N", "...") else f"{flag} N"
+
+    text = _KEYWORD.sub(one, text)
+    return re.sub(r"\b(pass|use|give) leave out", "leave out", text)
 
 
 def fail(exc: InputError) -> None:
     """One red line on stderr with what to fix, exit code 2."""
-    text = str(exc)
-    for api, flag in _TRANSLATIONS.items():
-        text = text.replace(api, flag)
+    text = translate(str(exc), _options())
     errors.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
     raise typer.Exit(2)
 

@@ -109,10 +109,7 @@ def guarded(fail) -> Iterator[None]:
     from ..demo.notices import Notices
     from ..progress import LAST
 
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    command = ctx.info_name if ctx is not None else ""
+    command = _command_name()
     _state.update(depth=1, journals=[], settings=[], run=None)
     LAST.clear()
     notices = Notices()
@@ -129,6 +126,29 @@ def guarded(fail) -> Iterator[None]:
     finally:
         _say_notes(notices, command)
         _state.update(depth=0, journals=[], settings=[], run=None)
+
+
+def current_context():
+    """The running command's click context, or None (typer 0.29 and later vendor click)."""
+    import click
+
+    getters = [click.get_current_context]
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:
+        pass
+    else:
+        getters.insert(0, get_current_context)
+    for get in getters:
+        ctx = get(silent=True)
+        if ctx is not None and ctx.info_name:
+            return ctx
+    return None
+
+
+def _command_name() -> str:
+    ctx = current_context()
+    return str(ctx.info_name) if ctx is not None else ""
 
 
 def _rollback() -> None:

@@ -15,8 +15,6 @@ from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, 
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, open_out, pair,
                      record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm)
 
-# Training of a model given without a checkpoint (surface alone, no earlier `lossatlas train`).
-BUILTIN_TRAIN = dict(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=64)
 COMPILE = {"auto": "auto", "yes": True, "no": False}
 
 
@@ -125,6 +123,7 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
     from .. import plot
     from ..execute import build_landscape, check_weights, landscape_handle
     from ..surface import center_value, line, plane
+    from .pretrain import landscape_flags
 
     with reported():
         d = src.build_data()
@@ -133,10 +132,9 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
         check_weights(net, f"the checkpoint {src.checkpoint}" if src.checkpoint else "the model")
         if not src.checkpoint and not (run.path / "model.pt").exists():
             from ..store import write_checkpoint
-            from ..training import train
+            from .pretrain import train_first
 
-            console.print(f"no checkpoint: training {src.model} on {d.name} for {train_epochs} epochs first")
-            train(net, d, seed=src.init_seed, epochs=train_epochs, device=dev, progress=True, **BUILTIN_TRAIN)
+            train_first(run, src, net, d, dev, train_epochs)
             write_checkpoint(run.path / "model.pt", net.state_dict(), source=src.as_dict())
         elif not src.checkpoint:
             from ..models import load_checkpoint
@@ -167,6 +165,11 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
                                     "nonfinite": int(ds.attrs.get("n_nonfinite", 0))})
         where = f"loss at the center {center:.4g}" if center is not None else "the grid has no centre point (even --steps)"
         console.print(f"{int(ds.loss.size)} points in {seconds:.1f} s; {where}")
+        flags = landscape_flags(ds, getattr(d, "num_classes", None))
+        for line_ in flags:
+            console.print(f"[bold yellow]warning:[/] {line_}")
+        if flags:
+            run.update_summary(surface_warnings=flags)
         console.print(f"wrote {run.zarr_path(name)} and {len(figures)} figures in {run.figures}")
         write_report(run)
 

@@ -1,0 +1,63 @@
+"""Products a command computes whole and then stores (embeddings, Hessian spectra, sharpness
+tables, paths, persistence): none replaces one made with other settings unless ``--replace`` is
+given, and ``--name`` keeps several of one kind side by side in a run directory.
+
+Each such product records the command's settings in ``attrs["command"]``; :func:`claim` compares
+them before any work (the library's own samplers, planes, lines and training runs, do the same
+through :meth:`lossatlas.store.RunDir.check`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from .._errors import require
+
+COMMAND = "command"
+NameOpt = Annotated[Optional[str], typer.Option(
+    "--name", help="store the product as KIND_NAME.zarr with its own figures, beside others of its kind (compare "
+                   "settings in one run directory); default: the kind alone")]
+
+
+def product(kind: str, name: Optional[str]) -> str:
+    """The stored name of a product of ``kind`` given ``--name`` (``surface`` or ``surface_wide``).
+
+    Examples
+    --------
+    >>> product("surface", "wide")
+    'surface_wide'
+    """
+    if name is None:
+        return kind
+    require(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name)),
+            f"--name takes letters, digits, '-' and '_' (up to 64, starting with a letter or digit), got {name!r}")
+    return f"{kind}_{name}"
+
+
+def claim(run, name: str, settings: Mapping[str, Any], replace: bool) -> None:
+    """Before computing ``name``: a stored one made with other settings is refused, naming each
+    setting with both values (or deleted with ``replace``)."""
+    from ..store import differences
+    from ..store.rundir import read_attr
+    from ..store.settings import mismatch
+
+    if not run.exists(name):
+        return
+    stored = read_attr(run.open(name, load=False), COMMAND, None)
+    diffs = differences(stored if isinstance(stored, Mapping) else {}, settings)
+    if not diffs:
+        return
+    if replace:
+        run.remove(name)
+        return
+    raise mismatch(run.zarr_path(name), diffs)
+
+
+def store(run, name: str, ds, settings: Mapping[str, Any]):
+    """Save ``ds`` as ``name`` with the command's ``settings`` recorded (see :func:`claim`)."""
+    ds.attrs[COMMAND] = dict(settings)
+    return run.save(name, ds)
