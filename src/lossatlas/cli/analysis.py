@@ -11,7 +11,7 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
-from .common import DeviceOpt, ReplaceOpt, console, record_fingerprint, reported, resolve_source, write_report
+from .common import DeviceOpt, LossOpt, ReplaceOpt, console, loss_for, record_fingerprint, reported, resolve_source, write_report
 from .guard import using
 from .products import NameOpt, claim, product, store
 
@@ -27,7 +27,7 @@ def trajectory(
     samples: Optional[int] = typer.Option(None, help="evaluate the contours on a seeded subset"),
     seed: int = typer.Option(0, help="seed of the random directions of the comparison plot"),
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
-    replace: ReplaceOpt = False,
+    replace: ReplaceOpt = False, loss: LossOpt = None,
 ):
     """The optimizer's path on PCA directions over loss contours (Li et al. Fig. 9), and on random ones (Fig. 8)."""
     with reported():
@@ -43,6 +43,7 @@ def trajectory(
         require(steps >= 2 and margin >= 0, "--steps must be >= 2 and --margin >= 0")
         parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
         src, run = resolve_source(run_path, {}, device)
+        loss = loss_for(run, loss)
         require(run.exists("trajectory"), f"{run.zarr_path('trajectory')} does not exist; train with `lossatlas train --out {run.path}` first")
         dev = src.resolve_device()
         run.write_config("trajectory", {"steps": steps, "margin": margin, "samples": samples, "seed": seed, "bn": bn,
@@ -55,7 +56,7 @@ def trajectory(
         dirs, ratios = pca_directions(traj, n=2)
         xy = project(traj, final, dirs)
         ext = np.abs(xy).max(0) * (1 + margin) + 1e-12
-        f = Landscape(net, d.train, bn=bn, samples=samples, seed=src.data_seed, device=dev)
+        f = Landscape(net, d.train, bn=bn, samples=samples, seed=src.data_seed, device=dev, loss=loss)
         ds = plane(f, final, dirs, span=(-ext[0], ext[0], -ext[1], ext[1]), steps=steps, store=run,
                    name="trajectory_plane", progress=True, replace=replace,
                    attrs={"directions": "pca", "explained": ratios.tolist()})

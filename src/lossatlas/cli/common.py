@@ -319,3 +319,34 @@ def auto_batch_norm(bn: str, net) -> str:
     from torch.nn.modules.batchnorm import _BatchNorm
 
     return "recompute" if any(isinstance(m, _BatchNorm) for m in net.modules()) else "eval"
+
+
+# -- the loss a command measures, and models given as run directories or checkpoints --------
+LossOpt = Annotated[Optional[str], typer.Option(
+    "--loss", help="the loss measured: cross_entropy, nll, mse, bce or l1 (default: the run's training loss, "
+                   "else cross_entropy)")]
+
+
+def loss_for(run, loss: Optional[str]) -> str:
+    """``--loss`` as given, else the loss the run was trained with, else cross-entropy; checked."""
+    from ..landscape.losses import LOSSES
+
+    if loss is None and run is not None and run.has_config("train"):
+        loss = (run.read_config("train").get("train") or {}).get("loss")
+    loss = loss or "cross_entropy"
+    require(loss in LOSSES, f"--loss takes one of {sorted(LOSSES)}, got {loss!r}")
+    return loss
+
+
+def endpoint_source(spec: Path, flags: dict, device: str):
+    """``(source, label)`` of a model given as a run directory (its own source and final weights)
+    or as a checkpoint file with the source options (--model, --data, ...), as `interpolate`,
+    `connect` and `sharpness` take their minima."""
+    spec = Path(spec)
+    if spec.is_dir():
+        src, _ = resolve_source(spec, {}, device)
+        return src, spec.name
+    require(spec.exists(), f"file not found: {spec} (give a run directory or a checkpoint file)")
+    require("model" in flags, f"{spec} is a checkpoint: give --model (and --data) to build the model it belongs to")
+    src, _ = resolve_source(None, {**flags, "checkpoint": str(spec)}, device)
+    return src, spec.stem

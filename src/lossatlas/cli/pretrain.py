@@ -31,13 +31,13 @@ def diverged(loss: float, accuracy: Optional[float], num_classes: Optional[int])
     return None
 
 
-def train_first(run, src, net, data, device, epochs: int) -> dict:
+def train_first(run, src, net, data, device, epochs: int, loss: str = "cross_entropy") -> dict:
     """Train ``net`` for ``epochs`` with the built-in settings, saying so before and after;
     records ``config/train.yaml`` (as `lossatlas train` would) and ``summary.json["train"]``."""
     from ..training import TrainConfig, train
 
-    cfg = TrainConfig(**BUILTIN_TRAIN, epochs=epochs, seed=src.init_seed).validate()
-    how = (f"{epochs} epochs of {cfg.optimizer} (lr {cfg.lr:g}, momentum {cfg.momentum:g}, batch {cfg.batch_size}, "
+    cfg = TrainConfig(**BUILTIN_TRAIN, epochs=epochs, seed=src.init_seed, loss=loss).validate()
+    how = (f"{epochs} epochs of {cfg.optimizer} on {cfg.loss} (lr {cfg.lr:g}, momentum {cfg.momentum:g}, batch {cfg.batch_size}, "
            f"seed {cfg.seed})")
     if epochs == 0:
         console.print(f"no checkpoint and --train-epochs 0: {src.model} keeps its initialization (init seed {src.init_seed})")
@@ -46,7 +46,7 @@ def train_first(run, src, net, data, device, epochs: int) -> dict:
                       "give --checkpoint to use trained weights instead")
     run.write_config("train", {"source": src.as_dict(), "train": cfg.as_dict(), "by": "surface (no checkpoint given)"})
     result = train(net, data, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, epochs=epochs,
-                   batch_size=cfg.batch_size, seed=cfg.seed, device=device, progress=True)
+                   batch_size=cfg.batch_size, seed=cfg.seed, loss=cfg.loss, device=device, progress=True)
     t = result.trajectory
     final = {k: float(t[k].values[-1]) for k in ("loss", "accuracy", "test_loss", "test_accuracy") if k in t}
     said = ", ".join(f"{k.replace('_', ' ')} {100 * v:.1f}%" if "accuracy" in k else f"{k.replace('_', ' ')} {v:.4g}"

@@ -61,3 +61,13 @@ def store(run, name: str, ds, settings: Mapping[str, Any]):
     """Save ``ds`` as ``name`` with the command's ``settings`` recorded (see :func:`claim`)."""
     ds.attrs[COMMAND] = dict(settings)
     return run.save(name, ds)
+
+
+def weights(src) -> dict:
+    """What pins a source's weights, for a product's recorded settings: the checkpoint file and
+    its content hash (a model without one is pinned by its factory and init seed)."""
+    from ..sources import file_sha256
+
+    if not src.checkpoint:
+        return {"model": src.model, "init_seed": src.init_seed}
+    return {"checkpoint": str(src.checkpoint), "checkpoint_sha256": src.checkpoint_sha256 or file_sha256(src.checkpoint)}

@@ -55,7 +55,7 @@ _WORDS = (
     ("init", "the initial weights (another init seed or checkpoint)"),
     ("buffers", "the model's buffers (batch-norm statistics)"),
     ("direction", "the directions"), ("data", "the data (another data set, split, subset or file content)"),
-    ("landscape", "the evaluated data or loss"), ("labels", "the labels"), ("features", "the features"),
+    ("landscape", "the evaluated data or loss"), ("checkpoint", "the checkpoint file's content"), ("labels", "the labels"), ("features", "the features"),
 )
 
 
@@ -68,7 +68,7 @@ def said(key: str, old: Any, new: Any) -> str:
     'the centre's weights (another checkpoint, run or model) differ from the stored ones'
     """
     leaf = key.rsplit(".", 1)[-1]
-    if "fingerprint" in leaf or leaf in ("theta_a", "theta_b", "landscape", "init"):
+    if "fingerprint" in leaf or "sha256" in leaf or leaf in ("theta_a", "theta_b", "landscape", "init"):
         what = next((w for stem, w in _WORDS if leaf.startswith(stem)), None)
         if what is not None and _MISSING not in (old, new):
             return f"{what} differ from the stored ones"
