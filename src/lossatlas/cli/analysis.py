@@ -24,7 +24,7 @@ def trajectory(
     device: DeviceOpt = "auto",
     steps: int = typer.Option(25, help="grid points per axis of the loss contours"),
     margin: float = typer.Option(0.25, help="extra room around the path, as a fraction of its extent"),
-    samples: Optional[int] = typer.Option(None, help="evaluate the contours on a seeded subset"),
+    samples: Optional[int] = typer.Option(None, help="evaluate the contours on a seeded subset of N training samples (default: all of them)"),
     seed: int = typer.Option(0, help="seed of the random directions of the comparison plot"),
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
     replace: ReplaceOpt = False, loss: LossOpt = None,

@@ -23,18 +23,18 @@ console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
 MODEL_HELP = ("Built-in model (mlp, smallcnn, smallvgg, vgg9, resnet20, resnet56, resnet56-noshort, "
-              "wrn-16-2, ...) or package.module:factory")
+              "wrn-16-2, ...) or package.module:factory (needed unless a run directory is given)")
 DATA_HELP = ("Built-in data set (digits, mnist1d, mnist5k, fashion-mnist, mnist, cifar10, cifar100), a .pt "
-             "file of X, y (and X_test, y_test), or package.module:factory")
+             "file of X, y (and X_test, y_test) tensors, or package.module:factory (needed unless a run directory is given)")
 
 # The source options, the same on every command that needs a model (None: not given).
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help=MODEL_HELP)]
-ModelArgOpt = Annotated[Optional[List[str]], typer.Option("--model-arg", help="key=value for the model factory (repeatable)")]
-CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", help="state dict: torch.load(weights_only=True) or .safetensors")]
+ModelArgOpt = Annotated[Optional[List[str]], typer.Option("--model-arg", help="key=value for the model factory, repeatable (default: none)")]
+CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", help="trained weights: a state dict file for torch.load(weights_only=True), or .safetensors (default: the run's final weights, else the model as initialized)")]
 DataOpt = Annotated[Optional[str], typer.Option("--data", help=DATA_HELP)]
-DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="directory of the data set's files")]
+DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="directory of the data set's files (default: where lossatlas downloads it; needed for mnist and cifar)")]
 DataSeedOpt = Annotated[Optional[int], typer.Option("--data-seed", help="seed of the train/test split and subsets (default 0)")]
-SubsetOpt = Annotated[Optional[int], typer.Option("--subset", help="seeded subset of the training set")]
+SubsetOpt = Annotated[Optional[int], typer.Option("--subset", help="seeded subset of N training samples (default: the whole training set)")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu, cuda, cuda:N or mps")]
 ReplaceOpt = Annotated[bool, typer.Option("--replace", help="redo a product stored in the run with other settings")]
 
@@ -262,8 +262,8 @@ def test_pair(data):
 
 
 # -- where independent work runs (every command with independent tasks) ---------------------
-DaskOpt = Annotated[Optional[int], typer.Option("--dask", help="run the independent tasks on a local Dask cluster of N worker processes")]
-SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="run the independent tasks on the Dask cluster at this address (tcp://host:8786)")]
+DaskOpt = Annotated[Optional[int], typer.Option("--dask", help="run the independent tasks on a local Dask cluster of N worker processes (default: in this process)")]
+SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="run the independent tasks on the Dask cluster at this address, tcp://host:8786 (default: in this process)")]
 
 
 def check_executor(dask: Optional[int], scheduler: Optional[str]) -> None:

@@ -16,7 +16,7 @@ from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, 
                      record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm,
                      LossOpt, endpoint_source, loss_for)
 
-RunOpt = Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="a run directory: its model, final weights and data split")]
+RunOpt = Annotated[Optional[Path], typer.Argument(metavar="RUN", help="a run directory: its model, final weights and data split")]
 
 
 def _landscape(src, bn: str, samples: Optional[int], ex=None, loss: str = "cross_entropy"):
@@ -65,7 +65,7 @@ def hessian(
     map: bool = typer.Option(False, "--map", help="Li et al.'s convexity map |lambda_min/lambda_max| on a plane"),
     map_steps: int = typer.Option(7, help="grid points per axis of the convexity map"),
     span: float = typer.Option(1.0, help="the map's coordinates run over [-span, span]"),
-    samples: Optional[int] = typer.Option(None, help="curvature on a seeded subset of N training samples"),
+    samples: Optional[int] = typer.Option(None, help="curvature on a seeded subset of N training samples (default: all of them)"),
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
     tol: float = typer.Option(1e-3, help="relative tolerance of the eigenvalues"),
     seed: int = typer.Option(0, help="seed of the start vectors and the map's directions"),
@@ -153,7 +153,7 @@ def sharpness(
     radius: float = typer.Option(0.25, help="radius of the loss rise along filter-normalized directions"),
     directions: int = typer.Option(20, help="random directions for the loss rise and the basin volume"),
     threshold: float = typer.Option(0.1, help="loss rise under which a direction counts as inside the basin"),
-    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
     seed: int = typer.Option(0, help="seed of the directions and the subspace"),
     loss: LossOpt = None, replace: ReplaceOpt = False,
     out: Path = typer.Option(Path("runs/sharpness"), help="directory of the comparison"),
@@ -218,7 +218,7 @@ def connect(
     data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
     method: str = typer.Option("linear", help="linear, bezier or neb (comma-separated for several)"),
     points: int = typer.Option(41, help="points at which each path is evaluated"),
-    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
     seed: int = typer.Option(0, help="seed of the curve's training"),
     loss: LossOpt = None, replace: ReplaceOpt = False, name: NameOpt = None,
     out: Path = typer.Option(Path("runs/connect"), help="directory of the paths"),

@@ -71,3 +71,18 @@ def weights(src) -> dict:
     if not src.checkpoint:
         return {"model": src.model, "init_seed": src.init_seed}
     return {"checkpoint": str(src.checkpoint), "checkpoint_sha256": src.checkpoint_sha256 or file_sha256(src.checkpoint)}
+
+
+def claim_attrs(run, name: str, attrs: Mapping[str, Any], replace: bool) -> None:
+    """Before a plane or line is resumed or refused by its sampler (which compares fingerprints of
+    the centre and ends): the readable settings stored in its attrs (directions' seed, norm,
+    ignore rule), compared first, so that a refusal names them in words."""
+    from ..store.settings import mismatch, normalized
+
+    if replace or not run.exists(name):
+        return
+    stored = run.open(name, load=False).attrs
+    asked = normalized(attrs)
+    diffs = [(k, stored[k], v) for k, v in asked.items() if k in stored and normalized({k: stored[k]})[k] != v]
+    if diffs:
+        raise mismatch(run.zarr_path(name), diffs)

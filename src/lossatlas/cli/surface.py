@@ -15,7 +15,7 @@ from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, 
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, open_out, pair,
                      record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm,
                      LossOpt, endpoint_source, loss_for)
-from .products import NameOpt, product
+from .products import NameOpt, claim_attrs, product
 
 COMPILE = {"auto": "auto", "yes": True, "no": False}
 
@@ -62,20 +62,22 @@ def _directions(path: Optional[Path], net, n: int, norm: str, ignore, seed: int,
 
 
 def surface(
-    run_path: Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="a run directory: its model, final weights and data split")] = None,
+    run_path: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="a run directory: its model, final weights and data split")] = None,
     model: ModelOpt = None, model_arg: ModelArgOpt = None, checkpoint: CheckpointOpt = None, data: DataOpt = None,
     data_root: DataRootOpt = None, data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
     dims: int = typer.Option(2, help="1: a line along one random direction; 2: a plane"),
-    steps: int = typer.Option(31, help="grid points per axis (odd: the centre is a grid point)"),
+    steps: int = typer.Option(31, help="grid points per axis (odd: the centre is a grid point); 31 for a quick first "
+                                       "look, where the API's plane() takes 51"),
     span: float = typer.Option(1.0, help="coordinates run over [-span, span]"),
-    xrange: Optional[str] = typer.Option(None, help="xmin,xmax (overrides --span along x)"),
-    yrange: Optional[str] = typer.Option(None, help="ymin,ymax (overrides --span along y)"),
+    xrange: Optional[str] = typer.Option(None, help="xmin,xmax, overriding --span along x (default: -span,span)"),
+    yrange: Optional[str] = typer.Option(None, help="ymin,ymax, overriding --span along y (default: -span,span)"),
     norm: str = typer.Option("filter", help="direction normalization: filter, layer, model, none"),
     ignore: str = typer.Option("biasbn", help="biasbn (zero biases and BN weights) or none"),
-    bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
-    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    bn: str = typer.Option("eval", help="batch norm: eval (the stored running statistics, as Li et al. and the API), "
+                                        "batch or recompute (re-estimated at every point); interpolate defaults to auto"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
     seed: int = typer.Option(0, help="seed of the random directions (only)"),
-    directions: Optional[Path] = typer.Option(None, help="directions file: read if it exists, else written (reuse across minima)"),
+    directions: Optional[Path] = typer.Option(None, help="directions file: read if it exists, else written, to reuse across minima (default: new directions, not saved)"),
     train_epochs: int = typer.Option(20, help="when no checkpoint is given, train the model this long first"),
     strategy: str = typer.Option("auto", help="auto, loop or vmap"),
     workers: str = typer.Option("auto", help="threads sharing out the points (loop strategy): auto or a number"),
@@ -154,6 +156,7 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
             load_checkpoint(net, run.path / "model.pt")
             check_weights(net, f"the checkpoint {run.path / 'model.pt'}")
         dirs, how = _directions(directions, net, dims, norm, ignore_v, seed, dev)
+        claim_attrs(run, name, how, replace)  # another --seed or --norm is named in words
         options = dict(bn=bn, samples=samples, seed=src.data_seed, strategy=strategy, workers=workers_v,
                        compile=compile_v, tf32=tf32, loss=loss)
         f = build_landscape(net, d, dev, options)
@@ -199,8 +202,9 @@ def interpolate(
     data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
     extent: str = typer.Option("-0.5,1.5", help="tmin,tmax of theta_a + t (theta_b - theta_a)"),
     steps: int = typer.Option(101, help="points along the line"),
-    bn: str = typer.Option("auto", help="batch norm: auto (recompute when the model has BN), eval, batch, recompute"),
-    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    bn: str = typer.Option("auto", help="batch norm: auto (recompute when the model has BN: points between two minima are "
+                                        "far from either, where stored statistics mislead), eval, batch, recompute"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
     replace: ReplaceOpt = False, name: NameOpt = None, loss: LossOpt = None,
     dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Path = typer.Option(Path("runs/interpolate"), help="run directory"),
