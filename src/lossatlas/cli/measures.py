@@ -10,6 +10,7 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
+from .guard import using
 from .products import NameOpt, claim, product, store, weights
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, floats, open_out,
@@ -288,6 +289,8 @@ def topology(
         run.write_config("topology", {"source": source, "k": k, "values": values, "complex": complex, "p": p, "seed": seed})
         samples = run.open(source, load=False)
         require(values in samples, f"{run.zarr_path(source)} has no {values!r}; choose one of {sorted(map(str, samples.data_vars))}")
+        using(f"PHATE on cosine distances with knn 5, seed {seed}; a kNN graph of k {min(k, samples.sizes['point'] - 1)} "
+              f"on its potential; {samples.sizes['point']} {source} samples")
         emb = PHATE(metric="cosine", seed=seed).fit(samples)
         diagrams = persistence(emb, values=values, samples=samples, k=min(k, samples.sizes["point"] - 1), complex=complex)
         totals = {int(dim): float(total_persistence(diagrams[dim], p=p)) for dim in diagrams}

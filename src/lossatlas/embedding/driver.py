@@ -116,7 +116,6 @@ def embed(
     >>> ds["embedding"].shape
     (2, 90, 2)
     """
-    import xarray as xr
 
     if isinstance(samples, Gram):
         raise InputError("embed needs the weights themselves, not a Gram matrix; pass the samples")
