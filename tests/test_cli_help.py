@@ -52,8 +52,12 @@ def test_sharpness_and_connect_take_checkpoints_and_the_loss(tmp_path):
 
 def test_library_keywords_become_the_commands_options(tmp_path):
     # old: "bn='recompute' needs strategy='loop'" (Python keywords on the command line)
-    r = invoke("surface", "--model", "resnet20", "--data", "digits", "--subset", 50, "--dims", 1, "--steps", 3,
-               "--train-epochs", 0, "--bn", "recompute", "--strategy", "vmap", "--device", "cpu", "--out", tmp_path / "r")
+    from lossatlas.sources import Source
+
+    src = Source(model="resnet20", data="digits", subset=50)
+    torch.save(src.build_model(src.build_data()).state_dict(), tmp_path / "r20.pt")
+    r = invoke("surface", "--model", "resnet20", "--data", "digits", "--subset", 50, "--checkpoint", tmp_path / "r20.pt",
+               "--dims", 1, "--steps", 3, "--bn", "recompute", "--strategy", "vmap", "--device", "cpu", "--out", tmp_path / "r")
     assert r.exit_code == 2, r.text
     assert "--bn recompute needs --strategy loop" in r.text and "bn='recompute'" not in r.text
     assert not (tmp_path / "r").exists()  # refused after the source was recorded: undone

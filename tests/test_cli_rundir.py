@@ -110,6 +110,18 @@ def test_an_overwritten_checkpoint_is_refused_by_every_command_on_the_run(tmp_pa
         assert snapshot(run) == before
 
 
+def test_a_refusal_after_training_keeps_the_trained_model_and_nothing_else(tmp_path):
+    out = tmp_path / "run"
+    base = ("surface", "--model", "mlp", "--data", "digits", "--subset", 60, "--dims", 2, "--steps", 3,
+            "--train-epochs", 1, "--device", "cpu", "--out", out)
+    r = invoke(*base, "--samples", 1000)  # refused once the Landscape is built, after training
+    assert r.exit_code == 2 and "leave out --samples" in r.text
+    assert (out / "model.pt").is_file() and (out / "config" / "source.yaml").is_file()
+    assert not (out / "config" / "surface.yaml").exists() and (out / "config" / "train.yaml").is_file()
+    r = invoke(*base)
+    assert r.exit_code == 0 and "no checkpoint: training" not in r.text  # the trained model is reused
+
+
 def test_missing_files_say_file_not_found(tmp_path):
     r = invoke("surface", "--model", "mlp", "--data", tmp_path / "nope.pt", *PLANE, "--out", tmp_path / "r")
     assert r.exit_code == 2 and f"data file not found: {tmp_path / 'nope.pt'}" in r.text  # old: "must be one of [...]"

@@ -43,6 +43,8 @@ _TRANSLATIONS = {"replace=True": "--replace", "device='cpu' or device='auto'": "
                  "the data must be": "--data must be"}
 # Library keywords whose option has another name on the command line.
 _ALIASES = {"root": "data-root", "n_points": "points", "bn_mode": "bn"}
+# Options whose "not given" is not the library's None: what None is spelled as instead.
+_NONE = {"--subspace": "--subspace 0"}
 _KEYWORD = re.compile(r"\b([a-z][a-z0-9_]*)=(?:'([^']*)'|\"([^\"]*)\"|([A-Za-z0-9_.+-]+))?")
 
 
@@ -82,7 +84,7 @@ def translate(text: str, options: set) -> str:
         if value == "False":
             return f"--no-{flag[2:]}" if f"--no-{flag[2:]}" in options else f"no {flag}"
         if value == "None":
-            return f"leave out {flag}"
+            return _NONE.get(flag, f"leave out {flag}")
         return f"{flag} {value}".rstrip() if value not in ("N", "...") else f"{flag} N"
 
     text = _KEYWORD.sub(one, text)

@@ -43,10 +43,15 @@ class Journal:
             self.before[file] = file.read_bytes() if file.is_file() else None
 
     def rollback(self) -> None:
-        if self.created and not any(self.path.glob("*.zarr")):
+        """Undo the writes. Work already stored (a zarr product, a trained ``model.pt``) is kept,
+        with the recorded source that describes it, so that the corrected command reuses it."""
+        kept = any(self.path.glob("*.zarr")) or (self.path / "model.pt").exists()
+        if self.created and not kept:
             shutil.rmtree(self.path, ignore_errors=True)
             return
         for file, content in self.before.items():
+            if kept and file.name in ("source.yaml", "train.yaml"):  # they describe the kept work
+                continue
             if content is None:
                 file.unlink(missing_ok=True)
             else:
