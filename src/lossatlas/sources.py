@@ -145,7 +145,8 @@ class Source:
             d = D.load_factory(self.data, **options)
         else:
             path = Path(self.data).expanduser()
-            require(path.suffix not in (".pt", ".pth") or path.is_file(), f"data file not found: {path}")
+            looks_like_a_file = bool(path.suffix) or "/" in self.data or os.sep in self.data
+            require(not looks_like_a_file or path.exists(), f"data file not found: {path}")
             require(path.suffix in (".pt", ".pth") and path.is_file(),
                     f"the data must be one of {sorted(D.DATASETS)}, a .pt file saved with "
                     "torch.save({'X': X, 'y': y, 'X_test': ..., 'y_test': ...}), or package.module:factory; "
