@@ -15,6 +15,7 @@ from test_execute import write_slowpkg
 
 runner = CliRunner()
 SMALL = ["--data", "digits", "--subset", "200", "--device", "cpu"]
+MLP = ["--model", "mlp", *SMALL]
 PLANE = ["--steps", "3", "--train-epochs", "0", "--strategy", "loop"]
 
 
@@ -109,7 +110,7 @@ def test_empty_or_mismatched_data(tmp_path):
 
 
 def test_grid_that_will_not_fit_in_memory_is_estimated_before_any_work(tmp_path):
-    r = invoke("surface", *SMALL, "--steps", 2_000_000, "--train-epochs", "0", "--out", tmp_path / "run")
+    r = invoke("surface", *MLP, "--steps", 2_000_000, "--train-epochs", "0", "--out", tmp_path / "run")
     assert r.exit_code == 2
     assert "2000000 x 2000000 cells needs about" in r.text and "GiB" in r.text and "use fewer steps" in r.text
     assert not (tmp_path / "run").exists()  # refused before the run directory was made
@@ -133,7 +134,7 @@ def test_in_memory_sampling_that_will_not_fit_advises_a_store():
 def test_unwritable_output_directory(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    r = invoke("surface", *SMALL, *PLANE, "--out", blocker / "run")
+    r = invoke("surface", *MLP, *PLANE, "--out", blocker / "run")
     assert r.exit_code == 2 and "cannot create the output directory" in r.text and "is a file" in r.text
 
 
@@ -144,24 +145,24 @@ def test_scheduler_address_that_does_not_answer(tmp_path, monkeypatch):
     with socket.socket() as s:  # a port where nothing listens
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = invoke("surface", *SMALL, *PLANE, "--scheduler", f"tcp://127.0.0.1:{port}", "--out", tmp_path / "run")
+    r = invoke("surface", *MLP, *PLANE, "--scheduler", f"tcp://127.0.0.1:{port}", "--out", tmp_path / "run")
     assert r.exit_code == 2
     assert f"no Dask scheduler answered at tcp://127.0.0.1:{port} within 2 s" in r.text and "check the address" in r.text
 
 
 def test_dask_and_scheduler_are_checked_before_work(tmp_path):
-    r = invoke("surface", *SMALL, *PLANE, "--dask", "2", "--scheduler", "tcp://127.0.0.1:1", "--out", tmp_path / "a")
+    r = invoke("surface", *MLP, *PLANE, "--dask", "2", "--scheduler", "tcp://127.0.0.1:1", "--out", tmp_path / "a")
     assert r.exit_code == 2 and "give one of them" in r.text
-    r = invoke("jump", *SMALL, "--dask", "0", "--out", tmp_path / "b")
+    r = invoke("jump", *MLP, "--dask", "0", "--out", tmp_path / "b")
     assert r.exit_code == 2 and "--dask takes a positive number" in r.text
-    r = invoke("hessian", *SMALL, "--dask", "2", "--out", tmp_path / "c")
+    r = invoke("hessian", *MLP, "--dask", "2", "--out", tmp_path / "c")
     assert r.exit_code == 2 and "give --map too" in r.text
     assert not any((tmp_path / n).exists() for n in "abc")
 
 
 def test_run_directory_written_by_a_newer_lossatlas_is_refused_and_kept(tmp_path):
     run = tmp_path / "run"
-    assert invoke("surface", *SMALL, *PLANE, "--out", run).exit_code == 0
+    assert invoke("surface", *MLP, *PLANE, "--out", run).exit_code == 0
     from lossatlas.store.version import VERSION_FILE, installed_version
 
     assert installed_version() in (run / VERSION_FILE).read_text()

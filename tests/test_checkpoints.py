@@ -154,7 +154,7 @@ def test_files_without_a_state_dict_are_refused(tmp_path):
     with pytest.raises(InputError, match="holds no state dict") as err:
         read_checkpoint(tmp_path / "nostate.pt")
     assert "model_state_dict" in str(err.value) and "epoch" in str(err.value)
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(InputError, match="file not found"):
         read_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(InputError, match="safetensors"):

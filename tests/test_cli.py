@@ -315,7 +315,8 @@ def test_bad_options_fail_before_work(tmp_path):
         (("--data", "imagenet"), "--data must be"),
         (("--model", "resnet7"), "resnet"),
     ]:
-        r = invoke("surface", "--out", tmp_path / "x", "--train-epochs", 0, *args)
+        source = [a for k, v in (("--model", "mlp"), ("--data", "digits")) if k not in args for a in (k, v)]
+        r = invoke("surface", *source, "--out", tmp_path / "x", "--train-epochs", 0, *args)
         assert r.exit_code == 2, (args, r.output)
         assert msg in r.output, (args, r.output)
 

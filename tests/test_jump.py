@@ -108,3 +108,18 @@ def test_vmapped_runs_match_sequential_runs(minimum, tmp_path):
         la.jump_retrain(model, data, store=tmp_path, **kwargs)
     with pytest.raises(InputError, match="ensemble"):
         la.jump_retrain(model, data, ensemble="threads", **kwargs)
+
+
+def test_jump_retrain_takes_a_dataloader_as_train_and_landscape_do():
+    # old: InputError "training data must be an (X, y) pair of tensors or a lossatlas.data.Data"
+    from torch.utils.data import DataLoader, TensorDataset
+
+    gen = torch.Generator().manual_seed(0)
+    X, y = torch.randn(40, 6, generator=gen), torch.arange(40) % 3
+    model = torch.nn.Sequential(torch.nn.Linear(6, 3))
+    kwargs = dict(seeds=[0], step_sizes=[0.5], epochs=1, batch_size=20)
+    from_pair = la.jump_retrain(model, (X, y), **kwargs)
+    loader = DataLoader(TensorDataset(X, y), batch_size=7, shuffle=True)
+    from_loader = la.jump_retrain(model, loader, **kwargs)
+    assert torch.equal(torch.as_tensor(from_pair.weights.values), torch.as_tensor(from_loader.weights.values))
+    assert from_pair.loss.values.tolist() == from_loader.loss.values.tolist()

@@ -105,8 +105,9 @@ def jump_retrain(
     ----------
     model : nn.Module
         At a minimum; it is not changed (runs train copies).
-    data : (X, y) tensors or lossatlas.data.Data
-        The original training set (a ``Data`` brings its test split and augmentation).
+    data : (X, y) tensors, a DataLoader or lossatlas.data.Data
+        The original training set (a ``Data`` brings its test split and augmentation; a
+        DataLoader is read once, as :func:`lossatlas.train` reads it).
     seeds : ints
         One random direction per seed, shared by all step sizes of that seed.
     step_sizes : floats

@@ -11,6 +11,21 @@ from typing import Callable, Iterator, Union
 
 Progress = Union[bool, Callable[[int, int], None], None]
 
+# The stage the last progress bar counted, and how far it got: what an interrupted command says
+# was done (``{"stage": "plane 41x41", "done": 492, "total": 1681}``; empty before any bar).
+LAST: dict = {}
+
+
+def _counting(advance: Callable[[int], None], total: int, description: str) -> Callable[[int], None]:
+    LAST.clear()
+    LAST.update(stage=description, done=0, total=total)
+
+    def counted(n: int = 1) -> None:
+        LAST["done"] += n
+        advance(n)
+
+    return counted
+
 
 @contextlib.contextmanager
 def progress_bar(progress: Progress, total: int, description: str) -> Iterator[Callable[[int], None]]:
@@ -43,7 +58,7 @@ def progress_bar(progress: Progress, total: int, description: str) -> Iterator[C
             TimeRemainingColumn(), transient=False,
         ) as bar:
             task = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(task, n)
+            yield _counting(lambda n=1: bar.advance(task, n), total, description)
         return
     if callable(progress):
         done = 0
@@ -53,6 +68,6 @@ def progress_bar(progress: Progress, total: int, description: str) -> Iterator[C
             done += n
             progress(done, total)
 
-        yield advance
+        yield _counting(advance, total, description)
         return
-    yield lambda n=1: None
+    yield _counting(lambda n=1: None, total, description)

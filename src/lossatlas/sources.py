@@ -64,6 +64,12 @@ class Source:
         ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     data_fingerprint : str or None
         The fingerprint of the data the run was made with; a rebuild that differs is refused.
+    checkpoint_sha256 : str or None
+        The SHA-256 of the checkpoint file's content when the run was made; a file that was
+        overwritten since is refused, naming the checkpoint (see :func:`file_sha256`).
+    code_dir : str or None
+        A directory put first on the import path for ``package.module:factory`` specs (the working
+        directory the run was made in), so the run's factories import from anywhere.
     """
 
     model: str = "mlp"
@@ -79,6 +85,8 @@ class Source:
     random_labels: float = 0.0
     device: str = "auto"
     data_fingerprint: Optional[str] = None
+    checkpoint_sha256: Optional[str] = None
+    code_dir: Optional[str] = None
 
     # -- plain values ---------------------------------------------------------------------
     def as_dict(self) -> dict:
@@ -93,6 +101,8 @@ class Source:
         return src
 
     def replace(self, **changes: Any) -> "Source":
+        if "checkpoint" in changes and "checkpoint_sha256" not in changes:
+            changes["checkpoint_sha256"] = None  # the recorded hash is of the old file
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> "Source":
@@ -111,7 +121,19 @@ class Source:
         return resolve_device(self.device)
 
     def build_data(self):
-        """The data set (a :class:`lossatlas.data.Data`), checked against ``data_fingerprint``."""
+        """The data set (a :class:`lossatlas.data.Data`), checked against ``data_fingerprint``.
+
+        Built once per Source: a second call returns the same object (a command checks that its
+        source builds before it writes anything, then uses what it built).
+        """
+        cached = self.__dict__.get("_built_data")
+        if cached is not None and cached[0] == self.as_dict():
+            return cached[1]
+        d = self._build_data()
+        self.__dict__["_built_data"] = (self.as_dict(), d)
+        return d
+
+    def _build_data(self):
         from . import data as D
 
         options = dict(seed=self.data_seed, subset=self.subset, test_subset=self.test_subset,
@@ -119,10 +141,12 @@ class Source:
         if self.data in D.DATASETS:
             d = D.load_data(self.data, self.data_root, **options)
         elif ":" in self.data and not Path(self.data).exists():
-            _user_path()
+            _user_path(self.code_dir)
             d = D.load_factory(self.data, **options)
         else:
-            path = Path(self.data)
+            path = Path(self.data).expanduser()
+            looks_like_a_file = bool(path.suffix) or "/" in self.data or os.sep in self.data
+            require(not looks_like_a_file or path.exists(), f"data file not found: {path}")
             require(path.suffix in (".pt", ".pth") and path.is_file(),
                     f"the data must be one of {sorted(D.DATASETS)}, a .pt file saved with "
                     "torch.save({'X': X, 'y': y, 'X_test': ..., 'y_test': ...}), or package.module:factory; "
@@ -143,6 +167,7 @@ class Source:
         from .models import build, load_checkpoint
 
         if ":" in self.model:
+            _user_path(self.code_dir)
             factory = import_object(self.model, "model factory")
             try:
                 model = factory(**self.model_args)
@@ -153,9 +178,23 @@ class Source:
             require(data is not None, "a built-in model needs the data set for its input shape and classes")
             model = build(self.model, data.input_shape, data.num_classes, seed=self.init_seed, **self.model_args)
         if self.checkpoint:
+            self.check_checkpoint()
             load_checkpoint(model, self.checkpoint)
         model.eval()
         return model
+
+    def check_checkpoint(self) -> None:
+        """Refuse a checkpoint file that is missing, or whose content is no longer what the run
+        recorded (``checkpoint_sha256``): the file was overwritten after the run was made."""
+        if not self.checkpoint:
+            return
+        path = Path(self.checkpoint).expanduser()
+        require(path.is_file(), f"checkpoint file not found: {path}")
+        if self.checkpoint_sha256 is not None and file_sha256(path) != self.checkpoint_sha256:
+            raise InputError(
+                f"the checkpoint {path} was overwritten after this run was made (its content differs from "
+                "the file the run recorded), so the run's results do not describe it. Restore the file, "
+                "or start a new run directory for the new weights")
 
     def build(self):
         """``(model, data, device)``, the model moved to the device."""
@@ -164,10 +203,29 @@ class Source:
         return self.build_model(d).to(device), d, device
 
 
-def _user_path() -> None:
-    # Like `python -m`: the user's packages in the working directory import.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+def _user_path(code_dir: Optional[str] = None) -> None:
+    # Like `python -m`: the user's packages in the working directory import (and those of the
+    # directory a run was made in, so a run's factories import from any working directory).
+    for where in (os.getcwd(), code_dir):
+        if where and where not in sys.path:
+            sys.path.insert(0, where)
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's content (hex), read in blocks.
+
+    Examples
+    --------
+    >>> file_sha256("model.pt")[:12]   # doctest: +SKIP
+    '3f1c0a9be2d4'
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def import_object(spec: str, what: str = "factory"):

@@ -11,8 +11,11 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
-from .common import DeviceOpt, ReplaceOpt, console, record_fingerprint, reported, resolve_source, write_report
+from .common import DeviceOpt, LossOpt, ReplaceOpt, console, loss_for, record_fingerprint, reported, resolve_source, write_report
+from .guard import using
+from .products import NameOpt, claim, product, store
 
+KNN = 5  # neighbours of PHATE's graph and of the preservation scores
 RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="run directory")]
 
 
@@ -21,10 +24,10 @@ def trajectory(
     device: DeviceOpt = "auto",
     steps: int = typer.Option(25, help="grid points per axis of the loss contours"),
     margin: float = typer.Option(0.25, help="extra room around the path, as a fraction of its extent"),
-    samples: Optional[int] = typer.Option(None, help="evaluate the contours on a seeded subset"),
+    samples: Optional[int] = typer.Option(None, help="evaluate the contours on a seeded subset of N training samples (default: all of them)"),
     seed: int = typer.Option(0, help="seed of the random directions of the comparison plot"),
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
-    replace: ReplaceOpt = False,
+    replace: ReplaceOpt = False, loss: LossOpt = None,
 ):
     """The optimizer's path on PCA directions over loss contours (Li et al. Fig. 9), and on random ones (Fig. 8)."""
     with reported():
@@ -40,6 +43,7 @@ def trajectory(
         require(steps >= 2 and margin >= 0, "--steps must be >= 2 and --margin >= 0")
         parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
         src, run = resolve_source(run_path, {}, device)
+        loss = loss_for(run, loss)
         require(run.exists("trajectory"), f"{run.zarr_path('trajectory')} does not exist; train with `lossatlas train --out {run.path}` first")
         dev = src.resolve_device()
         run.write_config("trajectory", {"steps": steps, "margin": margin, "samples": samples, "seed": seed, "bn": bn,
@@ -52,7 +56,7 @@ def trajectory(
         dirs, ratios = pca_directions(traj, n=2)
         xy = project(traj, final, dirs)
         ext = np.abs(xy).max(0) * (1 + margin) + 1e-12
-        f = Landscape(net, d.train, bn=bn, samples=samples, seed=src.data_seed, device=dev)
+        f = Landscape(net, d.train, bn=bn, samples=samples, seed=src.data_seed, device=dev, loss=loss)
         ds = plane(f, final, dirs, span=(-ext[0], ext[0], -ext[1], ext[1]), steps=steps, store=run,
                    name="trajectory_plane", progress=True, replace=replace,
                    attrs={"directions": "pca", "explained": ratios.tolist()})
@@ -86,7 +90,9 @@ def embed(
     method: str = typer.Option("phate,tsne,umap,pca", help="comma-separated: phate, tsne, umap, pca, random"),
     source: str = typer.Option("jump", help="which samples: jump, grid, naive or trajectory"),
     dims: int = typer.Option(2, help="2 or 3 components"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="seed of every method's randomness (PHATE, t-SNE, UMAP, random projection)"),
+    name: NameOpt = None,
+    replace: ReplaceOpt = False,
 ):
     """Embed weight samples with PHATE (cosine), t-SNE, UMAP and PCA side by side, with preservation scores."""
     with reported():
@@ -101,22 +107,31 @@ def embed(
         require(dims in (2, 3), f"--dims must be 2 or 3, got {dims}")
         require(run.exists(source), f"{run.zarr_path(source)} does not exist; run `lossatlas jump {run_path}` first")
         methods = [m.strip() for m in method.split(",") if m.strip()]
-        run.write_config("embed", {"method": methods, "source": source, "dims": dims, "seed": seed})
+        kind = "embedding" if source == "jump" else f"embedding_{source}"
+        stored_as = product(kind, name)
         samples = run.open(source, load=False)
-        t0 = time.perf_counter()
         n = samples.sizes["point"]
         # Small sample sets: keep t-SNE's perplexity and UMAP's neighbourhood below the point count.
         options = {k: v for k, v in {"tsne": {"perplexity": float(min(30, max(2, (n - 1) // 3)))},
                                      "umap": {"n_neighbors": int(min(15, max(2, n - 1)))}}.items() if k in methods}
-        emb = embed_samples(samples, methods=methods, n_components=dims, seed=seed, options=options)
+        settings = {"method": methods, "source": source, "dims": dims, "seed": seed, "knn": KNN, "points": n,
+                    "options": options}
+        claim(run, stored_as, settings, replace)  # another --method or --seed does not overwrite silently
+        run.write_config(f"embed_{name}" if name else "embed", settings)
+        using(f"PHATE with knn {KNN} on cosine distances of the {n} {source} samples, seed {seed}"
+              + "".join(f"; {k} {v}" for o in options.values() for k, v in o.items()))
+        t0 = time.perf_counter()
+        emb = embed_samples(samples, methods=methods, n_components=dims, seed=seed, knn=KNN,
+                            options=options, progress=True)
         seconds = time.perf_counter() - t0
-        run.save("embedding" if source == "jump" else f"embedding_{source}", emb)
+        store(run, stored_as, emb, settings)
         meta = samples.drop_vars("weights").load()
         arrays = {m: emb.embedding.sel({"method": m}).values for m in emb.method.values}
         sc = scores(emb)
-        plot.plot_embedding_panel(arrays, meta, scores=sc, path=run.figures / f"embedding_{source}")
-        plot.plot_embedding_panel(arrays, meta, scores=sc, color="loss", path=run.figures / f"embedding_{source}_loss")
-        run.update_summary(**{f"embedding_{source}": {"seconds": seconds, "scores": sc}})
+        figure = stored_as.replace("embedding", f"embedding_{source}", 1) if source == "jump" else stored_as
+        plot.plot_embedding_panel(arrays, meta, scores=sc, path=run.figures / figure)
+        plot.plot_embedding_panel(arrays, meta, scores=sc, color="loss", path=run.figures / f"{figure}_loss")
+        run.update_summary(**{figure: {"seconds": seconds, "scores": sc, "settings": settings}})
         table = Table(title=f"embeddings of {n} points ({seconds:.1f} s)")
         table.add_column("method")
         keys = sorted({k for v in sc.values() for k in v})
@@ -125,4 +140,5 @@ def embed(
         for m, s in sc.items():
             table.add_row(m, *(f"{s.get(k, float('nan')):.3f}" for k in keys))
         console.print(table)
+        console.print(f"wrote {run.zarr_path(stored_as)} and figures {figure}*.png in {run.figures}")
         write_report(run)

@@ -6,6 +6,9 @@ import typer
 
 from . import analysis, demo, measures, study, surface, sweep, training
 from . import report as report_cmd
+from .helpfmt import flags_take_no_value
+
+flags_take_no_value()
 
 app = typer.Typer(
     add_completion=False,

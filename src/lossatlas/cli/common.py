@@ -8,6 +8,7 @@ few that suggest a keyword (``replace=True``) into the flag that does the same (
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
@@ -22,42 +23,90 @@ console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
 MODEL_HELP = ("Built-in model (mlp, smallcnn, smallvgg, vgg9, resnet20, resnet56, resnet56-noshort, "
-              "wrn-16-2, ...) or package.module:factory")
+              "wrn-16-2, ...) or package.module:factory (needed unless a run directory is given)")
 DATA_HELP = ("Built-in data set (digits, mnist1d, mnist5k, fashion-mnist, mnist, cifar10, cifar100), a .pt "
-             "file of X, y (and X_test, y_test), or package.module:factory")
+             "file of X, y (and X_test, y_test) tensors, or package.module:factory (needed unless a run directory is given)")
 
 # The source options, the same on every command that needs a model (None: not given).
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help=MODEL_HELP)]
-ModelArgOpt = Annotated[Optional[List[str]], typer.Option("--model-arg", help="key=value for the model factory (repeatable)")]
-CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", help="state dict: torch.load(weights_only=True) or .safetensors")]
+ModelArgOpt = Annotated[Optional[List[str]], typer.Option("--model-arg", help="key=value for the model factory, repeatable (default: none)")]
+CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", help="trained weights: a state dict file for torch.load(weights_only=True), or .safetensors (default: the run's final weights, else the model as initialized)")]
 DataOpt = Annotated[Optional[str], typer.Option("--data", help=DATA_HELP)]
-DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="directory of the data set's files")]
+DataRootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="directory of the data set's files (default: where lossatlas downloads it; needed for mnist and cifar)")]
 DataSeedOpt = Annotated[Optional[int], typer.Option("--data-seed", help="seed of the train/test split and subsets (default 0)")]
-SubsetOpt = Annotated[Optional[int], typer.Option("--subset", help="seeded subset of the training set")]
+SubsetOpt = Annotated[Optional[int], typer.Option("--subset", help="seeded subset of N training samples (default: the whole training set)")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu, cuda, cuda:N or mps")]
 ReplaceOpt = Annotated[bool, typer.Option("--replace", help="redo a product stored in the run with other settings")]
 
 # What library messages suggest, and the flag that does it on the command line.
 _TRANSLATIONS = {"replace=True": "--replace", "device='cpu' or device='auto'": "--device cpu or --device auto",
                  "the data must be": "--data must be"}
+# Library keywords whose option has another name on the command line.
+_ALIASES = {"root": "data-root", "n_points": "points", "bn_mode": "bn"}
+# Options whose "not given" is not the library's None: what None is spelled as instead.
+_NONE = {"--subspace": "--subspace 0"}
+_KEYWORD = re.compile(r"\b([a-z][a-z0-9_]*)=(?:'([^']*)'|\"([^\"]*)\"|([A-Za-z0-9_.+-]+))?")
+
+
+def _options() -> set:
+    """The long options of the running command (empty outside one)."""
+    from .guard import current_context
+
+    ctx = current_context()
+    if ctx is None:
+        return set()
+    return {o for p in ctx.command.params for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("--")}
+
+
+def translate(text: str, options: set) -> str:
+    """A library message in the command line's words: ``name=value`` becomes ``--name value``
+    where the running command has that option (``True``: the flag; ``False``: its ``--no-``
+    form; ``None``: leave the option out), so no message asks a CLI user for a Python keyword.
+
+    Examples
+    --------
+    >>> translate("bn='recompute' needs strategy='loop'", {"--bn", "--strategy"})
+    '--bn recompute needs --strategy loop'
+    """
+    for api, flag in _TRANSLATIONS.items():
+        text = text.replace(api, flag)
+    other = ("give --name to keep both, or write to another --out" if "--name" in options
+             else "write to another --out" if "--out" in options else "write to another run directory")
+    text = text.replace("write to another store or name", other)
+
+    def one(m: "re.Match") -> str:
+        flag = "--" + _ALIASES.get(m[1], m[1]).replace("_", "-")
+        if flag not in options:
+            return m[0]
+        value = next((g for g in m.groups()[1:] if g is not None), "")
+        if value == "True":
+            return flag
+        if value == "False":
+            return f"--no-{flag[2:]}" if f"--no-{flag[2:]}" in options else f"no {flag}"
+        if value == "None":
+            return _NONE.get(flag, f"leave out {flag}")
+        return f"{flag} {value}".rstrip() if value not in ("N", "...") else f"{flag} N"
+
+    text = _KEYWORD.sub(one, text)
+    return re.sub(r"\b(pass|use|give) leave out", "leave out", text)
 
 
 def fail(exc: InputError) -> None:
     """One red line on stderr with what to fix, exit code 2."""
-    text = str(exc)
-    for api, flag in _TRANSLATIONS.items():
-        text = text.replace(api, flag)
+    text = translate(str(exc), _options())
     errors.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
     raise typer.Exit(2)
 
 
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
-    """Run a command's body; bad input ends it with :func:`fail`."""
-    try:
+    """Run a command's body; bad input ends it with :func:`fail` after undoing what the command
+    wrote to its output directory, Ctrl-C says what was kept and how to go on (exit code 130),
+    and library warnings are said in words (see :mod:`lossatlas.cli.guard`)."""
+    from .guard import guarded
+
+    with guarded(fail):
         yield
-    except InputError as exc:
-        fail(exc)
 
 
 def parse_kv(items: Optional[List[str]]) -> dict:
@@ -96,6 +145,36 @@ def source_flags(model=None, model_arg=None, checkpoint=None, data=None, data_ro
     return {k: v for k, v in given.items() if v is not None}
 
 
+NEEDS_SOURCE = ("this command needs a model and its data: give a run directory (RUN) made by an earlier "
+                "command, or --model (a built-in name or package.module:factory) with --data, and "
+                "--checkpoint for trained weights")
+# Recorded with a run but not part of what makes two sources the same.
+_NOT_COMPARED = ("device", "checkpoint", "checkpoint_sha256", "data_fingerprint", "code_dir")
+
+
+def absolute_source(source: dict) -> dict:
+    """``source`` with every path made absolute and resolved (checkpoint, data file, data root), the
+    checkpoint's content hash, and for ``package.module:factory`` specs the working directory they
+    import from: a run made with relative paths works from any other directory."""
+    import os
+
+    from ..sources import file_sha256
+
+    out = dict(source)
+    for key in ("checkpoint", "data_root"):
+        if out.get(key):
+            out[key] = str(Path(out[key]).expanduser().resolve())
+    data = out.get("data")
+    if data and (Path(data).expanduser().exists() or Path(data).suffix in (".pt", ".pth")):
+        out["data"] = str(Path(data).expanduser().resolve())
+    factories = [out.get(k) for k in ("model", "data") if out.get(k) and ":" in out[k] and not Path(out[k]).exists()]
+    if factories and not out.get("code_dir"):
+        out["code_dir"] = os.getcwd()
+    if out.get("checkpoint") and Path(out["checkpoint"]).is_file() and not out.get("checkpoint_sha256"):
+        out["checkpoint_sha256"] = file_sha256(out["checkpoint"])
+    return out
+
+
 def resolve_source(run_path: Optional[Path], flags: dict, device: str, defaults: Optional[dict] = None):
     """The command's :class:`~lossatlas.sources.Source` and its run directory (or None).
 
@@ -117,30 +196,56 @@ def resolve_source(run_path: Optional[Path], flags: dict, device: str, defaults:
         src = Source.from_dict(recorded, f"{run.path}/config/source.yaml").replace(device=device)
         final = run.path / "model.pt"
         if final.is_file():
-            src = src.replace(checkpoint=str(final))
+            src = src.replace(checkpoint=str(final.resolve()))
+        src.check_checkpoint()  # a checkpoint overwritten since the run was made is refused now
         return src, run
-    return Source.from_dict({**(defaults or {}), **flags, "device": device}, "the source options"), None
+    given = {**(defaults or {}), **flags}
+    require("model" in given and "data" in given, NEEDS_SOURCE)
+    return Source.from_dict({**absolute_source(given), "device": device}, "the source options"), None
+
+
+def _comparable(source: dict) -> dict:
+    out = {k: v for k, v in source.items() if k not in _NOT_COMPARED}
+    for key in ("data", "data_root"):  # a run recorded with a relative path (older lossatlas)
+        if out.get(key) and Path(out[key]).exists():
+            out[key] = str(Path(out[key]).resolve())
+    return out
 
 
 def open_out(out: Path, src) -> Any:
-    """The output run directory, recording ``src`` there; a directory recording another source
-    (other model, data or split), written by a newer lossatlas, or not writable is refused, so no
-    command mixes two sources in one run or damages a run it does not understand."""
+    """The output run directory, recording ``src`` there.
+
+    Nothing is written before the source is known to build: its data (subset sizes, files,
+    recorded fingerprint) and its model with the checkpoint loaded; a refusal after this point
+    is undone (:mod:`lossatlas.cli.guard`). A directory recording another source (other model,
+    data or split), whose checkpoint file was overwritten since, written by a newer lossatlas,
+    or not writable is refused, so no command mixes two sources in one run or damages a run it
+    does not understand.
+    """
     from ..execute import check_writable
     from ..store import RunDir, differences
-    from ..store.version import check_run_version, record_run_version
+    from ..store.version import VERSION_FILE, check_run_version, record_run_version
+    from .guard import journal
 
     if Path(out).is_dir():
         check_run_version(out)
     check_writable(out)
-    run = RunDir(out)
+    src.build_model(src.build_data())  # the source builds: checked before anything is written
     record = {k: v for k, v in src.as_dict().items() if k != "device"}
-    if run.has_source():
-        stored = {k: v for k, v in run.read_source().items() if k != "device"}
-        diffs = [d for d in differences(stored, record) if d[0] not in ("checkpoint", "data_fingerprint")]
-        require(not diffs, f"{run.path} records another source ({'; '.join(f'{k}: {a} there, {b} now' for k, a, b in diffs)}); "
+    existing = RunDir(out, create=False) if Path(out).is_dir() else None
+    if existing is not None and existing.has_source():
+        stored = existing.read_source()
+        diffs = differences(_comparable(stored), _comparable(record))
+        require(not diffs, f"{existing.path} records another source ({'; '.join(f'{k}: {a} there, {b} now' for k, a, b in diffs)}); "
                 "write to another --out, or give the run directory as RUN to use its own source")
-    else:
+        same_file = stored.get("checkpoint") and record.get("checkpoint") == stored.get("checkpoint")
+        if same_file and stored.get("checkpoint_sha256") and record.get("checkpoint_sha256"):
+            src.replace(checkpoint_sha256=stored["checkpoint_sha256"]).check_checkpoint()
+    j = journal(out)
+    run = RunDir(out)
+    run.journal = j
+    j.remember(run.path / VERSION_FILE)
+    if not run.has_source():
         run.write_source(record)
     record_run_version(run.path)
     return run
@@ -159,8 +264,8 @@ def test_pair(data):
 
 
 # -- where independent work runs (every command with independent tasks) ---------------------
-DaskOpt = Annotated[Optional[int], typer.Option("--dask", help="run the independent tasks on a local Dask cluster of N worker processes")]
-SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="run the independent tasks on the Dask cluster at this address (tcp://host:8786)")]
+DaskOpt = Annotated[Optional[int], typer.Option("--dask", help="run the independent tasks on a local Dask cluster of N worker processes (default: in this process)")]
+SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="run the independent tasks on the Dask cluster at this address, tcp://host:8786 (default: in this process)")]
 
 
 def check_executor(dask: Optional[int], scheduler: Optional[str]) -> None:
@@ -216,3 +321,34 @@ def auto_batch_norm(bn: str, net) -> str:
     from torch.nn.modules.batchnorm import _BatchNorm
 
     return "recompute" if any(isinstance(m, _BatchNorm) for m in net.modules()) else "eval"
+
+
+# -- the loss a command measures, and models given as run directories or checkpoints --------
+LossOpt = Annotated[Optional[str], typer.Option(
+    "--loss", help="the loss measured: cross_entropy, nll, mse, bce or l1 (default: the run's training loss, "
+                   "else cross_entropy)")]
+
+
+def loss_for(run, loss: Optional[str]) -> str:
+    """``--loss`` as given, else the loss the run was trained with, else cross-entropy; checked."""
+    from ..landscape.losses import LOSSES
+
+    if loss is None and run is not None and run.has_config("train"):
+        loss = (run.read_config("train").get("train") or {}).get("loss")
+    loss = loss or "cross_entropy"
+    require(loss in LOSSES, f"--loss takes one of {sorted(LOSSES)}, got {loss!r}")
+    return loss
+
+
+def endpoint_source(spec: Path, flags: dict, device: str):
+    """``(source, label)`` of a model given as a run directory (its own source and final weights)
+    or as a checkpoint file with the source options (--model, --data, ...), as `interpolate`,
+    `connect` and `sharpness` take their minima."""
+    spec = Path(spec)
+    if spec.is_dir():
+        src, _ = resolve_source(spec, {}, device)
+        return src, spec.name
+    require(spec.exists(), f"file not found: {spec} (give a run directory or a checkpoint file)")
+    require("model" in flags, f"{spec} is a checkpoint: give --model (and --data) to build the model it belongs to")
+    src, _ = resolve_source(None, {**flags, "checkpoint": str(spec)}, device)
+    return src, spec.stem

@@ -10,14 +10,17 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
+from .guard import using
+from .products import NameOpt, claim, product, store, weights
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
-                     SchedulerOpt, SubsetOpt, check_executor, console, executor, floats, open_out,
-                     record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm)
+                     ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, floats, open_out,
+                     record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm,
+                     LossOpt, endpoint_source, loss_for)
 
-RunOpt = Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="a run directory: its model, final weights and data split")]
+RunOpt = Annotated[Optional[Path], typer.Argument(metavar="RUN", help="a run directory: its model, final weights and data split")]
 
 
-def _landscape(src, bn: str, samples: Optional[int], ex=None):
+def _landscape(src, bn: str, samples: Optional[int], ex=None, loss: str = "cross_entropy"):
     """Model, data, device and the Landscape of one source (batch norm 'auto': recompute if any);
     with a cluster executor ``ex``, the Landscape is shared (workers rebuild it from ``src``)."""
     from ..execute import build_landscape, check_weights, landscape_handle
@@ -26,7 +29,7 @@ def _landscape(src, bn: str, samples: Optional[int], ex=None):
     d = src.build_data()
     net = src.build_model(d).to(dev)
     check_weights(net, f"the checkpoint {src.checkpoint}" if src.checkpoint else "the model")
-    options = dict(bn=auto_batch_norm(bn, net), samples=samples, seed=src.data_seed)
+    options = dict(bn=auto_batch_norm(bn, net), samples=samples, seed=src.data_seed, loss=loss)
     f = build_landscape(net, d, dev, options)
     if ex is not None:
         ex.share(f, landscape_handle(src, d, f, options))
@@ -42,6 +45,16 @@ def _check_versions(*paths) -> None:
             check_run_version(p)
 
 
+_HESSIAN_KEYS = {"hessian": ("top", "smallest", "trace_samples", "samples", "bn", "tol", "seed", "loss"),
+                 "spectral_density": ("samples", "bn", "seed", "loss"),
+                 "convexity": ("map_steps", "span", "samples", "bn", "tol", "seed", "loss")}
+
+
+def _made_with(kind: str, settings: dict, src) -> dict:
+    """The settings that change the values of one of `hessian`'s products, with the weights."""
+    return {**{k: settings[k] for k in _HESSIAN_KEYS[kind]}, **weights(src)}
+
+
 def hessian(
     run_path: RunOpt = None,
     model: ModelOpt = None, model_arg: ModelArgOpt = None, checkpoint: CheckpointOpt = None, data: DataOpt = None,
@@ -53,10 +66,11 @@ def hessian(
     map: bool = typer.Option(False, "--map", help="Li et al.'s convexity map |lambda_min/lambda_max| on a plane"),
     map_steps: int = typer.Option(7, help="grid points per axis of the convexity map"),
     span: float = typer.Option(1.0, help="the map's coordinates run over [-span, span]"),
-    samples: Optional[int] = typer.Option(None, help="curvature on a seeded subset of N training samples"),
+    samples: Optional[int] = typer.Option(None, help="curvature on a seeded subset of N training samples (default: all of them)"),
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
     tol: float = typer.Option(1e-3, help="relative tolerance of the eigenvalues"),
     seed: int = typer.Option(0, help="seed of the start vectors and the map's directions"),
+    replace: ReplaceOpt = False, loss: LossOpt = None,
     dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Optional[Path] = typer.Option(None, help="run directory (default RUN, else runs/hessian)"),
 ):
@@ -69,10 +83,16 @@ def hessian(
         require(map or (dask is None and scheduler is None), "--dask and --scheduler share out the cells of the "
                 "convexity map: give --map too (the other measures run in this process)")
         target = out or run_path or Path("runs/hessian")
+        if loss is not None:
+            loss_for(None, loss)
         src, _ = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
         run = open_out(target, src)
         settings = dict(top=top, smallest=smallest, trace_samples=trace_samples, density=density, map=map,
-                        map_steps=map_steps, span=span, samples=samples, bn=bn, tol=tol, seed=seed)
+                        map_steps=map_steps, span=span, samples=samples, bn=bn, tol=tol, seed=seed,
+                        loss=loss_for(run, loss))
+        for kind, on in (("hessian", True), ("spectral_density", density), ("convexity", map)):
+            if on:  # none is overwritten with other settings
+                claim(run, kind, _made_with(kind, settings, src), replace)
         run.write_config("hessian", {"source": src.as_dict(), "hessian": settings})
         with executor(dask, scheduler) as ex:
             _hessian_work(run, src, settings, ex, top=top, smallest=smallest, trace_samples=trace_samples,
@@ -91,7 +111,7 @@ def _hessian_work(run, src, settings, ex, *, top, smallest, trace_samples, densi
     from ..space import random_directions
 
     with reported():
-        net, d, dev, f = _landscape(src, bn, samples, ex)
+        net, d, dev, f = _landscape(src, bn, samples, ex, loss=settings["loss"])
         record_fingerprint(run, d)
         top_v = hessian_eigenvalues(f, k=top, tol=tol, seed=seed, progress=True).numpy()
         result = {"top_eigenvalues": top_v.tolist()}
@@ -105,15 +125,15 @@ def _hessian_work(run, src, settings, ex, *, top, smallest, trace_samples, densi
         ds = xr.Dataset({"eigenvalue": (("k",), top_v)}, coords={"k": np.arange(1, top + 1)},
                         attrs={"settings": {**settings, "data_fingerprint": f.fingerprint,
                                             "center_fingerprint": f.space.fingerprint(f.origin)}, **result})
-        run.save("hessian", ds)
+        store(run, "hessian", ds, _made_with("hessian", settings, src))
         if density:
             dens = spectral_density(f, seed=seed, progress=True)
-            run.save("spectral_density", dens)
+            store(run, "spectral_density", dens, _made_with("spectral_density", settings, src))
             plot.plot_spectral_density(dens, path=run.figures / "spectral_density")
         if map:
             dirs = random_directions(net, n=2, seed=seed)
             cmap = convexity_map(f, f.origin, dirs, span=span, steps=map_steps, seed=seed, progress=True, executor=ex)
-            run.save("convexity", cmap)
+            store(run, "convexity", cmap, _made_with("convexity", settings, src))
             plot.plot_convexity_map(cmap, path=run.figures / "convexity_map")
             result["convexity_max_ratio"] = float(np.nanmax(cmap["ratio"].values))
         run.update_summary(hessian=result)
@@ -125,8 +145,10 @@ def _hessian_work(run, src, settings, ex, *, top, smallest, trace_samples, densi
 
 
 def sharpness(
-    runs: Annotated[List[Path], typer.Argument(metavar="RUN...", help="run directories of the minima to compare")],
-    device: DeviceOpt = "auto",
+    runs: Annotated[List[Path], typer.Argument(metavar="RUN...", help="the minima to compare: run directories, or "
+                                                "checkpoint files with --model and --data")],
+    model: ModelOpt = None, model_arg: ModelArgOpt = None, data: DataOpt = None, data_root: DataRootOpt = None,
+    data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
     eps: str = typer.Option("1e-3,5e-4", help="box half-widths of Keskar et al.'s sharpness"),
     subspace: int = typer.Option(100, help="dimension of the random subspace (0: full space only)"),
     radius: float = typer.Option(0.25, help="radius of the loss rise along filter-normalized directions"),
@@ -136,8 +158,9 @@ def sharpness(
     level: Optional[float] = typer.Option(None, help="an absolute loss level for the basin instead of a rise (only "
                                                      "when asked for: a lower minimum then wins by its own loss)"),
     max_radius: float = typer.Option(1.0, help="farthest distance searched along each direction for the basin radius"),
-    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
     seed: int = typer.Option(0, help="seed of the directions and the subspace"),
+    loss: LossOpt = None, replace: ReplaceOpt = False,
     out: Path = typer.Option(Path("runs/sharpness"), help="directory of the comparison"),
 ):
     """One table of sharpness and flatness measures for several minima, with their test error: sharpness.zarr."""
@@ -154,21 +177,26 @@ def sharpness(
         require(epsilons and all(e > 0 for e in epsilons), "--eps takes positive numbers")
         basin_settings(threshold, level)  # a rise must be positive: refused before any work
         require(max_radius > 0, f"--max-radius must be positive, got {max_radius}")
-        names = [Path(r).name or str(r) for r in runs]
-        require(len(set(names)) == len(names), f"the run directories must have distinct names, got {names}")
+        flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
+        sources = [endpoint_source(r, flags, device) for r in runs]
+        names = [label for _, label in sources]
+        require(len(set(names)) == len(names), f"the minima must have distinct names, got {names}")
+        loss = loss_for(RunDir(runs[0], create=False) if Path(runs[0]).is_dir() else None, loss)
+        settings = {"minima": {n: weights(src) for n, (src, _) in zip(names, sources)}, "eps": epsilons,
+                    "subspace": subspace, "radius": radius, "directions": directions, "threshold": threshold,
+                    "level": level, "max_radius": max_radius, "samples": samples, "seed": seed, "loss": loss}
+        if Path(out).is_dir():
+            claim(RunDir(out, create=False), "sharpness", settings, replace)
         landscapes, minima = {}, {}
-        for name, r in zip(names, runs):
-            src, _ = resolve_source(r, {}, device)
-            _, _, _, f = _landscape(src, "eval", samples)
+        for name, (src, _) in zip(names, sources):
+            _, _, _, f = _landscape(src, "eval", samples, loss=loss)
             landscapes[name], minima[name] = f, f.origin
         target = RunDir(out)
-        target.write_config("sharpness", {"runs": [str(r) for r in runs], "eps": epsilons, "subspace": subspace,
-                                          "radius": radius, "directions": directions, "threshold": threshold,
-                                          "level": level, "max_radius": max_radius, "samples": samples, "seed": seed})
+        target.write_config("sharpness", {"runs": [str(Path(r).resolve()) for r in runs], **settings})
         table_ds = compare_minima(landscapes, minima, eps=epsilons, subspace=subspace or None, radius=radius,
                                   directions=directions, threshold=threshold, level=level, max_radius=max_radius,
                                   seed=seed, progress=True)
-        target.save("sharpness", table_ds)
+        store(target, "sharpness", table_ds, settings)
         rows = {}
         table = Table(title=f"sharpness and flatness of {len(runs)} minima")
         columns = [v for v in table_ds.data_vars if set(table_ds[v].dims) <= {"minimum"}]
@@ -200,13 +228,15 @@ def sharpness(
 
 
 def connect(
-    a: Annotated[Path, typer.Argument(help="first minimum: a run directory")],
-    b: Annotated[Path, typer.Argument(help="second minimum: a run directory")],
-    device: DeviceOpt = "auto",
+    a: Annotated[Path, typer.Argument(help="first minimum: a run directory, or a checkpoint with --model and --data")],
+    b: Annotated[Path, typer.Argument(help="second minimum: a run directory, or a checkpoint with --model and --data")],
+    model: ModelOpt = None, model_arg: ModelArgOpt = None, data: DataOpt = None, data_root: DataRootOpt = None,
+    data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
     method: str = typer.Option("linear", help="linear, bezier or neb (comma-separated for several)"),
     points: int = typer.Option(41, help="points at which each path is evaluated"),
-    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
     seed: int = typer.Option(0, help="seed of the curve's training"),
+    loss: LossOpt = None, replace: ReplaceOpt = False, name: NameOpt = None,
     out: Path = typer.Option(Path("runs/connect"), help="directory of the paths"),
 ):
     """Paths between two minima (linear, Bezier, AutoNEB) and their barriers: connect_<method>.zarr."""
@@ -218,12 +248,16 @@ def connect(
         require(methods and all(m in ("linear", "bezier", "neb") for m in methods),
                 f"--method takes linear, bezier or neb, got {method!r}")
         require(points >= 3, f"--points must be at least 3, got {points}")
-        src_a, _ = resolve_source(a, {}, device)
-        src_b, _ = resolve_source(b, {}, device)
+        flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
+        (src_a, label_a), (src_b, label_b) = endpoint_source(a, flags, device), endpoint_source(b, flags, device)
+        stored = {m: product(f"connect_{m}", name) for m in methods}
         run = open_out(out, src_a)
-        run.write_config("connect", {"a": str(a), "b": str(b), "method": methods, "points": points,
-                                     "samples": samples, "seed": seed})
-        net_a, d, dev, f = _landscape(src_a, "auto", samples)
+        loss = loss_for(run, loss)
+        settings = {"a": weights(src_a), "b": weights(src_b), "points": points, "samples": samples, "seed": seed, "loss": loss}
+        for m in methods:
+            claim(run, stored[m], {**settings, "method": m}, replace)
+        run.write_config(f"connect_{name}" if name else "connect", {"a": str(a), "b": str(b), "method": methods, **settings})
+        net_a, d, dev, f = _landscape(src_a, "auto", samples, loss=loss)
         net_b = src_b.build_model(d).to(dev)
         theta_b = f.space.vector(net_b)
         paths, barriers, saddles = {}, {}, {}
@@ -232,14 +266,14 @@ def connect(
             if m == "bezier":
                 options["points"] = points
             ds = connect_minima(f, f.origin, theta_b, method=m, progress=True, **options)
-            run.save(f"connect_{m}", ds)
+            store(run, stored[m], ds, {**settings, "method": m})
             paths[m], barriers[m] = ds, float(ds.attrs["barrier"])
             saddles[m] = float(ds.attrs["saddle_height"])
             console.print(f"{m}: barrier {barriers[m]:.4g} (largest rise above the chord between the ends), "
                           f"saddle {saddles[m]:.4g} above the higher end")
-        plot.plot_connectivity(paths, path=run.figures / "connectivity", title=f"{a.name} to {b.name}")
-        run.update_summary(connect={"barriers": barriers, "saddle_heights": saddles})
-        console.print(f"wrote {', '.join(str(run.zarr_path(f'connect_{m}')) for m in methods)} and figures in {run.figures}")
+        plot.plot_connectivity(paths, path=run.figures / product("connectivity", name), title=f"{label_a} to {label_b}")
+        run.update_summary(**{product("connect", name): {"barriers": barriers, "saddle_heights": saddles}})
+        console.print(f"wrote {', '.join(str(run.zarr_path(stored[m])) for m in methods)} and figures in {run.figures}")
         write_report(run)
 
 
@@ -251,6 +285,7 @@ def topology(
     complex: str = typer.Option("flag", help="flag (triangles fill cycles) or graph (vertices and edges only)"),
     p: float = typer.Option(2.0, help="exponent of the total persistence"),
     seed: int = typer.Option(0, help="seed of PHATE"),
+    replace: ReplaceOpt = False,
 ):
     """Persistence diagrams and total persistence of the sampled landscape (Horoi et al. 2022): topology.zarr."""
     with reported():
@@ -268,9 +303,13 @@ def topology(
         run = RunDir(run_path, create=False)
         require(run.exists(source), f"{run.zarr_path(source)} does not exist; run `lossatlas jump {run_path}` first")
         require(k >= 1 and p > 0, "--k must be >= 1 and --p > 0")
+        made_with = {"source": source, "k": k, "values": values, "complex": complex, "seed": seed}
+        claim(run, "topology", made_with, replace)
         run.write_config("topology", {"source": source, "k": k, "values": values, "complex": complex, "p": p, "seed": seed})
         samples = run.open(source, load=False)
         require(values in samples, f"{run.zarr_path(source)} has no {values!r}; choose one of {sorted(map(str, samples.data_vars))}")
+        using(f"PHATE on cosine distances with knn 5, seed {seed}; a kNN graph of k {min(k, samples.sizes['point'] - 1)} "
+              f"on its potential; {samples.sizes['point']} {source} samples")
         emb = PHATE(metric="cosine", seed=seed).fit(samples)
         with warnings.catch_warnings(record=True) as caught:  # said once below, in words, not as a Python warning
             warnings.simplefilter("always", DisconnectedGraphWarning)
@@ -287,7 +326,7 @@ def topology(
         ds = xr.Dataset(parts, coords={"bd": ["birth", "death"]},
                         attrs={"settings": {"source": source, "k": k, "values": values, "complex": complex, "seed": seed},
                                **{key: v for key, v in every.items()}})
-        run.save("topology", ds)
+        store(run, "topology", ds, made_with)
         plot.plot_persistence_diagrams({run.path.name: diagrams}, p=p, path=run.figures / "persistence")
         plot.plot_knn_graph(emb, values, k=min(k, samples.sizes["point"] - 1), samples=samples, path=run.figures / "knn_graph")
         run.update_summary(topology={"total_persistence": totals, **every, "k": k, "values": values, "complex": complex})

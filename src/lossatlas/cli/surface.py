@@ -13,10 +13,10 @@ from typing_extensions import Annotated
 from .._errors import require
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, open_out, pair,
-                     record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm)
+                     record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm,
+                     LossOpt, endpoint_source, loss_for)
+from .products import NameOpt, claim_attrs, product
 
-# Training of a model given without a checkpoint (surface alone, no earlier `lossatlas train`).
-BUILTIN_TRAIN = dict(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=64)
 COMPILE = {"auto": "auto", "yes": True, "no": False}
 
 
@@ -46,6 +46,11 @@ def _directions(path: Optional[Path], net, n: int, norm: str, ignore, seed: int,
     if path is not None and Path(path).exists():
         dirs, meta = read_directions(path, names=space.names, size=space.size)
         require(len(dirs) >= n, f"{path} holds {len(dirs)} directions; {n} are needed")
+        asked = {"norm": norm, "ignore": ignore if ignore is not None else "none", "seed": seed}
+        diffs = [(k, meta[k], v) for k, v in asked.items() if k in meta and str(meta[k]) != str(v)]
+        require(not diffs, f"directions: {'; '.join(f'{k} {old} stored in {path}, {k} {new} asked' for k, old, new in diffs)}. "
+                f"Give {' '.join(f'--{k} {old}' for k, old, _ in diffs)} to use the file, or another --directions "
+                "file (or none) to draw directions with these settings")
         console.print(f"directions read from {path} ({meta.get('norm', '?')}-normalized, seed {meta.get('seed', '?')})")
         return [d.to(device) for d in dirs[:n]], {**meta, "directions_file": str(path)}
     dirs = random_directions(net, n=n, norm=norm, ignore=ignore, seed=seed)
@@ -57,26 +62,28 @@ def _directions(path: Optional[Path], net, n: int, norm: str, ignore, seed: int,
 
 
 def surface(
-    run_path: Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="a run directory: its model, final weights and data split")] = None,
+    run_path: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="a run directory: its model, final weights and data split")] = None,
     model: ModelOpt = None, model_arg: ModelArgOpt = None, checkpoint: CheckpointOpt = None, data: DataOpt = None,
     data_root: DataRootOpt = None, data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
     dims: int = typer.Option(2, help="1: a line along one random direction; 2: a plane"),
-    steps: int = typer.Option(31, help="grid points per axis (odd: the centre is a grid point)"),
+    steps: int = typer.Option(31, help="grid points per axis (odd: the centre is a grid point); 31 for a quick first "
+                                       "look, where the API's plane() takes 51"),
     span: float = typer.Option(1.0, help="coordinates run over [-span, span]"),
-    xrange: Optional[str] = typer.Option(None, help="xmin,xmax (overrides --span along x)"),
-    yrange: Optional[str] = typer.Option(None, help="ymin,ymax (overrides --span along y)"),
+    xrange: Optional[str] = typer.Option(None, help="xmin,xmax, overriding --span along x (default: -span,span)"),
+    yrange: Optional[str] = typer.Option(None, help="ymin,ymax, overriding --span along y (default: -span,span)"),
     norm: str = typer.Option("filter", help="direction normalization: filter, layer, model, none"),
     ignore: str = typer.Option("biasbn", help="biasbn (zero biases and BN weights) or none"),
-    bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
-    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    bn: str = typer.Option("eval", help="batch norm: eval (the stored running statistics, as Li et al. and the API), "
+                                        "batch or recompute (re-estimated at every point); interpolate defaults to auto"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
     seed: int = typer.Option(0, help="seed of the random directions (only)"),
-    directions: Optional[Path] = typer.Option(None, help="directions file: read if it exists, else written (reuse across minima)"),
+    directions: Optional[Path] = typer.Option(None, help="directions file: read if it exists, else written, to reuse across minima (default: new directions, not saved)"),
     train_epochs: int = typer.Option(20, help="when no checkpoint is given, train the model this long first"),
     strategy: str = typer.Option("auto", help="auto, loop or vmap"),
     workers: str = typer.Option("auto", help="threads sharing out the points (loop strategy): auto or a number"),
     compile: str = typer.Option("auto", "--compile", help="torch.compile the loop: auto, yes or no"),
     tf32: bool = typer.Option(False, "--tf32", help="allow TF32 matmuls on CUDA (faster, ~1e-3 relative error)"),
-    replace: ReplaceOpt = False,
+    replace: ReplaceOpt = False, name: NameOpt = None, loss: LossOpt = None,
     dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Optional[Path] = typer.Option(None, help="run directory (default RUN, else runs/surface)"),
 ):
@@ -107,28 +114,34 @@ def surface(
             from ..grids import line_axis
 
             line_axis(bounds[0], bounds[1], steps)  # a slice holds its centre (t = 0) and t = 1 exactly
+        stored_as = product("surface" if dims == 2 else "line", name)
+        if loss is not None:
+            loss_for(None, loss)
         target = out or run_path or Path("runs/surface")
         src, _ = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
         dev = src.resolve_device()
         run = open_out(target, src)
+        loss = loss_for(run, loss)
         settings = dict(dims=dims, steps=steps, span=span, xrange=xr_, yrange=yr_, norm=norm, ignore=ignore, bn=bn,
                         samples=samples, seed=seed, directions=str(directions) if directions else None,
                         train_epochs=train_epochs, strategy=strategy, workers=workers, compile=compile, tf32=tf32,
-                        device=str(dev))
-        run.write_config("surface", {"source": src.as_dict(), "surface": settings})
+                        device=str(dev), name=name, loss=loss)
+        run.write_config(f"surface_{name}" if name else "surface", {"source": src.as_dict(), "surface": settings})
 
         with executor(dask, scheduler) as ex:
             _surface_work(run, src, dev, ex, dims=dims, steps=steps, bounds=bounds, norm=norm, ignore_v=ignore_v,
                           bn=bn, samples=samples, seed=seed, directions=directions, train_epochs=train_epochs,
-                          strategy=strategy, workers_v=workers_v, compile_v=compile_v, tf32=tf32, replace=replace)
+                          strategy=strategy, workers_v=workers_v, compile_v=compile_v, tf32=tf32, replace=replace,
+                          name=stored_as, loss=loss)
 
 
 def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn, samples, seed, directions,
-                  train_epochs, strategy, workers_v, compile_v, tf32, replace):
+                  train_epochs, strategy, workers_v, compile_v, tf32, replace, name, loss):
     """The work of `surface` once every option is checked (tasks on ``ex`` when it is a cluster)."""
     from .. import plot
     from ..execute import build_landscape, check_weights, landscape_handle
     from ..surface import center_value, line, plane
+    from .pretrain import landscape_flags
 
     with reported():
         d = src.build_data()
@@ -137,10 +150,9 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
         check_weights(net, f"the checkpoint {src.checkpoint}" if src.checkpoint else "the model")
         if not src.checkpoint and not (run.path / "model.pt").exists():
             from ..store import write_checkpoint
-            from ..training import train
+            from .pretrain import train_first
 
-            console.print(f"no checkpoint: training {src.model} on {d.name} for {train_epochs} epochs first")
-            train(net, d, seed=src.init_seed, epochs=train_epochs, device=dev, progress=True, **BUILTIN_TRAIN)
+            train_first(run, src, net, d, dev, train_epochs, loss)
             write_checkpoint(run.path / "model.pt", net.state_dict(), source=src.as_dict())
         elif not src.checkpoint:
             from ..models import load_checkpoint
@@ -148,13 +160,13 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
             load_checkpoint(net, run.path / "model.pt")
             check_weights(net, f"the checkpoint {run.path / 'model.pt'}")
         dirs, how = _directions(directions, net, dims, norm, ignore_v, seed, dev)
+        claim_attrs(run, name, how, replace)  # another --seed or --norm is named in words
         options = dict(bn=bn, samples=samples, seed=src.data_seed, strategy=strategy, workers=workers_v,
-                       compile=compile_v, tf32=tf32)
+                       compile=compile_v, tf32=tf32, loss=loss)
         f = build_landscape(net, d, dev, options)
         if ex is not None:  # workers rebuild this Landscape from the source, with the run's final weights
             ex.share(f, landscape_handle(src if src.checkpoint else src.replace(checkpoint=str(run.path / "model.pt")),
                                          d, f, options))
-        name = "surface" if dims == 2 else "line"
         t0 = time.perf_counter()
         if dims == 2:
             ds = plane(f, f.origin, dirs, span=bounds, steps=steps, store=run, name=name, progress=True,
@@ -166,11 +178,17 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
         seconds = time.perf_counter() - t0
         figures = plot.plot_surface_set(ds, run.figures, prefix=name)
         center = center_value(ds, "loss")
-        run.update_summary(surface={"seconds": seconds, "points": int(ds.loss.size), "center_loss": center,
+        key = "surface" if name in ("surface", "line") else name
+        run.update_summary(**{key: {"seconds": seconds, "points": int(ds.loss.size), "center_loss": center,
                                     "min_loss": float(ds.loss.min()), "max_loss": float(ds.loss.max()),
-                                    "nonfinite": int(ds.attrs.get("n_nonfinite", 0))})
+                                    "nonfinite": int(ds.attrs.get("n_nonfinite", 0)), "loss": loss}})
         where = f"loss at the center {center:.4g}" if center is not None else "the grid has no centre point (even --steps)"
         console.print(f"{int(ds.loss.size)} points in {seconds:.1f} s; {where}")
+        flags = landscape_flags(ds, getattr(d, "num_classes", None))
+        for line_ in flags:
+            console.print(f"[bold yellow]warning:[/] {line_}")
+        if flags:
+            run.update_summary(surface_warnings=flags)
         console.print(f"wrote {run.zarr_path(name)} and {len(figures)} figures in {run.figures}")
         write_report(run)
 
@@ -181,17 +199,6 @@ def _say_resumed(ds) -> None:
         console.print(f"resumed: {ds.attrs['resumed_cells']} of {int(ds.loss.size)} cells done")
 
 
-def _endpoint(spec: Path, flags: dict, device: str):
-    """Source of one end of an interpolation: a run directory, or a checkpoint with the options."""
-    if spec.is_dir():
-        src, _ = resolve_source(spec, {}, device)
-        return src, spec.name
-    require(spec.is_file(), f"{spec} is neither a run directory nor a checkpoint file")
-    require("model" in flags, f"{spec} is a checkpoint: give --model (and --data) to build the model it belongs to")
-    src, _ = resolve_source(None, {**flags, "checkpoint": str(spec)}, device)
-    return src, spec.stem
-
-
 def interpolate(
     a: Annotated[Path, typer.Argument(help="first model: a run directory or a checkpoint")],
     b: Annotated[Path, typer.Argument(help="second model: a run directory or a checkpoint")],
@@ -199,9 +206,10 @@ def interpolate(
     data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
     extent: str = typer.Option("-0.5,1.5", help="tmin,tmax of theta_a + t (theta_b - theta_a)"),
     steps: int = typer.Option(101, help="points along the line; they must land on t=0 and t=1 (e.g. 41 or 101 on -0.5,1.5)"),
-    bn: str = typer.Option("auto", help="batch norm: auto (recompute when the model has BN), eval, batch, recompute"),
-    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
-    replace: ReplaceOpt = False,
+    bn: str = typer.Option("auto", help="batch norm: auto (recompute when the model has BN: points between two minima are "
+                                        "far from either, where stored statistics mislead), eval, batch, recompute"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
+    replace: ReplaceOpt = False, name: NameOpt = None, loss: LossOpt = None,
     dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Path = typer.Option(Path("runs/interpolate"), help="run directory"),
 ):
@@ -224,9 +232,12 @@ def interpolate(
             parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
         require(samples is None or samples >= 1, f"--samples must be a positive number of samples, got {samples}")
         check_executor(dask, scheduler)
+        stored_as = product("interpolation", name)
+        if loss is not None:
+            loss_for(None, loss)
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
-        src_a, label_a = _endpoint(a, flags, device)
-        src_b, label_b = _endpoint(b, flags, device)
+        src_a, label_a = endpoint_source(a, flags, device)
+        src_b, label_b = endpoint_source(b, flags, device)
         dev = src_a.resolve_device()
         run = open_out(out, src_a)
         d = src_a.build_data()
@@ -235,28 +246,30 @@ def interpolate(
         net_b_space = ParamSpace(net_b)
         require(space == net_b_space, f"{a} and {b} have different parameters; interpolation needs one architecture")
         bn_v = auto_batch_norm(bn, net_a)
-        run.write_config("interpolate", {"a": str(a), "b": str(b), "source_a": src_a.as_dict(), "source_b": src_b.as_dict(),
-                                         "extent": ext, "steps": steps, "bn": bn_v, "samples": samples})
-        options = dict(bn=bn_v, samples=samples, seed=src_a.data_seed)
+        loss = loss_for(run, loss)
+        run.write_config(f"interpolate_{name}" if name else "interpolate",
+                         {"a": str(a), "b": str(b), "source_a": src_a.as_dict(), "source_b": src_b.as_dict(),
+                          "extent": ext, "steps": steps, "bn": bn_v, "samples": samples, "loss": loss})
+        options = dict(bn=bn_v, samples=samples, seed=src_a.data_seed, loss=loss)
         theta_a, theta_b = space.vector(net_a), net_b_space.vector(net_b)
         with executor(dask, scheduler) as ex:
             f = build_landscape(net_a, d, dev, options)
             if ex is not None:  # workers rebuild model a's Landscape from its source, once each
                 ex.share(f, landscape_handle(src_a, d, f, options))
-            ds = line(f, theta_a, theta_b, steps=steps, extent=ext, store=run, name="interpolation", progress=True,
+            ds = line(f, theta_a, theta_b, steps=steps, extent=ext, store=run, name=stored_as, progress=True,
                       replace=replace, attrs={"label_a": label_a, "label_b": label_b}, executor=ex)
         _say_resumed(ds)
         stats = ds.attrs["bn_statistics"]  # `line` says which statistics it used
-        plot.plot_interpolation(ds, path=run.figures / "interpolation", title=f"{label_a} (t=0) to {label_b} (t=1)")
+        plot.plot_interpolation(ds, path=run.figures / stored_as, title=f"{label_a} (t=0) to {label_b} (t=1)")
         ends = {k: [float(ds[k].sel(t=t)) for t in (0.0, 1.0)] for k in ds.data_vars if k != "done"}
         # the barrier and the saddle over t in [0, 1] only: extrapolated points are no barrier
         between = {f"{p}{k}": v for p in ("", "test_") if f"{p}loss" in ds
                    for k, v in barrier_stats(ds.t.values, ds[f"{p}loss"].values).items()
                    if k in ("barrier", "saddle_height", "saddle_t")}
-        run.update_summary(interpolation={"ends": ends, **between, "max_loss_in_0_1": float(ds.loss.sel(t=slice(0, 1)).max()),
-                                          "bn": stats})
+        run.update_summary(**{stored_as: {"ends": ends, **between, "max_loss_in_0_1": float(ds.loss.sel(t=slice(0, 1)).max()),
+                                          "bn": stats, "loss": loss}})
         console.print(f"loss at t=0: {ends['loss'][0]:.4g}, t=1: {ends['loss'][1]:.4g}; between them (t in [0, 1]) "
                       f"barrier {between['barrier']:.4g} (largest rise above the chord between the ends), saddle "
                       f"{between['saddle_height']:.4g} above the higher end ({stats})")
-        console.print(f"wrote {run.zarr_path('interpolation')} and figures in {run.figures}")
+        console.print(f"wrote {run.zarr_path(stored_as)} and figures in {run.figures}")
         write_report(run)

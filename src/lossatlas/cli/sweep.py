@@ -64,7 +64,7 @@ def predict(
                                                    "default all 11: logistic_regression, linear_svm, ...)"),
     partial: bool = typer.Option(False, help="use the finished networks of an unfinished sweep"),
     permutation_classifier: str = typer.Option("linear_svm", help="the classifier of the permutation test"),
-    jobs: Optional[int] = typer.Option(None, "--jobs", help="cross-validation folds fitted in parallel (processes)"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", help="cross-validation folds fitted in parallel, in processes (default: one at a time)"),
     replace: ReplaceOpt = False,
 ):
     """Predict each network's generalization class (quintiles of test loss), weight decay and

@@ -11,14 +11,14 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
-from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
+from .common import (NEEDS_SOURCE, CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, floats, open_out,
-                     record_fingerprint, reported, resolve_source, source_flags, test_pair, write_report)
+                     record_fingerprint, reported, resolve_source, source_flags, test_pair, write_report, absolute_source)
 
 # J&R retraining without a recorded run (a bare checkpoint): Horoi et al.'s README example.
 JUMP_DEFAULTS = dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=0.0, batch_size=128, augment=False)
 _SOURCE_KEYS = ("model", "model_args", "checkpoint", "init_seed", "data", "data_root", "data_seed", "subset",
-                "test_subset", "augment", "random_labels")
+                "test_subset", "augment", "random_labels", "checkpoint_sha256", "code_dir")
 
 
 def _settings(config: Optional[Path], flags: dict) -> tuple[dict, dict, Optional[str]]:
@@ -49,24 +49,24 @@ def _settings(config: Optional[Path], flags: dict) -> tuple[dict, dict, Optional
 
 
 def train_cmd(
-    config: Optional[Path] = typer.Option(None, help="YAML file of settings (flags override it)"),
+    config: Optional[Path] = typer.Option(None, help="YAML file of settings; flags override it (default: none, the options alone)"),
     model: ModelOpt = None, model_arg: ModelArgOpt = None, checkpoint: CheckpointOpt = None, data: DataOpt = None,
     data_root: DataRootOpt = None, data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
-    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="random crop and flip (shift for 1-D)"),
-    random_labels: Optional[float] = typer.Option(None, help="fraction of training labels replaced at random"),
-    optimizer: Optional[str] = typer.Option(None, help="sgd or adam"),
-    lr: Optional[float] = typer.Option(None),
-    momentum: Optional[float] = typer.Option(None),
-    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov"),
-    weight_decay: Optional[float] = typer.Option(None),
-    epochs: Optional[int] = typer.Option(None),
-    batch_size: Optional[int] = typer.Option(None),
-    schedule: Optional[str] = typer.Option(None, help="constant, step or cosine"),
-    milestones: Optional[str] = typer.Option(None, help="comma-separated epochs of the step decay"),
-    gamma: Optional[float] = typer.Option(None),
-    every_steps: Optional[int] = typer.Option(None, help="also snapshot every k steps"),
-    seed: Optional[int] = typer.Option(None, help="data order, augmentation, dropout"),
-    init_seed: Optional[int] = typer.Option(None, help="initialization of built-in models"),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="random crop and flip, shift for 1-D (default: off)"),
+    random_labels: Optional[float] = typer.Option(None, help="fraction of training labels replaced at random (default: 0)"),
+    optimizer: Optional[str] = typer.Option(None, help="sgd or adam (default: sgd)"),
+    lr: Optional[float] = typer.Option(None, help="learning rate (default: 0.1)"),
+    momentum: Optional[float] = typer.Option(None, help="SGD momentum (default: 0.9)"),
+    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum (default: off)"),
+    weight_decay: Optional[float] = typer.Option(None, help="L2 weight decay (default: 0)"),
+    epochs: Optional[int] = typer.Option(None, help="epochs of training (default: 10)"),
+    batch_size: Optional[int] = typer.Option(None, help="minibatch size (default: 128)"),
+    schedule: Optional[str] = typer.Option(None, help="learning-rate schedule: constant, step or cosine (default: constant)"),
+    milestones: Optional[str] = typer.Option(None, help="comma-separated epochs of the step decay (default: none)"),
+    gamma: Optional[float] = typer.Option(None, help="factor of each step decay (default: 0.1)"),
+    every_steps: Optional[int] = typer.Option(None, help="also snapshot every k steps (default: once per epoch only)"),
+    seed: Optional[int] = typer.Option(None, help="seed of the data order, augmentation and dropout (default: --init-seed)"),
+    init_seed: Optional[int] = typer.Option(None, help="seed of the initialization of built-in models (default: 0)"),
     replace: ReplaceOpt = False,
     out: Optional[Path] = typer.Option(None, help="run directory (default runs/train)"),
 ):
@@ -86,7 +86,8 @@ def train_cmd(
                      gamma=gamma, every_steps=every_steps, seed=seed, init_seed=init_seed,
                      out=str(out) if out else None)
         source, cfg, out_s = _settings(config, flags)
-        src = Source.from_dict({**source, "device": device}, str(config) if config else "the options")
+        require("model" in source and "data" in source, NEEDS_SOURCE.replace("give a run directory (RUN) made by an earlier command, or ", "give "))
+        src = Source.from_dict({**absolute_source(source), "device": device}, str(config) if config else "the options")
         dev = src.resolve_device()
         target = Path(out_s or "runs/train")
         run = open_out(target, src)
@@ -97,11 +98,14 @@ def train_cmd(
         if src.checkpoint:
             check_weights(net, f"the checkpoint {src.checkpoint}")
         options = {k: v for k, v in cfg.items() if k not in ("optimizer", "lr", "momentum", "weight_decay", "epochs", "batch_size", "seed")}
+        resumed = 0 if replace else resume_epoch(run, cfg)
         t0 = time.perf_counter()
         result = train(net, d, optimizer=cfg["optimizer"], lr=cfg["lr"], momentum=cfg["momentum"],
                        weight_decay=cfg["weight_decay"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                        seed=cfg["seed"], store=run, progress=True, replace=replace, device=dev, **options)
         seconds = time.perf_counter() - t0
+        if resumed:
+            console.print(f"resumed from epoch {resumed} of {cfg['epochs']} (the epochs before were read from {run.path})")
         write_checkpoint(run.path / "model.pt", net.state_dict(), source=src.as_dict())
         t = result.trajectory
         last = {k: float(t[k].values[-1]) for k in ("loss", "accuracy", "test_loss", "test_accuracy") if k in t}
@@ -113,6 +117,13 @@ def train_cmd(
         console.print(table)
         console.print(f"wrote {run.zarr_path('trajectory')} and {run.path / 'model.pt'}")
         write_report(run)
+
+
+def resume_epoch(run, cfg: dict) -> int:
+    """The epoch a rerun of `train` resumes from (0: it starts afresh or the run is finished)."""
+    state = run.load_state("trajectory")
+    epoch = int(state["epoch"]) if state and "epoch" in state else 0
+    return epoch if 0 < epoch < cfg["epochs"] else 0
 
 
 def retrain_defaults(run) -> tuple[dict, str]:
@@ -133,7 +144,7 @@ def retrain_defaults(run) -> tuple[dict, str]:
 
 
 def jump(
-    run_path: Annotated[Optional[Path], typer.Argument(metavar="[RUN]", help="a run directory (its final weights are the centre)")] = None,
+    run_path: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="a run directory (its final weights are the centre)")] = None,
     model: ModelOpt = None, model_arg: ModelArgOpt = None, checkpoint: CheckpointOpt = None, data: DataOpt = None,
     data_root: DataRootOpt = None, data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
     seeds: int = typer.Option(4, help="number of random directions"),

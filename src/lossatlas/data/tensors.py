@@ -126,11 +126,13 @@ def load_tensors(
     check_options(**options, dtype_optional=True)
     require(isinstance(path, (str, os.PathLike)), f"path must be a file path, got {type(path).__name__}")
     path = Path(path).expanduser()
-    require(path.is_file(), f"data file {path} does not exist")
+    require(path.is_file(), f"data file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"cannot load {path} with torch.load(weights_only=True): {exc}") from exc
+        from ..store.files import torch_load_failure
+
+        raise InputError(torch_load_failure(path, exc, "Save a dict of tensors with torch.save")) from exc
     require(
         isinstance(obj, Mapping) and "X" in obj and "y" in obj,
         f"{path} must hold a dict with tensors 'X' and 'y' (and optionally 'X_test', 'y_test')",

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.spatial.distance import pdist
 
 from lossatlas._errors import InputError, positive_int, require
+from lossatlas.progress import progress_bar
 
 from .base import EmbeddingEstimator, param_names
 from .gram import Gram, gram_from_source
@@ -84,6 +85,7 @@ def embed(
     chunk: int | None = None,
     max_memory: int | None = None,
     options: dict[str, dict[str, Any]] | None = None,
+    progress=False,
 ):
     """Embed ``samples`` with several methods from one streamed Gram matrix, with scores.
 
@@ -96,6 +98,9 @@ def embed(
     scores : compute DeMAP (geodesics in ``metric``) and, when the samples have trajectory coords
         (``run`` or ``seed``/``step_size``, with ``epoch``), trajectory continuity against the data
     options : per-method keyword arguments, e.g. ``{"tsne": {"perplexity": 20}}``
+    progress : bool or callable
+        As everywhere (:func:`lossatlas.progress.progress_bar`): one step for the Gram matrix,
+        one per method, one for the scores.
 
     Returns
     -------
@@ -111,7 +116,6 @@ def embed(
     >>> ds["embedding"].shape
     (2, 90, 2)
     """
-    import xarray as xr
 
     if isinstance(samples, Gram):
         raise InputError("embed needs the weights themselves, not a Gram matrix; pass the samples")
@@ -140,7 +144,17 @@ def embed(
     if scores:
         require(src.n >= knn + 1, f"scores with knn={knn} need at least {knn + 1} points, got {src.n}")
     need_gram = scores or any(est.uses_gram for est in estimators.values())
+    with progress_bar(progress, int(need_gram) + len(names) + int(scores),
+                      f"embedding {src.n} points: {', '.join(m.value for m in names)}") as advance:
+        return _embed(src, names, estimators, need_gram, scores, metric_, seed, knn, n_components, max_memory, advance)
+
+
+def _embed(src, names, estimators, need_gram, scores, metric_, seed, knn, n_components, max_memory, advance):
+    import xarray as xr
+
     gram = gram_from_source(src, max_memory) if need_gram else None
+    if need_gram:
+        advance(1)
 
     attrs: dict[str, Any] = {
         "methods": [m.value for m in names],
@@ -160,6 +174,7 @@ def embed(
             attrs["phate_t"] = est.t_
         if isinstance(est, PCA):
             attrs["pca_explained_variance_ratio"] = [float(x) for x in est.explained_variance_ratio_]
+        advance(1)
 
     if scores:
         D = gram.distances(metric_)
@@ -175,6 +190,7 @@ def embed(
                 pairs = consecutive_pairs(groups, order, src.n)
                 attrs[f"{m.value}_continuity"] = continuity_from_neighbours(out[i], pairs, knn, nb_dat)
         attrs["scores_knn"] = knn
+        advance(1)
 
     coords: dict[str, Any] = {
         "method": [m.value for m in names],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .._errors import InputError, require
-from .files import atomic_torch_save, json_safe
+from .files import torch_load_failure, atomic_torch_save, json_safe
 
 #: Keys under which training scripts nest the model's state dict, tried in this order.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
@@ -103,16 +103,14 @@ def read_checkpoint(path) -> dict:
     import torch
 
     path = Path(path)
-    require(path.is_file(), f"checkpoint {path} does not exist")
+    require(path.is_file(), f"checkpoint file not found: {path}")
     if _is_safetensors(path):
         return _read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure is a bad file for the user to fix
-        raise InputError(
-            f"cannot load {path} with torch.load(weights_only=True): {exc}. Save plain tensors "
-            "(torch.save(model.state_dict(), path)); pickled modules are refused for safety"
-        ) from exc
+        raise InputError(torch_load_failure(path, exc, "Save plain tensors (torch.save(model.state_dict(), path)); "
+                                            "pickled modules are refused for safety")) from exc
     state = _find_state_dict(obj)
     if state is None:
         held = f" (it holds {sorted(map(str, obj))[:10]})" if isinstance(obj, Mapping) else ""

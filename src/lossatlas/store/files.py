@@ -142,3 +142,20 @@ def atomic_save_npz(path, **arrays: np.ndarray) -> Path:
     with atomic_write(path, "wb") as fh:
         np.savez(fh, **arrays)
     return Path(path)
+
+
+def torch_load_failure(path, exc: BaseException, advice: str) -> str:
+    """One line saying why ``torch.load(path, weights_only=True)`` failed, instead of torch's
+    many-line text: NumPy arrays (which a weights-only load refuses) get the fix in one line.
+
+    Examples
+    --------
+    >>> torch_load_failure("d.pt", Exception("Unsupported global: numpy._core..."), "")[:40]
+    'd.pt holds NumPy arrays, which torch.loa'
+    """
+    text = str(exc)
+    if "numpy" in text.lower():
+        return (f"{path} holds NumPy arrays, which torch.load(weights_only=True) refuses for safety: save tensors "
+                "instead (torch.save({'X': torch.as_tensor(X), 'y': torch.as_tensor(y)}, path))")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return f"cannot load {path} with torch.load(weights_only=True): {first[:200]}. {advice}"

@@ -78,6 +78,10 @@ class RunDir:
     >>> run.open("surface").loss
     """
 
+    # An object with ``remember(path)``, told before each config file is written (the command
+    # line's journal, which undoes a refused command's writes); None: nobody is told.
+    journal = None
+
     def __init__(self, path, create: bool = True):
         self.path = Path(path)
         if create:
@@ -108,6 +112,8 @@ class RunDir:
     def write_config(self, command: str, settings: Mapping[str, Any]) -> Path:
         """Write ``config/<command>.yaml`` (atomically); other commands' configs are untouched."""
         path = self.config_path(command)
+        if self.journal is not None:
+            self.journal.remember(path)
         atomic_write_text(path, yaml.safe_dump(json_safe(dict(settings)), sort_keys=False))
         return path
 

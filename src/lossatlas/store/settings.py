@@ -47,9 +47,37 @@ def _short(v: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# Settings recorded as fingerprints (hashes), said in words: what differs, not two hashes.
+_WORDS = (
+    ("center", "the centre's weights (another checkpoint, run or model)"),
+    ("theta_a", "the first end's weights"), ("theta_b", "the second end's weights"),
+    ("start", "the start's weights"), ("end", "the end's weights"),
+    ("init", "the initial weights (another init seed or checkpoint)"),
+    ("buffers", "the model's buffers (batch-norm statistics)"),
+    ("direction", "the directions"), ("data", "the data (another data set, split, subset or file content)"),
+    ("landscape", "the evaluated data or loss"), ("checkpoint", "the checkpoint file's content"), ("labels", "the labels"), ("features", "the features"),
+)
+
+
+def said(key: str, old: Any, new: Any) -> str:
+    """One difference in words: ``seed: 0 stored, 3 asked``; a fingerprint says what it pins.
+
+    Examples
+    --------
+    >>> said("center_fingerprint", "3f1c0a9be2d4", "77aa01c9e0b2")
+    'the centre's weights (another checkpoint, run or model) differ from the stored ones'
+    """
+    leaf = key.rsplit(".", 1)[-1]
+    if "fingerprint" in leaf or "sha256" in leaf or leaf in ("theta_a", "theta_b", "landscape", "init"):
+        what = next((w for stem, w in _WORDS if leaf.startswith(stem)), None)
+        if what is not None and _MISSING not in (old, new):
+            return f"{what} differ from the stored ones"
+    return f"{key}: {_short(old)} stored, {_short(new)} asked"
+
+
 def mismatch(path, diffs: list[tuple[str, Any, Any]]) -> StoreMismatchError:
     """The error for a store at ``path`` whose recorded settings differ by ``diffs``."""
-    lines = "; ".join(f"{k}: {_short(old)} stored, {_short(new)} asked" for k, old, new in diffs[:12])
+    lines = "; ".join(dict.fromkeys(said(k, old, new) for k, old, new in diffs[:12]))
     more = f" (and {len(diffs) - 12} more)" if len(diffs) > 12 else ""
     err = StoreMismatchError(
         f"{path} holds results computed with other settings ({lines}{more}). Pass replace=True to "

@@ -76,7 +76,7 @@ def _train_seed(out: Path, cfg: dict, seed: int, device: str, dev, replace: bool
     """The three optimizers from initialization ``seed``, into ``out/seed{seed}``."""
     src = _source(cfg, seed, device)
     run = RunDir(out / f"seed{seed}")
-    ignored = ("device", "checkpoint", "data_fingerprint")
+    ignored = ("device", "checkpoint", "data_fingerprint", "checkpoint_sha256", "code_dir")
     record = {k: v for k, v in src.as_dict().items() if k not in ignored}
     if run.has_source() and not replace:  # never relabel products of another source
         stored = {k: v for k, v in run.read_source().items() if k not in ignored}

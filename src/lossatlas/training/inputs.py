@@ -52,13 +52,16 @@ class TrainData:
 
 
 def as_train_data(data, test=None, augment=None) -> TrainData:
-    """Accept a ``lossatlas.data.Data`` or an ``(X, y)`` pair (plus an optional test pair).
+    """Accept a ``lossatlas.data.Data``, an ``(X, y)`` pair or a DataLoader (plus an optional test
+    pair or loader), the forms :class:`~lossatlas.Landscape` takes.
 
     Parameters
     ----------
-    data : Data or (Tensor, Tensor)
-        A ``Data`` brings its test split, augmentation and fingerprint along.
-    test : (Tensor, Tensor), optional
+    data : Data, (Tensor, Tensor) or torch.utils.data.DataLoader
+        A ``Data`` brings its test split, augmentation and fingerprint along. A DataLoader is read
+        once, in its dataset's order (:func:`lossatlas.data.factory.read_loader`); training draws
+        its own batches from it with its own seed and batch size.
+    test : (Tensor, Tensor) or DataLoader, optional
         Overrides the ``Data``'s test split.
     augment : callable, optional
         Overrides the ``Data``'s augmentation.
@@ -69,6 +72,15 @@ def as_train_data(data, test=None, augment=None) -> TrainData:
     >>> td.X.shape, td.test
     (torch.Size([8, 3]), None)
     """
+    from torch.utils.data import DataLoader
+
+    if isinstance(data, DataLoader) or isinstance(test, DataLoader):
+        from ..data.factory import read_loader
+
+        if isinstance(data, DataLoader):
+            data = read_loader(data, "the training DataLoader")
+        if isinstance(test, DataLoader):
+            test = read_loader(test, "the test DataLoader")
     if hasattr(data, "train") and hasattr(data, "test"):  # lossatlas.data.Data
         X, y = data.train
         own_test = test is None
@@ -88,7 +100,7 @@ def as_train_data(data, test=None, augment=None) -> TrainData:
         info = {"dataset": "tensors", "random_labels": None}
     else:
         raise InputError(
-            "training data must be an (X, y) pair of tensors or a lossatlas.data.Data "
+            "training data must be an (X, y) pair of tensors, a DataLoader or a lossatlas.data.Data "
             f"(from la.load_data), got {type(data).__name__}"
         )
     require(X.shape[0] == y.shape[0], f"inputs and targets differ in length: {X.shape[0]} vs {y.shape[0]}")
