@@ -137,17 +137,20 @@ def compare_minima(sources: Mapping[str, Source], out, settings: CompareSettings
     ignore = None if s.ignore == "none" else s.ignore
     shared = random_directions(next(iter(models.values())), n=2, norm=s.norm, ignore=ignore, seed=s.seed) \
         if s.directions == DirectionMode.SHARED.value else None
-    top = RunDir(out)
-    top.write_config("compare", {"minima": {k: v.as_dict() for k, v in sources.items()}, "compare": s.as_dict()})
     how = {"directions": "random", "direction_mode": s.directions, "norm": s.norm, "ignore": s.ignore, "seed": s.seed,
            "same_space": one_space}
+    for name in models:  # before anything is written: a stored plane of other settings is refused in words
+        _check_stored(out / name, {**how, "steps": s.steps, "span": s.span, "bn": s.bn, "samples": s.samples}, replace)
+    top = RunDir(out)
+    top.write_config("compare", {"minima": {k: v.as_dict() for k, v in sources.items()}, "compare": s.as_dict()})
     planes, minima = {}, {}
     for name, net in models.items():
         run = _minimum_run(out / name, sources[name], replace)
         dirs = shared if shared is not None else random_directions(net, n=2, norm=s.norm, ignore=ignore, seed=s.seed)
         f = build_landscape(net, data, dev, dict(bn=s.bn, samples=s.samples, seed=first.data_seed))
         ds = plane(f, f.origin, [d.to(dev) for d in dirs], span=s.span, steps=s.steps, store=run, name="compare",
-                   progress=progress, replace=replace, attrs={**how, "title": name})
+                   progress=progress, replace=replace,
+                   attrs={**how, "steps": s.steps, "span": s.span, "samples_requested": s.samples, "title": name})
         planes[name] = ds
         minima[name] = {k: center_value(ds, k) for k in ("loss", "accuracy", "test_loss", "test_accuracy") if k in ds}
     subtitles = {k: _subtitle(v) for k, v in minima.items()}
@@ -161,6 +164,18 @@ def compare_minima(sources: Mapping[str, Source], out, settings: CompareSettings
     return {"planes": planes, "figure": figure, "directions": s.directions, "same_space": one_space, "minima": minima}
 
 
+def _check_stored(path: Path, wanted: Mapping, replace: bool) -> None:
+    """Refuse, naming the settings, a stored comparison plane made with other settings."""
+    if replace or not (path / "compare.zarr").is_dir():
+        return
+    stored = RunDir(path, create=False).open("compare", load=False).attrs
+    stored = {**stored, "samples": stored.get("samples_requested")}
+    diffs = [f"{k}: {stored.get(k)!r} stored, {v!r} asked" for k, v in wanted.items()
+             if k in ("direction_mode", "norm", "ignore", "seed", "steps", "span", "bn", "samples") and stored.get(k) != v]
+    require(not diffs, f"{path} holds a comparison plane made with other settings ({'; '.join(diffs)}); "
+            "pass replace=True to compute it afresh, or compare into another directory")
+
+
 def _minimum_run(path: Path, src: Source, replace: bool) -> RunDir:
     """The minimum's own run directory, recording its source; one recording another is refused."""
     from ..store import differences
@@ -171,7 +186,7 @@ def _minimum_run(path: Path, src: Source, replace: bool) -> RunDir:
         stored = {k: v for k, v in run.read_source().items() if k not in ("device", "data_fingerprint")}
         diffs = differences(stored, record)
         require(replace or not diffs, f"{run.path} records another minimum "
-                f"({'; '.join(f'{k}: {a} there, {b} now' for k, a, b in diffs)}); compare into another directory")
+                f"({'; '.join(f'{k}: {a} there, {b} now' for k, a, b in diffs)}); pass replace=True or compare into another directory")
         if diffs:
             run.write_source(record)
     else:
