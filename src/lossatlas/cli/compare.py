@@ -57,7 +57,7 @@ def compare(
     """Minima side by side (Li et al. Figs. 5-6): a plane around each on directions drawn alike, all drawn
     on the same contour levels and colour range; OUT/NAME/compare.zarr per minimum and OUT/figures/compare."""
     with reported():
-        from ..studies.compare import CompareSettings, check_same_data, compare_minima
+        from ..comparison import CompareSettings, check_same_data, compare_minima
         from .surface import _endpoint
 
         require(len(runs) >= 2, f"give at least two minima to compare, got {len(runs)}")

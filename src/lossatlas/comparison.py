@@ -14,7 +14,7 @@ minima of one parameter space and is for settings where scale is not at issue (e
 
 Example
 -------
->>> from lossatlas.studies.compare import CompareSettings, compare_minima
+>>> from lossatlas.comparison import CompareSettings, compare_minima
 >>> res = compare_minima({"SB": src_sb, "LB": src_lb}, "runs/compare", CompareSettings(steps=21))  # doctest: +SKIP
 >>> res["figure"]   # doctest: +SKIP
 PosixPath('runs/compare/figures/compare')
@@ -29,10 +29,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Mapping
 
-from .._errors import parse_enum, require
-from ..sources import Source
-from ..store import RunDir
-from .common import StudySettings
+from ._errors import parse_enum, require
+from .sources import Source
+from .store import RunDir
 
 __all__ = ["DATA_FIELDS", "CompareSettings", "DirectionMode", "compare_minima", "check_same_data"]
 
@@ -48,7 +47,7 @@ class DirectionMode(str, Enum):
 
 
 @dataclass(frozen=True)
-class CompareSettings(StudySettings):
+class CompareSettings:
     """The settings of a comparison; every one changes the planes' values and is recorded."""
 
     steps: int = 21
@@ -60,9 +59,12 @@ class CompareSettings(StudySettings):
     bn: str = "eval"
     samples: int | None = None
 
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
     def validate(self) -> "CompareSettings":
-        from ..landscape import BatchNormMode
-        from ..space import parse_ignore, parse_norm
+        from .landscape import BatchNormMode
+        from .space import parse_ignore, parse_norm
 
         require(self.steps >= 3 and self.steps % 2 == 1,
                 f"steps must be odd and at least 3 (each minimum a grid point), got {self.steps}")
@@ -113,10 +115,10 @@ def compare_minima(sources: Mapping[str, Source], out, settings: CompareSettings
     -------
     >>> compare_minima({"SB": src_sb, "LB": src_lb}, "runs/compare")   # doctest: +SKIP
     """
-    from ..execute import build_landscape, check_weights
-    from ..plot import plot_compare
-    from ..space import ParamSpace, random_directions
-    from ..surface import center_value, plane
+    from .execute import build_landscape, check_weights
+    from .plot import plot_compare
+    from .space import ParamSpace, random_directions
+    from .surface import center_value, plane
 
     s = (settings or CompareSettings()).validate()
     s = dataclasses.replace(s, directions=parse_enum(DirectionMode, s.directions, "direction mode").value)
@@ -178,7 +180,7 @@ def _check_stored(path: Path, wanted: Mapping, replace: bool) -> None:
 
 def _minimum_run(path: Path, src: Source, replace: bool) -> RunDir:
     """The minimum's own run directory, recording its source; one recording another is refused."""
-    from ..store import differences
+    from .store import differences
 
     run = RunDir(path)
     record = {k: v for k, v in src.as_dict().items() if k not in ("device", "data_fingerprint")}
