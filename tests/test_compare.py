@@ -69,7 +69,7 @@ def test_compare_two_checkpoints_per_model_directions(minima, tmp_path):
         assert float(ds.loss.sel(x=0.0, y=0.0)) == pytest.approx(f.evaluate(f.origin[None])["loss"].item(), rel=1e-5)
     # The report holds the side-by-side figure and a summary row per minimum.
     page = (out / "report.html").read_text()
-    assert 'alt="compare"' in page and "<td>m0</td>" in page and "<td>m1</td>" in page
+    assert 'alt="compare"' in page and "<th>m0</th><th>m1</th>" in page
 
 
 def test_compare_run_directory_and_checkpoint_with_other_architectures(minima, tmp_path):

@@ -145,3 +145,12 @@ def test_persistence_figure_drops_an_empty_dimension_and_says_so():
 def test_an_empty_persistence_diagram_is_said_on_the_figure():
     fig = lp.plot_persistence_diagrams({"diverged": {0: np.zeros((0, 2)), 1: np.zeros((0, 2))}})
     assert "empty diagram" in " ".join(t.get_text() for t in fig.axes[0].texts)
+
+
+def test_plane_grid_contours_carry_a_colourbar_each():
+    # Before: no colourbar on any contour panel of the grid.
+    fig = lp.plot_plane_grid([[("a", bowl()), ("b", bowl(scale=3.0))]])
+    assert colorbar_labels(fig) == ["train loss", "train loss"]
+    assert label_overlaps(fig) == 0
+    fig = lp.plot_persistence({0: np.zeros((0, 2)), 1: np.zeros((0, 2))})
+    assert "empty diagram" in " ".join(t.get_text() for t in fig.axes[0].texts)

@@ -53,23 +53,29 @@ def test_the_summary_opens_with_the_minima_barriers_and_their_meanings(tmp_path)
     # The caveat comes first, above the tables.
     assert summary.index("Read with care") < summary.index("The minima")
     assert "too small to show the papers&#x27; findings" in summary
-    head = re.search(r"<caption>The minima</caption><thead><tr>(.*?)</tr>", summary).group(1)
-    assert re.findall(r"<th>(.*?)</th>", head) == [
-        "minimum", "train loss", "train acc.", "test loss", "test acc.", "top Hessian eigenvalue",
-        "sharpness (eps=0.001 full)", "mean loss rise", "total persistence D0", "total persistence D1"]
+    minima = re.search(r"<caption>The minima</caption>.*?</table>", summary).group(0)
+    head = re.search(r"<thead><tr>(.*?)</tr>", minima).group(1)
+    # A few minima: one column each, one row per measure with what it means beside it.
+    assert re.findall(r"<th>(.*?)</th>", head) == ["measure", "good", "bad", "what it means"]
+    rows = {r[0]: r[1:] for r in (re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", minima))
+            if r}
+    assert list(rows) == ["train loss", "train acc.", "test loss", "test acc.", "top Hessian eigenvalue",
+                          "sharpness (eps=0.001 full)", "mean loss rise", "total persistence D0",
+                          "total persistence D1"]
     # Rounded: three significant digits, accuracies in %.
-    assert "<td>good</td><td>1.1</td><td>60.0 %</td><td>1.21</td><td>51.6 %</td><td>12.3</td><td>0.4</td>" in summary
+    assert rows["train loss"][:2] == ["1.1", "0.829"] and rows["test acc."][:2] == ["51.6 %", "51.8 %"]
+    assert rows["top Hessian eigenvalue"][:2] == ["12.3", "30.1"] and rows["total persistence D0"][0] == "0.0123"
     assert "1.0963250579833985" not in summary and "0.0123456" not in summary
-    # Each column explained in one line.
-    assert "<b>test acc.</b>: share of held-out samples classified right" in summary
-    assert "<b>top Hessian eigenvalue</b>: curvature along the sharpest direction" in summary
+    # Each measure explained in one line.
+    assert rows["test acc."][2].startswith("share of held-out samples classified right")
+    assert rows["top Hessian eigenvalue"][2].startswith("curvature along the sharpest direction")
     barriers = re.search(r"<caption>Barriers between minima</caption>.*?</table>", summary).group(0)
     assert "<td>linear</td><td>good and bad</td><td>0.3</td><td>0.257</td>" in barriers
     assert "<b>barrier</b>: the highest rise of the loss above the straight chord" in summary
     assert "<b>saddle height</b>" in summary
     # The raw values are still there, folded; the embedding scores are not a column.
     assert '<details class="recorded"><summary>All recorded values</summary>' in summary
-    assert "embedding_scores" not in head
+    assert "embedding_scores" not in minima
 
 
 def test_a_component_count_is_shown_when_a_run_records_one(tmp_path):
@@ -80,7 +86,7 @@ def test_a_component_count_is_shown_when_a_run_records_one(tmp_path):
     assert rows == {"run": {"train_loss": 0.5, "test_accuracy": 0.9, "total_persistence_d0": 0.2,
                             "total_persistence_d1": 0.0, "components": 3}}
     summary = summary_html(build_report(run.path).read_text())
-    assert "<th>kNN components</th>" in summary and "<td>3</td>" in summary
+    assert re.search(r"<td>kNN components</td><td>3</td>", summary)
 
 
 def test_a_run_without_minima_or_paths_has_no_summary_tables(tmp_path):
@@ -115,3 +121,13 @@ def test_plotly_is_inlined_once_compressed_and_inflates_to_itself(tmp_path):
     assert page.count('<script type="text/plain" class="lossatlas-figure">') == page.count("Plotly.newPlot(")
     # Before: 4.85 MB for this run (plotly.js alone is 4.8 MB); now 1.99 MB.
     assert len(page.encode()) < 2_200_000
+
+
+def test_many_minima_get_a_row_each_and_the_meanings_beneath(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.update_summary(minima={f"net{i}": {"train_loss": 0.1 * i, "test_accuracy": 0.5} for i in range(8)})
+    summary = summary_html(build_report(run.path).read_text())
+    minima = re.search(r"<caption>The minima</caption>.*?</table>", summary).group(0)
+    assert re.findall(r"<th>(.*?)</th>", minima) == ["minimum", "train loss", "test acc."]
+    assert "<td>net7</td><td>0.7</td><td>50.0 %</td>" in minima
+    assert "<b>train loss</b>: the loss on the training data" in summary

@@ -36,6 +36,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
                    "of each piece is counted apart"),
 }
 
+#: Up to this many minima the table has one column per minimum (and stays narrow); beyond, one row each.
+TRANSPOSE_UP_TO = 6
+
 BARRIER_MEANINGS = {
     "barrier": "the highest rise of the loss above the straight chord between the path's two ends "
                "(0: the path never rises above its ends' line; lower means better connected minima)",
@@ -142,10 +145,17 @@ def overview(section: Section, scanned) -> None:
     if minima:
         keys = [k for k in COLUMNS if any(_number(r.get(k)) is not None for r in minima.values())]
         sharp_label = next((r["_sharpness_label"] for r in minima.values() if "_sharpness_label" in r), "")
-        heads = [COLUMNS[k][0] + (f" ({sharp_label})" if k == "sharpness" and sharp_label else "") for k in keys]
-        body = [[name] + [_rounded(k, r.get(k)) for k in keys] for name, r in minima.items()]
-        section.html('<div class="overview">' + table(["minimum"] + heads, body, caption="The minima") +
-                     _meanings({COLUMNS[k][0]: COLUMNS[k][1] for k in keys}) + "</div>")
+        names = [COLUMNS[k][0] + (f" ({sharp_label})" if k == "sharpness" and sharp_label else "") for k in keys]
+        if len(minima) <= TRANSPOSE_UP_TO:
+            # A few minima: one column each, one row per measure with its meaning beside it (narrow).
+            body = [[name] + [_rounded(k, r.get(k)) for r in minima.values()] + [COLUMNS[k][1]]
+                    for k, name in zip(keys, names)]
+            section.html('<div class="overview">' + table(["measure", *minima, "what it means"], body,
+                                                          caption="The minima") + "</div>")
+        else:
+            body = [[name] + [_rounded(k, r.get(k)) for k in keys] for name, r in minima.items()]
+            section.html('<div class="overview">' + table(["minimum"] + names, body, caption="The minima") +
+                         _meanings({COLUMNS[k][0]: COLUMNS[k][1] for k in keys}) + "</div>")
     barriers = barrier_rows(scanned)
     if barriers:
         keys = ["barrier"] + (["saddle_height"] if any(_number(r["saddle_height"]) is not None for r in barriers) else [])
