@@ -131,3 +131,24 @@ def test_many_minima_get_a_row_each_and_the_meanings_beneath(tmp_path):
     assert re.findall(r"<th>(.*?)</th>", minima) == ["minimum", "train loss", "test acc."]
     assert "<td>net7</td><td>0.7</td><td>50.0 %</td>" in minima
     assert "<b>train loss</b>: the loss on the training data" in summary
+
+
+def test_report_figures_say_a_diverged_centre_an_empty_diagram_and_mark_inf():
+    from lossatlas.report.figures_measures import diagram_figure
+    from lossatlas.report.figures_surface import plane_figures
+
+    x = np.linspace(-1, 1, 5)
+    z = 0.1 + np.add.outer(x**2, x**2)
+    z[2, 2] = np.nan
+    ds = xr.Dataset({"loss": (("x", "y"), z)}, coords={"x": x, "y": x})
+    (surf, _), (cont, _) = plane_figures(ds, "run")
+    # Before: only "(1 non-finite points not drawn)", not that the minimum itself diverged.
+    assert "the centre diverged" in cont.layout.title.text and "the centre diverged" in surf.layout.title.text
+    ds["loss"][2, 2] = 0.1
+    assert "centre" not in plane_figures(ds, "run")[1][0].layout.title.text
+    topo = xr.Dataset({"d0": (("pair0", "bd"), np.array([[0.1, 0.3], [0.1, np.inf]])),
+                       "d1": (("pair1", "bd"), np.zeros((0, 2)))})
+    fig = diagram_figure(topo, "run")
+    assert [a.text for a in fig.layout.annotations] == ["inf"]
+    empty = xr.Dataset({"d0": (("pair0", "bd"), np.zeros((0, 2))), "d1": (("pair1", "bd"), np.zeros((0, 2)))})
+    assert "(empty: no classes)" in diagram_figure(empty, "run").layout.title.text

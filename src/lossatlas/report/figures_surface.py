@@ -84,8 +84,10 @@ def plane_figures(ds, title: str, log: bool = True) -> list:
                                   name="centre", showlegend=False, hoverinfo="skip"), row=r + 1, col=c + 1)
         cont.update_xaxes(title_text=label(xt), row=r + 1, col=c + 1)
         cont.update_yaxes(title_text=label(yt), row=r + 1, col=c + 1)
-    cont.update_layout(title={"text": label(f"{title}: contours (log10 of the losses){finite_note(z)}")},
+    cont.update_layout(title={"text": label(f"{title}: contours (log10 of the losses){finite_note(z)}{_centre_note(ds)}")},
                        margin={"t": 70})
+    if _centre_note(ds):
+        surf.update_layout(title={"text": label(f"{title}: 3-D surface of the {ztitle}{finite_note(z)}{_centre_note(ds)}")})
     return [(surf, 520), (cont, 420 * rows)]
 
 
@@ -98,6 +100,21 @@ def _colorbar(r: int, c: int, rows: int, cols: int, name: str) -> dict:
     top = 1 - r * (height + v_space)
     return {"title": {"text": label(name), "side": "right"}, "x": x, "xanchor": "left", "y": top - height / 2,
             "yanchor": "middle", "len": height, "thickness": 12}
+
+
+def _centre_note(ds) -> str:
+    """`` (the centre diverged: loss NaN)`` when the plane's centre cell was computed and is not finite."""
+    from ..grids import center_value
+
+    v = center_value(ds, "loss")
+    return "" if v is None or np.isfinite(v) or ("done" in ds and not _centre_done(ds)) else " (the centre diverged: loss NaN/inf)"
+
+
+def _centre_done(ds) -> bool:
+    from ..grids import center_index
+
+    idx = center_index(ds)
+    return idx is not None and bool(ds["done"].values[idx])
 
 
 def ratio_figure(ds, title: str):
