@@ -353,8 +353,8 @@ def test_trajectory_lr_drops_red_at_right_points(tmp_path):
                              plane=plane, path=tmp_path / "traj", title="SGD")
     assert_written(tmp_path.glob("traj.*"))
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "1st PCA component: 62.30 %"
-    assert ax.get_ylabel() == "2nd PCA component: 10.10 %"
+    assert ax.get_xlabel() == "PC 1 (62.30 % of the variance)"
+    assert ax.get_ylabel() == "PC 2 (10.10 % of the variance)"
     drops = [c for c in scatter_collections(ax) if c.get_label() == "learning-rate drop"]
     assert len(drops) == 1
     np.testing.assert_allclose(drops[0].get_offsets(), coords[[5, 10]])

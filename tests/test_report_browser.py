@@ -147,3 +147,55 @@ def test_report_in_headless_chromium(page, tmp_path):
         assert not errors, f"console errors: {errors[:5]}"
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def demo_page(tmp_path_factory):
+    """A report shaped as the quick demo's (a caveat, a summary of minima and barriers, a plane per
+    minimum), or the report of ``LOSSATLAS_REPORT_RUN`` (e.g. the quick demo itself)."""
+    given = os.environ.get("LOSSATLAS_REPORT_RUN")
+    if given:
+        return build_report(given, path=tmp_path_factory.mktemp("given-demo") / "report.html")
+    from test_report_overview import demo_like
+
+    root = tmp_path_factory.mktemp("demo-like") / "run"
+    demo_like(root)
+    return build_report(root)
+
+
+def test_summary_and_contour_colourbars_render(demo_page, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _browser(tmp_path / "profile")
+    try:
+        driver.get(demo_page.resolve().as_uri())
+        # plotly.js is inflated by the page, then every figure draws its SVG root.
+        WebDriverWait(driver, 120, poll_frequency=0.5).until(lambda d: d.execute_script(
+            "const g = document.querySelectorAll('.plotly-graph-div');"
+            "return g.length > 0 && [...g].every(x => x.querySelector('svg.main-svg'));"))
+        summary = driver.find_element(By.ID, "summary")
+        assert summary.is_displayed()
+        text = summary.text
+        for words in ("The minima", "test acc.", "Barriers between minima", "barrier:"):
+            assert words in text, (words, text[:400])
+        if not os.environ.get("LOSSATLAS_REPORT_RUN"):
+            assert "Read with care" in text and "51.6 %" in text
+        # The summary sits at the top of the window, before any figure.
+        top = driver.execute_script("return arguments[0].getBoundingClientRect().top;", summary)
+        assert 0 <= top < 600, top
+        # Every contour trace drew its colourbar, with its title, beside its panel.
+        found = driver.execute_script(
+            "return [...document.querySelectorAll('.plotly-graph-div')].map(g => ["
+            "  g.data.filter(t => t.type === 'contour').length,"
+            "  g.querySelectorAll('g.colorbar').length,"
+            "  [...g.querySelectorAll('g.colorbar .cbtitle text')].map(t => t.textContent)]);")
+        contours = [f for f in found if f[0] > 0]
+        assert contours, found
+        for n, bars, titles in contours:
+            assert bars >= n and len(titles) >= n, (n, bars, titles)
+            assert all("loss" in t or "accuracy" in t for t in titles), titles
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, f"console errors: {errors[:5]}"
+    finally:
+        driver.quit()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import analysis, demo, measures, study, surface, sweep, training
+from . import analysis, compare, demo, measures, study, surface, sweep, training
 from . import report as report_cmd
 from .helpfmt import flags_take_no_value
 
@@ -21,7 +21,7 @@ COMMANDS = (
     ("surface", surface.surface), ("interpolate", surface.interpolate), ("train", training.train_cmd),
     ("trajectory", analysis.trajectory), ("jump", training.jump), ("embed", analysis.embed),
     ("topology", measures.topology), ("hessian", measures.hessian), ("sharpness", measures.sharpness),
-    ("connect", measures.connect), ("sweep", sweep.sweep), ("predict", sweep.predict), ("study", study.study), ("report", report_cmd.report), ("demo", demo.demo),
+    ("connect", measures.connect), ("compare", compare.compare), ("sweep", sweep.sweep), ("predict", sweep.predict), ("study", study.study), ("report", report_cmd.report), ("demo", demo.demo),
 )
 for _name, _command in COMMANDS:
     app.command(_name)(_command)

@@ -15,6 +15,7 @@ from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, 
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, open_out, pair,
                      record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm,
                      LossOpt, endpoint_source, loss_for)
+from .figures import ColorRangeOpt, FigSizeOpt, FontSizeOpt, LevelsOpt, figure_options
 from .products import NameOpt, claim_attrs, product
 
 COMPILE = {"auto": "auto", "yes": True, "no": False}
@@ -83,6 +84,8 @@ def surface(
     workers: str = typer.Option("auto", help="threads sharing out the points (loop strategy): auto or a number"),
     compile: str = typer.Option("auto", "--compile", help="torch.compile the loop: auto, yes or no"),
     tf32: bool = typer.Option(False, "--tf32", help="allow TF32 matmuls on CUDA (faster, ~1e-3 relative error)"),
+    fig_size: FigSizeOpt = None, font_size: FontSizeOpt = None, levels: LevelsOpt = None,
+    color_range: ColorRangeOpt = None,
     replace: ReplaceOpt = False, name: NameOpt = None, loss: LossOpt = None,
     dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Optional[Path] = typer.Option(None, help="run directory (default RUN, else runs/surface)"),
@@ -106,6 +109,7 @@ def surface(
         require(samples is None or samples >= 1, f"--samples must be a positive number of samples, got {samples}")
         require(train_epochs >= 0, f"--train-epochs must be >= 0, got {train_epochs}")
         workers_v, compile_v = _speed_options(workers, compile, strategy)
+        figure = figure_options(fig_size, font_size, levels, color_range)
         check_executor(dask, scheduler)
         bounds = (*(xr_ or (-span, span)), *(yr_ or (-span, span)))
         if dims == 2:
@@ -132,11 +136,11 @@ def surface(
             _surface_work(run, src, dev, ex, dims=dims, steps=steps, bounds=bounds, norm=norm, ignore_v=ignore_v,
                           bn=bn, samples=samples, seed=seed, directions=directions, train_epochs=train_epochs,
                           strategy=strategy, workers_v=workers_v, compile_v=compile_v, tf32=tf32, replace=replace,
-                          name=stored_as, loss=loss)
+                          name=stored_as, loss=loss, figure=figure)
 
 
 def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn, samples, seed, directions,
-                  train_epochs, strategy, workers_v, compile_v, tf32, replace, name, loss):
+                  train_epochs, strategy, workers_v, compile_v, tf32, replace, name, loss, figure=None):
     """The work of `surface` once every option is checked (tasks on ``ex`` when it is a cluster)."""
     from .. import plot
     from ..execute import build_landscape, check_weights, landscape_handle
@@ -176,7 +180,7 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
                       progress=True, replace=replace, attrs=how, executor=ex)
         _say_resumed(ds)
         seconds = time.perf_counter() - t0
-        figures = plot.plot_surface_set(ds, run.figures, prefix=name)
+        figures = plot.plot_surface_set(ds, run.figures, prefix=name, options=figure)
         center = center_value(ds, "loss")
         key = "surface" if name in ("surface", "line") else name
         run.update_summary(**{key: {"seconds": seconds, "points": int(ds.loss.size), "center_loss": center,

@@ -97,6 +97,10 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
         console.print(f"  train loss {f['loss']:.4g}, accuracy {f['accuracy']:.4f}; test loss {f['test_loss']:.4g}, "
                       f"accuracy {f['test_accuracy']:.4f}")
     say_notices()
+    caveat = too_small_caveat(minima, quick)
+    if caveat:
+        console.print(f"[bold yellow]{caveat}[/]")
+        top.update_summary(caveat=caveat)
     mem = minima["memorization"].final["accuracy"]
     n_params = minima["good"].landscape.space.size
     memorization = {"channels": list(s.channels), "hidden": s.hidden, "parameters": n_params,
@@ -192,6 +196,7 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
             "embedding_scores": scores[name], "epochs": s.epochs_of(name), "run": str(m.run.path),
         }
     summary = {
+        **({"caveat": caveat} if caveat else {}),
         "minima": per_minimum,
         "demo": {"quick": quick, "device": str(dev), "settings": s.as_dict(), "memorization": memorization,
                  "retraining": travel, "timings": clock.stages, "total": clock.total()},
@@ -208,3 +213,22 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
                   f"{total['load_average_at_end'][0]:.1f} at the end)")
     console.print(f"[bold green]done:[/] everything is in {out}" + (f"; open {report}" if report else ""))
     return top.summary()
+
+
+def too_small_caveat(minima: dict, quick: bool) -> str:
+    """The warning that the minima cannot show what the papers show: always for the quick settings
+    (small networks, a short training), and whenever the good minimum does not test better than
+    the bad one; "" otherwise.
+
+    Example
+    -------
+    >>> too_small_caveat(minima, quick=True)   # doctest: +SKIP
+    'quick settings: the minima are too small to show the papers' findings (the good minimum tests at 51.6 %, ...'
+    """
+    good, bad = minima["good"].final["test_accuracy"], minima["bad"].final["test_accuracy"]
+    if not quick and good > bad:
+        return ""
+    why = "quick settings: the minima are too small" if quick else "the minima are too small or too briefly trained"
+    return (f"{why} to show the papers' findings (the good minimum tests at {100 * good:.1f} %, the bad at "
+            f"{100 * bad:.1f} %); read the figures as a tour of the tools, not as results "
+            "(the full settings train larger minima for longer)")

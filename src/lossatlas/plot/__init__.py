@@ -12,7 +12,8 @@ projections, persistence diagrams).
 
 Modules: :mod:`.style` (the shared look and notes), :mod:`.save`, :mod:`.planes` (contour, heatmap,
 3-D surface, levels), :mod:`.lines` (a line, the interpolation between two models),
-:mod:`.bundle` (the command line's set of figures), :mod:`.panels` (grids of lines, planes and
+:mod:`.bundle` (the command line's set of figures), :mod:`.compare` (minima side by side on shared
+levels), :mod:`.panels` (grids of lines, planes and
 convexity maps, weight histograms), :mod:`.trajectories`, :mod:`.embeddings`,
 :mod:`.persistence`, :mod:`.curvature` (spectral density, convexity map, paths between
 minima), :mod:`.topology` (persistence diagrams of several minima, kNN graphs, Fig. 3 of Horoi et al.).
@@ -28,6 +29,7 @@ Example
 """
 
 from .bundle import plot_surface_set
+from .compare import plot_compare, shared_levels
 from .curvature import plot_connectivity, plot_convexity_map, plot_spectral_density
 from .embeddings import plot_embedding, plot_embedding_panel, plot_optimizer_trajectories
 from .lines import plot_interpolation, plot_line
@@ -36,14 +38,16 @@ from .panels import plot_line_grid, plot_plane_grid, plot_weight_histograms
 from .persistence import plot_persistence
 from .planes import default_levels, plot_contour, plot_heatmap, plot_surface3d
 from .save import save_figure
-from .style import CMAPS, STYLE
+from .style import CMAPS, STYLE, FigureOptions
 from .topology import plot_knn_graph, plot_minima_topology, plot_persistence_diagrams, plot_persistence_vs_test_loss
 from .trajectories import plot_trajectory
 
 __all__ = [
     "CMAPS",
+    "FigureOptions",
     "STYLE",
     "default_levels",
+    "plot_compare",
     "plot_connectivity",
     "plot_convexity_map",
     "plot_knn_graph",
@@ -67,4 +71,5 @@ __all__ = [
     "plot_trajectory",
     "plot_weight_histograms",
     "save_figure",
+    "shared_levels",
 ]

@@ -12,12 +12,13 @@ from .save import save_figure
 __all__ = ["plot_surface_set"]
 
 
-def plot_surface_set(ds, outdir, prefix: str = "surface") -> list[Path]:
+def plot_surface_set(ds, outdir, prefix: str = "surface", options=None) -> list[Path]:
     """Write the standard figures of a plane or a line into ``outdir`` and return their paths.
 
     For a plane: ``{prefix}_contour``, ``{prefix}_heatmap``, ``{prefix}_surface3d``,
     ``{prefix}_surface3d_log`` and, when present, ``{prefix}_test_loss_contour``; for a line:
-    ``{prefix}_line``. Each as PNG and PDF.
+    ``{prefix}_line``. Each as PNG and PDF. ``options`` (:class:`~lossatlas.plot.FigureOptions`):
+    figure size, font size, levels and colour range of the plane figures.
 
     Example
     -------
@@ -40,6 +41,6 @@ def plot_surface_set(ds, outdir, prefix: str = "surface") -> list[Path]:
     if "test_loss" in ds.data_vars:
         jobs.append(("test_loss_contour", plot_contour, {"var": "test_loss"}))
     for name, fn, kwargs in jobs:
-        fig = fn(ds, **kwargs)
+        fig = fn(ds, **kwargs, options=options)
         written += save_figure(fig, outdir / f"{prefix}_{name}")
     return written

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from .._errors import require
 from .save import finish
-from .style import count_notes, palette, require_var, styled, title_with_notes
+from .style import count_notes, palette, plane_axis_labels, require_var, styled, title_with_notes
 
 __all__ = ["draw_convexity", "plot_connectivity", "plot_convexity_map", "plot_spectral_density"]
 
@@ -68,8 +68,9 @@ def draw_convexity(ax, ds, vmax: float = 0.5):
     if bad.any():
         ii, jj = np.nonzero(bad)
         ax.scatter(x[ii], y[jj], marker="x", s=14, color="0.45", linewidths=0.9)
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
+    xlabel, ylabel = plane_axis_labels(ds.attrs)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_aspect("equal")
     return mesh, int(bad.sum())
 

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .curvature import draw_convexity
-from .planes import Plane, draw_contour, square_axes
+from .planes import Plane, declutter_labels, draw_contour, square_axes
 from .save import finish
 from .style import count_notes, styled, title_with_notes
 
@@ -117,12 +117,15 @@ def plot_plane_grid(panels: Sequence[Sequence[tuple[str, object]]], kind: str = 
     """
     if kind not in ("contour", "convexity"):
         raise ValueError(f"kind must be 'contour' or 'convexity', got {kind!r}")
-    fig, cells = _grid(panels, 3.3, 3.2 if kind == "contour" else 3.0)
-    mesh, drawn = None, []
+    fig, cells = _grid(panels, 3.8 if kind == "contour" else 3.3, 3.2 if kind == "contour" else 3.0)
+    mesh, drawn, sets = None, [], []
     for ax, name, ds in cells:
         if kind == "contour":
             plane = Plane(ds, var, log=False)
-            draw_contour(ax, plane, linewidths=0.8)
+            cs = draw_contour(ax, plane, linewidths=0.8)
+            sets.append(cs)
+            if cs is not None:  # levels of its own per panel, so a colourbar each
+                fig.colorbar(cs, ax=ax, shrink=0.8, label=plane.label, format="{x:.3g}")
             ax.plot([0], [0], marker="*", color="black", markersize=7, linestyle="none")
             square_axes(ax, plane.x, plane.y)
             notes = plane.notes
@@ -136,4 +139,5 @@ def plot_plane_grid(panels: Sequence[Sequence[tuple[str, object]]], kind: str = 
         fig.colorbar(mesh, ax=drawn, extend="max", shrink=0.8, label=r"$|\lambda_{min} / \lambda_{max}|$")
     if title:
         fig.suptitle(title, fontsize=10)
+    declutter_labels(fig, sets)
     return finish(fig, path)

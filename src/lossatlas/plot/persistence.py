@@ -66,9 +66,12 @@ def plot_persistence(diagrams: Mapping[int, np.ndarray], path=None, title: str |
         step = np.min(np.diff(ticks)) if len(ticks) > 1 else 1.0
         decimals = max(0, int(-np.floor(np.log10(step)))) if step > 0 else 0
         ax.set_yticks(ticks + [inf_y], [f"{t:.{decimals}f}" for t in ticks] + ["inf"])
+    if not any(len(a) for a in dgms.values()):
+        ax.text(0.5, 0.55, "empty diagram (no classes)", transform=ax.transAxes, ha="center", va="center",
+                color="0.35")
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel("birth")
-    ax.set_ylabel("death")
+    ax.set_xlabel("birth (loss)")
+    ax.set_ylabel("death (loss)")
     ax.legend(loc="lower right")
     if title:
         ax.set_title(title)

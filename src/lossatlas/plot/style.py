@@ -8,6 +8,8 @@ Every figure function is wrapped in :func:`styled`, which applies :data:`STYLE` 
 from __future__ import annotations
 
 import functools
+import math
+from dataclasses import dataclass
 
 import matplotlib as mpl
 import numpy as np
@@ -15,7 +17,7 @@ import numpy as np
 from .._errors import require
 
 __all__ = [
-    "ACCURACY_COLOR", "CMAPS", "LOSS_COLOR", "LR_DROP_COLOR", "PNG_DPI", "STYLE", "VAR_LABELS",
+    "ACCURACY_COLOR", "AXIS_LABELS", "FigureOptions", "plane_axis_labels", "CMAPS", "LOSS_COLOR", "LR_DROP_COLOR", "PNG_DPI", "STYLE", "VAR_LABELS",
     "cmap_for", "count_notes", "fmt_value", "is_accuracy", "join_notes", "log10_positive", "palette",
     "plural", "require_var", "sorted_unique", "styled", "title_with_notes", "unplaced_note", "var_label",
 ]
@@ -62,12 +64,102 @@ VAR_LABELS = {
 }
 
 
+#: The names of a plane's two axes in every figure (matplotlib and the report alike).
+AXIS_LABELS = {"random": ("direction 1", "direction 2"), "pca": ("PC 1", "PC 2"),
+               "hessian": ("Hessian eigenvector 1", "Hessian eigenvector 2")}
+
+
+def plane_axis_labels(attrs) -> tuple[str, str]:
+    """The axis names of a plane from its attrs: its own ``xlabel``/``ylabel`` when it records them,
+    else by the kind of its directions ("direction 1", "PC 1", "Hessian eigenvector 1").
+
+    Example
+    -------
+    >>> plane_axis_labels({"directions": "pca"})
+    ('PC 1', 'PC 2')
+    """
+    kind = str(attrs.get("directions", "random"))
+    x, y = AXIS_LABELS.get(kind, AXIS_LABELS["random"])
+    return str(attrs.get("xlabel", x)), str(attrs.get("ylabel", y))
+
+
+@dataclass(frozen=True)
+class FigureOptions:
+    """Figure settings for a paper, taken by the plane figures (contour, heatmap, 3-D surface) and
+    by the side-by-side comparison.
+
+    Parameters
+    ----------
+    size : (width, height) in inches, optional
+        The whole figure's size (default: each figure's own).
+    font_size : float, optional
+        The base font size in points (titles one point larger, ticks and legends one smaller);
+        default 9.
+    levels : sequence of float, optional
+        Contour levels in the variable's units (a fraction for accuracies), so that several figures
+        share them; default: levels of each figure's own, crowded near its minimum.
+    vrange : (low, high), optional
+        The colour range in the variable's units, shared by several figures; default each
+        figure's own finite range.
+
+    Example
+    -------
+    >>> opts = FigureOptions(size=(3.3, 3.0), font_size=8, levels=(0.5, 1, 2), vrange=(0, 3))
+    >>> fig = plot_contour(ds, options=opts)   # doctest: +SKIP
+    """
+
+    size: tuple[float, float] | None = None
+    font_size: float | None = None
+    levels: tuple[float, ...] | None = None
+    vrange: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        if self.size is not None:
+            size = tuple(float(v) for v in self.size)
+            require(len(size) == 2 and all(math.isfinite(v) and 0.5 <= v <= 50 for v in size),
+                    f"the figure size must be (width, height) in inches between 0.5 and 50, got {self.size}")
+            object.__setattr__(self, "size", size)
+        if self.font_size is not None:
+            require(math.isfinite(float(self.font_size)) and 3 <= float(self.font_size) <= 40,
+                    f"the font size must be between 3 and 40 points, got {self.font_size}")
+        if self.levels is not None:
+            levels = tuple(sorted(float(v) for v in self.levels))
+            require(len(levels) > 0 and all(math.isfinite(v) for v in levels),
+                    f"the contour levels must be finite numbers, got {self.levels}")
+            require(len(set(levels)) == len(levels), f"the contour levels repeat a value: {self.levels}")
+            object.__setattr__(self, "levels", levels)
+        if self.vrange is not None:
+            lo, hi = (float(v) for v in self.vrange)
+            require(math.isfinite(lo) and math.isfinite(hi) and lo < hi,
+                    f"the colour range must be (low, high) with low < high, got {self.vrange}")
+            object.__setattr__(self, "vrange", (lo, hi))
+
+    def rc(self) -> dict:
+        """The style overrides of these options (the font sizes)."""
+        if self.font_size is None:
+            return {}
+        f = float(self.font_size)
+        return {"font.size": f, "axes.titlesize": f + 1, "axes.labelsize": f, "xtick.labelsize": f - 1,
+                "ytick.labelsize": f - 1, "legend.fontsize": f - 1}
+
+    def figsize(self, default: tuple[float, float]) -> tuple[float, float]:
+        """``size`` when given, else ``default``."""
+        return self.size if self.size is not None else default
+
+    def label_size(self) -> float:
+        """The font size of contour labels."""
+        return 7.0 if self.font_size is None else max(float(self.font_size) - 2, 4.0)
+
+
 def styled(fn):
-    """Run ``fn`` inside the local style, so nothing leaks into the caller's rcParams."""
+    """Run ``fn`` inside the local style, so nothing leaks into the caller's rcParams; a
+    :class:`FigureOptions` passed as ``options=`` adds its font sizes."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with mpl.rc_context(STYLE):
+        options = kwargs.get("options")
+        extra = options.rc() if isinstance(options, FigureOptions) else {}
+        with mpl.rc_context({**STYLE, **extra}):
             return fn(*args, **kwargs)
 
     return wrapper

@@ -92,6 +92,10 @@ def _draw_diagram(ax, diagram: dict[int, np.ndarray], dims: Sequence[int], limit
         parts.append(text)
     ax.set_xlim(lo, top)
     ax.set_ylim(lo, top)
+    if not any(len(diagram[dim]) for dim in dims):
+        # A degenerate result is said on the figure, not left as a blank panel.
+        ax.text(0.5, 0.55, "empty diagram\n(no " + " or ".join(f"D$_{d}$" for d in dims) + " classes)",
+                transform=ax.transAxes, ha="center", va="center", color="0.35")
     if any_inf:
         ax.axhline(inf_y, color="0.45", linestyle="--", linewidth=0.8, zorder=1)
         ticks = [t for t in ax.get_yticks() if lo <= t <= hi + 0.04 * (inf_y - lo)]
@@ -133,13 +137,17 @@ def plot_persistence_diagrams(diagrams, p: float = 2, separate: bool = True, pat
     named = {k: _as_diagrams(v, k) for k, v in given.items()}
     components = {k: getattr(v, "components", None) for k, v in given.items()}
     limits = _limits(list(named.values()))
-    rows = 2 if separate else 1
-    fig = Figure(figsize=(3.0 * len(named) + 0.4, 3.0 * rows + 0.4), layout="constrained")
+    # A dimension with no class in any minimum gets no row of empty panels; the figure says so.
+    dims_shown = [d for d in (0, 1) if any(len(dg[d]) for dg in named.values())] or [0]
+    empty = [d for d in (0, 1) if d not in dims_shown]
+    rows = len(dims_shown) if separate else 1
+    size = 2.9 if len(named) > 1 or rows > 1 else 3.4
+    fig = Figure(figsize=(size * len(named) + 0.4, size * rows + 0.5), layout="constrained")
     axes = fig.subplots(rows, len(named), squeeze=False)
     for c, (name, d) in enumerate(named.items()):
         for r in range(rows):
             ax = axes[r, c]
-            dims = (r,) if separate else (0, 1)
+            dims = (dims_shown[r],) if separate else (0, 1)
             text = _draw_diagram(ax, d, dims, limits, p, components[name])
             ax.set_title(f"{name}\n{text}" if r == 0 else text)
             if c > 0:
@@ -148,6 +156,9 @@ def plot_persistence_diagrams(diagrams, p: float = 2, separate: bool = True, pat
                 ax.set_xlabel("")
             if c == len(named) - 1 or not separate:
                 ax.legend(loc="lower right")
+    if separate and empty:
+        note = ", ".join(f"D{d}" for d in empty) + " empty in every diagram (no panel drawn)"
+        title = title_with_notes(title, note)
     if title:
         fig.suptitle(title)
     return _finish(fig, path)

@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .._errors import require
-from .planes import Plane, draw_contour
+from .planes import Plane, declutter_labels, draw_contour
 from .save import finish
 from .style import LOSS_COLOR, LR_DROP_COLOR, join_notes, styled, title_with_notes, unplaced_note
 
@@ -42,7 +42,7 @@ def plot_trajectory(coords, epochs, explained=None, lr_drops=(), plane=None, pat
         The epoch of each snapshot.
     explained : pair of float, optional
         Variance ratios of the two PCA directions (fractions); they label the axes as
-        "1st PCA component: 62.30 %". Without them the axes read "direction 1/2".
+        "PC 1 (62.30 % of the variance)". Without them the axes read "direction 1/2".
     lr_drops : sequence of epochs
         Epochs where the learning rate dropped; their snapshots are drawn as red dots.
     plane : xarray.Dataset, optional
@@ -69,12 +69,14 @@ def plot_trajectory(coords, epochs, explained=None, lr_drops=(), plane=None, pat
         require(len(explained) == 2, f"explained must hold 2 ratios; got {len(explained)}")
         require(np.all((explained >= 0) & (explained <= 1)),
                 f"explained must be variance ratios in [0, 1]; got {explained.tolist()}")
-    fig = Figure(figsize=(4.4, 4.0), layout="constrained")
+    fig = Figure(figsize=(4.4 if plane is None else 5.0, 4.0), layout="constrained")
     ax = fig.add_subplot()
-    notes = ""
+    notes, cs = "", None
     if plane is not None:
         pl = Plane(plane, var, log)
-        draw_contour(ax, pl, linewidths=0.9)
+        cs = draw_contour(ax, pl, linewidths=0.9)
+        if cs is not None:
+            fig.colorbar(cs, ax=ax, label=pl.label, shrink=0.85)
         notes = pl.notes
     ax.plot(coords[:, 0], coords[:, 1], color=LOSS_COLOR, linewidth=1.0, zorder=3)
     ax.scatter(coords[:, 0], coords[:, 1], s=12, color=LOSS_COLOR, zorder=4, label="snapshots")
@@ -88,8 +90,9 @@ def plot_trajectory(coords, epochs, explained=None, lr_drops=(), plane=None, pat
         ax.scatter(coords[-1:, 0], coords[-1:, 1], marker="*", s=110, color="black", zorder=6,
                    label=f"end (epoch {epochs[-1]:g})")
     if explained is not None:
-        ax.set_xlabel(f"1st PCA component: {100 * explained[0]:.2f} %")
-        ax.set_ylabel(f"2nd PCA component: {100 * explained[1]:.2f} %")
+        # Named as every plane figure names PCA axes, with Li et al.'s share of the variance.
+        ax.set_xlabel(f"PC 1 ({100 * explained[0]:.2f} % of the variance)")
+        ax.set_ylabel(f"PC 2 ({100 * explained[1]:.2f} % of the variance)")
     else:
         ax.set_xlabel("direction 1")
         ax.set_ylabel("direction 2")
@@ -97,4 +100,5 @@ def plot_trajectory(coords, epochs, explained=None, lr_drops=(), plane=None, pat
     full = title_with_notes(title, join_notes(notes, unplaced_note(coords, "snapshot")))
     if full:
         ax.set_title(full)
+    declutter_labels(fig, [cs])
     return finish(fig, path)

@@ -19,6 +19,7 @@ from .figures_measures import (density_figure, diagram_figure, hessian_figure, n
                                sharpness_table)
 from .figures_samples import embedding_figure, trajectory_figure, training_figure
 from .figures_surface import line_figure, lines_figure, plane_figures, ratio_figure
+from .overview import overview
 from .page import Page, Section, esc, flatten, mapping_table, table
 from .products import RunProducts, nested_runs, scan
 from .provenance import provenance_section
@@ -66,7 +67,13 @@ def build_report(run_dir, path=None) -> Path:
     summary = page.section("Summary")
     if not any(item.products or item.run.summary() for item in scanned):
         summary.text("This run directory holds no products and no summary yet.")
-    _summary(summary, scanned)
+    # The readable part first; every recorded value stays on the page, folded.
+    overview(summary, scanned)
+    recorded = Section("All recorded values", "recorded")
+    _summary(recorded, scanned)
+    if recorded:
+        summary.html('<details class="recorded"><summary>All recorded values</summary>' + "".join(recorded.parts)
+                     + "</details>")
     _training(page, page.section("Training"), scanned)
     _surfaces(page, page.section("Surfaces"), scanned)
     _trajectories(page, page.section("Trajectories"), scanned)

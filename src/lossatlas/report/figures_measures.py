@@ -51,9 +51,16 @@ def diagram_figure(ds, title: str):
                                      marker={"color": colours[d % 4], "symbol": "triangle-up", "size": 11}))
     fig.add_trace(go.Scatter(x=[lo, top], y=[lo, top], mode="lines", line={"color": "grey", "dash": "dot"},
                              name="birth = death", hoverinfo="skip"))
+    if any(not np.isfinite(np.asarray(a, float).reshape(-1, 2)[:, 1]).all() for a in finite_all):
+        # Classes that never die sit on a line marked "inf", as in the static figures.
+        fig.add_hline(y=top, line={"color": "grey", "dash": "dash", "width": 1},
+                      annotation_text="inf", annotation_position="right")
     comps = ds.attrs.get("components")
     totals += [f"kNN graph of {int(comps)} component{'s' if int(comps) != 1 else ''}"] if comps is not None else []
+    empty = all(np.asarray(a).size == 0 for a in finite_all)
     head = f"{title}: persistence diagrams" + (f" (total persistence {'; '.join(totals)})" if totals else "")
+    if empty:
+        head += " (empty: no classes)"
     fig.update_layout(title={"text": label(head)}, xaxis={"title": {"text": "birth (filtration value)"}},
                       yaxis={"title": {"text": "death"}}, legend={"orientation": "h", "y": -0.2})
     return fig

@@ -35,10 +35,9 @@ def plane_values(ds, var: str) -> np.ndarray:
 
 
 def _axis_titles(ds) -> tuple[str, str]:
-    kind = str(ds.attrs.get("directions", ""))
-    if kind == "pca":
-        return "PC 1", "PC 2"
-    return "direction 1 (x)", "direction 2 (y)"
+    from ..plot.style import plane_axis_labels  # one naming of plane axes for every figure
+
+    return plane_axis_labels(ds.attrs)
 
 
 def plane_figures(ds, title: str, log: bool = True) -> list:
@@ -69,7 +68,7 @@ def plane_figures(ds, title: str, log: bool = True) -> list:
     cols = min(2, len(panels))
     rows = -(-len(panels) // cols)
     cont = make_subplots(rows=rows, cols=cols, subplot_titles=[label(METRICS[v]) for v in panels],
-                         horizontal_spacing=0.12, vertical_spacing=0.12)
+                         horizontal_spacing=0.2, vertical_spacing=0.12)
     for i, var in enumerate(panels):
         zz = plane_values(ds, var)
         ok = zz[np.isfinite(zz)]
@@ -78,16 +77,44 @@ def plane_figures(ds, title: str, log: bool = True) -> list:
         name = ("log10 " if logged else "") + METRICS[var]
         r, c = divmod(i, cols)
         cont.add_trace(go.Contour(x=x, y=y, z=shown.astype(np.float32), colorscale="Viridis" if var.endswith("loss") else "Cividis",
-                                  ncontours=25, showscale=False, name=label(name),
+                                  ncontours=25, name=label(name), colorbar=_colorbar(r, c, rows, cols, name),
                                   hovertemplate="x %{x:.3g}<br>y %{y:.3g}<br>" + label(name) + " %{z:.4g}<extra></extra>"),
                        row=r + 1, col=c + 1)
         cont.add_trace(go.Scatter(x=[0], y=[0], mode="markers", marker={"symbol": "x", "color": "red", "size": 9},
                                   name="centre", showlegend=False, hoverinfo="skip"), row=r + 1, col=c + 1)
         cont.update_xaxes(title_text=label(xt), row=r + 1, col=c + 1)
         cont.update_yaxes(title_text=label(yt), row=r + 1, col=c + 1)
-    cont.update_layout(title={"text": label(f"{title}: contours (log10 of the losses){finite_note(z)}")},
+    cont.update_layout(title={"text": label(f"{title}: contours (log10 of the losses){finite_note(z)}{_centre_note(ds)}")},
                        margin={"t": 70})
+    if _centre_note(ds):
+        surf.update_layout(title={"text": label(f"{title}: 3-D surface of the {ztitle}{finite_note(z)}{_centre_note(ds)}")})
     return [(surf, 520), (cont, 420 * rows)]
+
+
+def _colorbar(r: int, c: int, rows: int, cols: int, name: str) -> dict:
+    """A colorbar beside subplot (r, c) of a grid laid out by make_subplots' spacings above."""
+    h_space, v_space = 0.2, 0.12
+    width = (1 - h_space * (cols - 1)) / cols
+    height = (1 - v_space * (rows - 1)) / rows
+    x = c * (width + h_space) + width + 0.01
+    top = 1 - r * (height + v_space)
+    return {"title": {"text": label(name), "side": "right"}, "x": x, "xanchor": "left", "y": top - height / 2,
+            "yanchor": "middle", "len": height, "thickness": 12}
+
+
+def _centre_note(ds) -> str:
+    """`` (the centre diverged: loss NaN)`` when the plane's centre cell was computed and is not finite."""
+    from ..grids import center_value
+
+    v = center_value(ds, "loss")
+    return "" if v is None or np.isfinite(v) or ("done" in ds and not _centre_done(ds)) else " (the centre diverged: loss NaN/inf)"
+
+
+def _centre_done(ds) -> bool:
+    from ..grids import center_index
+
+    idx = center_index(ds)
+    return idx is not None and bool(ds["done"].values[idx])
 
 
 def ratio_figure(ds, title: str):
@@ -100,7 +127,8 @@ def ratio_figure(ds, title: str):
                                colorbar={"title": {"text": "|min/max|"}},
                                hovertemplate="x %{x:.3g}<br>y %{y:.3g}<br>|min/max| %{z:.3g}<extra></extra>"))
     fig.update_layout(title={"text": label(f"{title}: |lambda_min / lambda_max| (blue: convex){finite_note(z)}")},
-                      xaxis={"title": {"text": "direction 1"}}, yaxis={"title": {"text": "direction 2"}})
+                      xaxis={"title": {"text": label(_axis_titles(ds)[0])}},
+                      yaxis={"title": {"text": label(_axis_titles(ds)[1])}})
     return fig
 
 

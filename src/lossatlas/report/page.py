@@ -4,11 +4,16 @@ Every string that reaches the page goes through :func:`esc` (text and attributes
 plotly figure, :func:`label` (plotly draws titles, legends and hover text as a small HTML subset,
 so a raw ``<b>`` or ``<a href>`` in a run name would be drawn as markup). The page loads nothing:
 no CDN, no fonts, no MathJax, no image files (a study's static figures are embedded as data URIs);
-plotly.js is inlined once, with the first figure.
+plotly.js is inlined once, gzip-compressed (4.8 MB of it would otherwise outweigh everything else):
+the page inflates it with the browser's own ``DecompressionStream`` and then draws the figures,
+whose scripts wait as inert ``text/plain`` until then.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import gzip
 import html
 import math
 import numbers
@@ -16,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..store.settings import flatten
 
-__all__ = ["Page", "Section", "TEMPLATE", "esc", "fmt", "flatten", "label", "table", "mapping_table"]
+__all__ = ["Page", "Section", "TEMPLATE", "esc", "fmt", "flatten", "label", "table", "mapping_table", "plotly_loader"]
 
 #: The plotly template of every figure.
 TEMPLATE = "plotly_white"
@@ -138,7 +143,8 @@ class Page:
         return s
 
     def figure(self, fig, height: int = 480, caption: str | None = None) -> str:
-        """One plotly figure as a ``<div>``: the first carries plotly.js, the others only their data.
+        """One plotly figure as a ``<div>`` and its drawing script, which waits (as ``text/plain``)
+        until the page has inflated plotly.js (:meth:`render` adds it once).
 
         ``fig`` is a :class:`plotly.graph_objects.Figure`, or a figure already made a dict (with
         its template applied; taken as it is, unvalidated: the animated embeddings build their
@@ -151,16 +157,20 @@ class Page:
             fig["layout"]["height"] = height
         else:
             fig.update_layout(height=height, template=TEMPLATE)
-        first = self.figures == 0
         self.figures += 1
-        div = pio.to_html(fig, validate=not isinstance(fig, dict), full_html=False, include_plotlyjs=True if first else False, include_mathjax=False,
+        div = pio.to_html(fig, validate=not isinstance(fig, dict), full_html=False, include_plotlyjs=False, include_mathjax=False,
                           auto_play=False, default_height=f"{height}px", div_id=f"figure-{self.figures}",
                           config={"displaylogo": False, "responsive": True})
+        opening = "<script>"
+        if div.count(opening) != 1:
+            raise RuntimeError(f"plotly's figure HTML changed ({div.count(opening)} scripts); update Page.figure")
+        div = div.replace(opening, f'<script type="text/plain" class="{DEFERRED}">')
         cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
         return f'<figure class="plot">{div}{cap}</figure>'
 
     def render(self) -> str:
         shown = [s for s in self.sections if s]
+        loader = plotly_loader() if self.figures else ""
         nav = "".join(f'<li><a href="#{esc(s.anchor)}">{esc(s.title)}</a></li>' for s in shown)
         body = "".join(f'<section id="{esc(s.anchor)}"><h2>{esc(s.title)}</h2>{"".join(s.parts)}</section>'
                        for s in shown)
@@ -172,8 +182,43 @@ class Page:
             "font-src data:; connect-src 'none'; worker-src blob:\">"
             f"<title>{esc(self.title)}</title><style>{CSS}</style></head><body>"
             f"<header><h1>{esc(self.title)}</h1><p class=\"sub\">{esc(self.subtitle)}</p>"
-            f"<nav><ul>{nav}</ul></nav></header><main>{body}</main></body></html>\n"
+            f"<nav><ul>{nav}</ul></nav></header><main>{body}</main>{loader}</body></html>\n"
         )
+
+
+#: The class of the figures' drawing scripts, run once plotly.js is inflated.
+DEFERRED = "lossatlas-figure"
+
+
+@functools.lru_cache(maxsize=1)
+def _plotly_gzip() -> tuple[str, str]:
+    """plotly.js as shipped with the plotly package: (its version, gzip + base64 of its text)."""
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    text = get_plotlyjs().encode("utf-8")
+    # mtime=0: the same page bytes for the same plotly.js.
+    return get_plotlyjs_version(), base64.b64encode(gzip.compress(text, compresslevel=9, mtime=0)).decode("ascii")
+
+
+def plotly_loader() -> str:
+    """The one script that carries plotly.js (compressed), inflates it, then runs every figure's
+    script in page order; a browser that cannot inflate says so at the top of the page."""
+    version, data = _plotly_gzip()
+    return (
+        "<script>/**\n* plotly.js v" + version + " (gzip, base64; inflated by the page itself)\n*/\n"
+        "window.PlotlyConfig = {MathJaxConfig: 'local'};\n"
+        "(async function () {\n"
+        f'  const packed = "{data}";\n'
+        "  const bytes = Uint8Array.from(atob(packed), (c) => c.charCodeAt(0));\n"
+        "  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));\n"
+        "  (0, eval)(await new Response(stream).text());\n"
+        f"  for (const s of document.querySelectorAll('script.{DEFERRED}')) (0, eval)(s.textContent);\n"
+        "})().catch(function (e) {\n"
+        "  const p = document.createElement('p'); p.className = 'warn';\n"
+        "  p.textContent = 'The figures could not be drawn (this browser cannot inflate the page\\'s plotly.js: ' + e + ').';\n"
+        "  document.querySelector('main').prepend(p);\n"
+        "});\n</script>"
+    )
 
 
 CSS = """
@@ -191,5 +236,7 @@ table.data td.long{white-space:normal;min-width:20em;max-width:60em;overflow-wra
 table.data th{background:#f0f3f8}caption{text-align:left;font-weight:600;padding:.3em 0}
 p.note{color:#555;font-size:.9em}p.warn{color:#9a3b00;font-size:.9em}
 pre{background:#f4f6f9;padding:.6em;overflow:auto;font-size:.8em}
+p.caveat{background:#fff4e5;border-left:4px solid #c2410c;padding:.6em .9em;margin:.6em 0 1em}
+div.overview{margin:.4em 0 1em}ul.meanings{margin:.2em 0 0;padding-left:1.2em;font-size:.85em;color:#444}
 details{margin:.5em 0}div.cards{display:flex;flex-wrap:wrap;gap:0 1.5em;align-items:flex-start}summary{cursor:pointer;font-weight:600}
 """
