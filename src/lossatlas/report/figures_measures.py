@@ -61,8 +61,8 @@ def diagram_figure(ds, title: str):
     head = f"{title}: persistence diagrams" + (f" (total persistence {'; '.join(totals)})" if totals else "")
     if empty:
         head += " (empty: no classes)"
-    fig.update_layout(title={"text": label(head)}, xaxis={"title": {"text": "birth (filtration value)"}},
-                      yaxis={"title": {"text": "death"}}, legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(title={"text": label(head)}, xaxis={"title": {"text": "birth (loss)"}},
+                      yaxis={"title": {"text": "death (loss)"}}, legend={"orientation": "h", "y": -0.2})
     return fig
 
 
