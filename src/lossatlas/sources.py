@@ -21,14 +21,12 @@ device(type='cpu')
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ._errors import InputError, require
+from .importer import import_object, user_path  # import_object: re-exported, its old home
 from .typed import from_mapping
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
@@ -119,7 +117,7 @@ class Source:
         if self.data in D.DATASETS:
             d = D.load_data(self.data, self.data_root, **options)
         elif ":" in self.data and not Path(self.data).exists():
-            _user_path()
+            user_path()
             d = D.load_factory(self.data, **options)
         else:
             path = Path(self.data)
@@ -162,32 +160,6 @@ class Source:
         device = self.resolve_device()
         d = self.build_data()
         return self.build_model(d).to(device), d, device
-
-
-def _user_path() -> None:
-    # Like `python -m`: the user's packages in the working directory import.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-
-
-def import_object(spec: str, what: str = "factory"):
-    """The object named by ``package.module:attr`` (the working directory is importable)."""
-    module_name, sep, attr = spec.partition(":")
-    require(bool(sep) and module_name and attr, f"a {what} is given as package.module:name, got {spec!r}")
-    _user_path()
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"cannot import the {what} {spec!r}: {exc}. Check the module path and that its "
-                         "package is installed or in the working directory") from exc
-    try:
-        obj = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise InputError(f"{module_name} has no {attr!r}; the {what} {spec!r} must name a callable in it") from None
-    require(callable(obj), f"the {what} {spec!r} is not callable")
-    return obj
 
 
 def resolve_device(device: Any = "auto", check: bool = True):
