@@ -154,10 +154,13 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
     computed = int(top.done_mask("prediction").sum()) - cells_before
     say(table_text(res))
     table = {f: {t: {k: res["table"][f][t][k] for k in ("mean", "sem")} for t in TASKS} for f in FEATURES}
+    grouped = res["protocols"]["grouped"]
+    grouped = {"table": {f: {t: {k: grouped["table"][f][t][k] for k in ("mean", "sem")} for t in TASKS} for f in FEATURES},
+               "permutation": grouped["permutation"], "group_axes": res["group_axes"], "groups": res["groups"]}
     summary = {"table1": {
         "quick": quick, "device": str(st.device), "settings": s.as_dict(), "networks": res["networks"],
         "started_from": s.start_from if copied else None, "networks_trained_now": n - trained_before,
-        "cells_computed_now": int(computed), "table": table, "chance": res["chance"],
+        "cells_computed_now": int(computed), "table": table, "grouped": grouped, "chance": res["chance"],
         "permutation": res["permutation"], "spearman": res["spearman"], "replaced": res["replaced"],
         "paper": {f: dict(zip(TASKS, v)) for f, v in PAPER.items()}, "text": table_text(res)}}
     return finish_study(out, "table1", summary, clock, st.console)
