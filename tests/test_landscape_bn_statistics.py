@@ -70,3 +70,11 @@ def test_grad_uses_the_same_statistics():
     loss = F.cross_entropy(torch.func.functional_call(m, ParamSpace(m).unflatten(t), (X,)), y)
     (ref_g,) = torch.autograd.grad(loss, t)
     assert torch.allclose(g.cpu(), ref_g, atol=1e-5)
+
+
+def test_stored_products_record_the_pooled_estimate():
+    from lossatlas.grids import evaluation_settings
+
+    model, (X, y) = _model(), _data()
+    assert evaluation_settings(Landscape(model, (X, y), bn="recompute", device=DEVICE))["bn_statistics"] == "pooled"
+    assert "bn_statistics" not in evaluation_settings(Landscape(model, (X, y), bn="eval", device=DEVICE))
