@@ -201,3 +201,17 @@ def test_predict_reports_the_papers_protocol_and_a_grouped_one_that_keeps_siblin
     run.create_grid("prediction", prediction_layout(old), chunks={"protocol": 1, "features": 1, "task": 1})
     with pytest.raises(StoreMismatchError, match="protocols"):
         predict_sweep(run, folds=4, permutations=0, names=("logistic_regression", "linear_svm", "decision_tree"))
+
+
+def test_the_predict_command_prints_both_protocols(tmp_path):
+    from typer.testing import CliRunner
+
+    from lossatlas.cli import app
+
+    _twin_sweep(tmp_path / "s")
+    args = ["predict", str(tmp_path / "s"), "--folds", "4", "--permutations", "0",
+            "--classifier", "logistic_regression", "--classifier", "linear_svm"]
+    r = CliRunner().invoke(app, args, terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "paper's protocol: stratified folds" in r.output and "grouped folds" in r.output
+    assert "(10 groups)" in r.output
