@@ -71,8 +71,10 @@ def test_grid_and_naive_give_requested_number_of_points(minimum):
     assert g.sizes["point"] == n.sizes["point"] == 40
     assert not ((g.gx == 0) & (g.gy == 0) & (g.gz == 0)).any()  # the optimum itself is excluded
     assert len(np.unique(g.gx.values)) <= 5  # points lie on the grid (5 per axis for 40 points)
-    # naive points: center + c * d_k, the directions as random_directions draws them
-    d = la.make_directions(f.space, f.origin, 10, "filter", "biasbn", 0)
+    # naive points: center + c * d_k, the directions of naive sampling's own stream of the seed
+    from lossatlas.static_sampling import sampler_directions
+
+    d = sampler_directions(f.space, f.origin, "naive", 10, "filter", "biasbn", 0)
     k = 7
     np.testing.assert_allclose(n.weights.values[k], (f.origin + n.step_size.values[k] * d[int(n.direction[k])]).numpy(), atol=1e-6)
     assert n.loss.values[k] == pytest.approx(f.evaluate(torch.from_numpy(n.weights.values[k]))["loss"].item(), rel=1e-5)

@@ -25,17 +25,23 @@ def _bn_model(X):
 
 
 def _recomputed_reference(model, theta, X, y, batch):
-    """The model at theta with statistics re-estimated on X (cumulative average over batches)."""
+    """The model at theta with statistics re-estimated on X: a train-mode pass over the batches,
+    each batch-norm layer given the mean and unbiased variance of all the inputs it saw."""
     m = copy.deepcopy(model)
     ParamSpace(m).assign(m, theta)
-    for b in m.modules():
-        if isinstance(b, nn.BatchNorm1d):
-            b.reset_running_stats()
-            b.momentum = None
+    bns = [b for b in m.modules() if isinstance(b, nn.BatchNorm1d)]
+    seen = {b: [] for b in bns}
+    hooks = [b.register_forward_pre_hook(lambda mod, args: seen[mod].append(args[0].detach())) for b in bns]
     m.train()
     with torch.no_grad():
         for i in range(0, len(X), batch):
             m(X[i : i + batch])
+        for b in bns:
+            h = torch.cat(seen[b])
+            b.running_mean.copy_(h.mean(0))
+            b.running_var.copy_(h.var(0, unbiased=True))
+    for hook in hooks:
+        hook.remove()
     return m.eval()
 
 

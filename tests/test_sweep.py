@@ -145,3 +145,73 @@ def test_predict_refuses_an_unfinished_sweep(tmp_path):
     with pytest.raises(InputError, match="1 of 40 networks still to train"):
         predict_sweep(run, folds=4, permutations=0, names=FAST)
     assert predict_sweep(run, folds=4, permutations=0, partial=True, names=FAST)["networks"] == 39
+
+
+def _twin_sweep(path, seed=0):
+    """A stored sweep of 40 networks in 10 sibling groups (depth x batch size): the siblings
+    (weight decay x augmentation) share their test loss and have features that only name their
+    group, so nothing generalizes from one group to another."""
+    cfg = read_sweep_config({**TINY, "depths": [1, 2], "widths": [4], "batch_sizes": [32, 64, 128, 256, 512],
+                             "weight_decays": [0.0, 1e-3], "augment": [False, True], "jump": {**TINY["jump"], "epochs": 1}})
+    rng = np.random.default_rng(seed)
+    run = RunDir(path)
+    nets = cfg.networks()
+    layout = _layout(cfg, {"kind": "sweep", "synthetic": True})
+    run.create_grid("sweep", layout, chunks={"network": 1})
+    for a in ("depth", "width", "batch_size", "weight_decay", "augment"):
+        run.write_variable("sweep", a, layout[a].values)
+    sibling = {}
+    for net in nets:
+        sibling.setdefault((net.depth, net.width, net.batch_size), (rng.uniform(0.5, 1.5), rng.normal(size=8)))
+    for i, net in enumerate(nets):
+        loss, centre = sibling[(net.depth, net.width, net.batch_size)]
+        f = centre + 0.01 * rng.normal(size=8)
+        out = {"jr_features": f, "grid_features": f, "naive_features": f, "n_params": 10, "train_loss": 0.1,
+               "train_accuracy": 0.9, "test_loss": loss + 1e-3 * rng.normal(), "test_accuracy": 0.5, "tp_d0": loss,
+               "tp_d1": 0.0, "embedded": 12, "phate_components": 1, "jr_nonfinite": 0, "grid_nonfinite": 0,
+               "naive_nonfinite": 0, "seconds": {"train": 0, "jump_retrain": 0, "grid_naive": 0, "topology": 0}}
+        run.write_cells("sweep", _row(out), (slice(i, i + 1),))
+    return run
+
+
+def test_predict_reports_the_papers_protocol_and_a_grouped_one_that_keeps_siblings_apart(tmp_path):
+    from lossatlas.sweep.table import GROUP_AXES, PROTOCOLS, _layout as prediction_layout, groups_of
+
+    run = _twin_sweep(tmp_path / "s")
+    res = predict_sweep(run, folds=4, permutations=0, names=("logistic_regression", "linear_svm", "decision_tree"))
+    paper, grouped = (res["protocols"][p]["table"]["jr"]["generalization"]["mean"] for p in PROTOCOLS)
+    # Before: one protocol only (stratified folds; no "protocols" in the result, no protocol
+    # dimension in prediction.zarr), which scores these siblings 1.00 against chance 0.2 (grouped: 0.17).
+    assert paper > 0.6 and res["table"]["jr"]["generalization"]["mean"] == paper
+    assert grouped < 0.35  # no sibling in the training folds: chance (0.2), give or take
+    assert res["groups"] == {"generalization": 10, "weight_decay": 20, "augmentation": 20}
+    groups = groups_of(run.open("sweep"))["generalization"]
+    assert np.bincount(groups).tolist() == [4] * 10
+    from lossatlas.store import read_attr
+
+    ds = run.open("prediction")
+    assert ds["mean"].dims == ("protocol", "features", "task") and ds["protocol"].values.tolist() == ["paper", "grouped"]
+    settings = read_attr(ds, "settings")
+    assert settings["protocols"] == ["paper", "grouped"]
+    assert settings["group_axes"]["generalization"] == list(GROUP_AXES["generalization"])
+    assert "grouped folds" in table_text(res) and "depth, width, batch_size (10 groups)" in table_text(res)
+    # a store of the old single-protocol layout is refused, not mixed
+    old = {k: v for k, v in settings.items() if k not in ("protocols", "group_axes", "groups_fingerprint")}
+    run.remove("prediction")
+    run.create_grid("prediction", prediction_layout(old), chunks={"protocol": 1, "features": 1, "task": 1})
+    with pytest.raises(StoreMismatchError, match="protocols"):
+        predict_sweep(run, folds=4, permutations=0, names=("logistic_regression", "linear_svm", "decision_tree"))
+
+
+def test_the_predict_command_prints_both_protocols(tmp_path):
+    from typer.testing import CliRunner
+
+    from lossatlas.cli import app
+
+    _twin_sweep(tmp_path / "s")
+    args = ["predict", str(tmp_path / "s"), "--folds", "4", "--permutations", "0",
+            "--classifier", "logistic_regression", "--classifier", "linear_svm"]
+    r = CliRunner().invoke(app, args, terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "paper's protocol: stratified folds" in r.output and "grouped folds" in r.output
+    assert "(10 groups)" in r.output

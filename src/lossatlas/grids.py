@@ -269,6 +269,9 @@ def evaluation_settings(f: Landscape) -> dict:
         "bn": f.bn.value,
         "values": list(f.keys),
         "samples": {str(k): int(v) for k, v in f.n_samples.items()},
+        # re-estimated statistics pooled over the pass, batches weighted by size (issue 19): a
+        # store of the old equal-weight estimate lacks the key and is refused, not reused
+        **({"bn_statistics": "pooled"} if f.bn.value == "recompute" and getattr(f, "has_bn", False) else {}),
     }
 
 

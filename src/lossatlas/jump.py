@@ -27,7 +27,8 @@ from torch import nn
 from ._errors import parse_enum, positive_int, require
 from .landscape import Landscape
 from .progress import progress_bar
-from .space import ParamSpace, direction_seeds, gaussian, make_directions, normalize_direction, parse_ignore, parse_norm
+from .space import ParamSpace, gaussian, make_directions, normalize_direction, parse_ignore, parse_norm
+from .static_sampling import TIES, grid_points, sampler_directions, sampler_seeds
 from .store import DONE, RunDir, fingerprint, provenance, read_attr
 from .surface import check_store, evaluate_cells, evaluation_settings, free_memory, open_store, point_block, rule_text
 from .training import TrainConfig, as_train_data, resolve_device, train
@@ -354,6 +355,11 @@ def grid_sample(
     such that ``m**3 - 1 >= n_points``; the ``n_points`` grid points nearest the center (by
     Chebyshev, then Euclidean distance, excluding the center itself, as the paper does) are
     evaluated, so the count matches a J&R set exactly while the points stay on the grid.
+    Equidistant points are taken in mirror pairs through the center, the pairs in an order drawn
+    from ``seed`` (:func:`~lossatlas.static_sampling.grid_points`): no side of an axis is
+    favoured. The three axes come from the grid's own stream of ``seed``
+    (:func:`~lossatlas.static_sampling.sampler_directions`), never J&R's or naive sampling's
+    directions of the same seed.
 
     With ``store``, the weights stream into ``store/name.zarr`` block by block (never all in
     memory), an interrupted sampling resumes, and a store of other settings is refused unless
@@ -368,18 +374,10 @@ def grid_sample(
     _check_in_memory(f, n_points, store)
     norm_e, rule = parse_norm(norm), parse_ignore(ignore)
     center = _prepare_center(f, center)
-    m = 3
-    while m**3 - 1 < n_points:
-        m += 2
-    axis = np.linspace(-span, span, m)
-    axis[m // 2] = 0.0
-    g = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
-    cheb, eucl = np.abs(g).max(1), np.linalg.norm(g, axis=1)
-    order = np.lexsort((eucl, cheb))
-    order = order[cheb[order] > 0][:n_points]
-    coords = g[order]
+    coords, m = grid_points(n_points, span, seed)
     settings = {"kind": "grid", "center_fingerprint": f.space.fingerprint(center), "n_points": n_points,
                 "span": float(span), "seed": int(seed), "norm": norm_e.value, "ignore": rule_text(rule),
+                "directions": "the grid's own stream of seed", "ties": TIES,
                 "device": center.device.type, **evaluation_settings(f)}
     attrs = {**provenance(), "kind": "samples", "sampling": "grid", "span": float(span), "per_axis": m, "seed": int(seed),
              "norm": norm_e.value, "ignore": rule_text(rule), "center_fingerprint": settings["center_fingerprint"]}
@@ -388,7 +386,7 @@ def grid_sample(
     block = point_block(f, 32)
 
     def blocks() -> Iterator:
-        dirs = make_directions(f.space, center, 3, norm_e, rule, seed)
+        dirs = sampler_directions(f.space, center, "grid", 3, norm_e, rule, seed)
         for i in range(0, len(coords), block):
             yield i, coords[i : i + block], dirs
 
@@ -412,7 +410,9 @@ def naive_sample(
 ) -> xr.Dataset:
     """Naive sampling (Horoi et al. 2022): ``theta_0 + c * theta_i`` for random directions ``theta_i``.
 
-    ``n_points / len(step_sizes)`` filter-normalized directions, each at every step size. With
+    ``n_points / len(step_sizes)`` filter-normalized directions, each at every step size, drawn
+    from naive sampling's own stream of ``seed`` (:func:`~lossatlas.static_sampling.sampler_directions`:
+    never J&R's or the grid's directions of the same seed). With
     ``store``, the weights stream into ``store/name.zarr`` one direction at a time, an
     interrupted sampling resumes, and a store of other settings is refused unless
     ``replace=True``.
@@ -432,7 +432,7 @@ def naive_sample(
     n_dirs = n_points // len(step_sizes)
     direction = np.repeat(np.arange(n_dirs), len(step_sizes))
     steps = np.tile(step_sizes, n_dirs)
-    seeds = direction_seeds(int(seed), n_dirs)  # direction k of `seed`, as make_directions draws it
+    seeds = sampler_seeds(int(seed), "naive", n_dirs)  # naive sampling's own stream of `seed`
 
     def blocks() -> Iterator:  # one direction at a time: never n_dirs x params in memory
         for k, s in enumerate(seeds):
@@ -441,7 +441,8 @@ def naive_sample(
 
     settings = {"kind": "naive", "center_fingerprint": f.space.fingerprint(center), "n_points": n_points,
                 "step_sizes": step_sizes, "seed": int(seed), "norm": norm_e.value, "ignore": rule_text(rule),
-                "device": center.device.type, **evaluation_settings(f)}
+                "directions": "naive sampling's own stream of seed", "device": center.device.type,
+                **evaluation_settings(f)}
     attrs = {**provenance(), "kind": "samples", "sampling": "naive", "seed": int(seed), "step_sizes": step_sizes,
              "norm": norm_e.value, "ignore": rule_text(rule), "center_fingerprint": settings["center_fingerprint"]}
     cv = {"direction": direction, "step_size": steps, "epoch": np.zeros(n_points, int)}

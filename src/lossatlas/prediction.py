@@ -144,11 +144,30 @@ def _labels(labels: Any, n: int | None = None) -> np.ndarray:
     return y
 
 
-def _folds(folds: Any, y: np.ndarray, seed: int):
-    from sklearn.model_selection import StratifiedKFold
+def _groups(groups: Any, n: int) -> np.ndarray | None:
+    if groups is None:
+        return None
+    g = _as_numpy(groups)
+    require(g.ndim == 1, f"groups must be 1-D (one label per network), got shape {g.shape}")
+    require(g.shape[0] == n, f"groups has {g.shape[0]} entries but features has {n} rows")
+    if g.dtype.kind == "f":
+        require(not np.isnan(g).any(), "groups contain NaN; give every network a group")
+    return g
+
+
+def _folds(folds: Any, y: np.ndarray, seed: int, groups: np.ndarray | None = None):
+    """The splitter: stratified k-fold (the paper's protocol), or with ``groups`` scikit-learn's
+    ``StratifiedGroupKFold``, which keeps each group in one fold and balances the classes as far as
+    the groups allow."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     folds = positive_int("folds", folds, minimum=2)
     require(folds <= y.shape[0], f"folds={folds} is more than the {y.shape[0]} networks; lower folds")
+    if groups is not None:
+        n_groups = np.unique(groups).size
+        require(folds <= n_groups, f"folds={folds} is more than the {n_groups} groups; lower folds (each group "
+                                   "stays in one fold)")
+        return StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     _, counts = np.unique(y, return_counts=True)
     require(counts.max() >= folds, f"folds={folds} needs a class with at least {folds} members, the largest has "
                                    f"{counts.max()}; lower folds")
@@ -168,13 +187,19 @@ def _quiet_untuned():
 
 
 def predict(features: Any, labels: Any, folds: int = 10, seed: int = 0,
-            n_jobs: int | None = None, names: Any = None) -> dict[str, Any]:
+            n_jobs: int | None = None, names: Any = None, groups: Any = None) -> dict[str, Any]:
     """Mean cross-validated accuracy of the 11 untuned classifiers of :func:`classifiers`.
 
     Each classifier (logistic regression, linear SVM, RBF SVM, 5-nearest neighbours, decision tree,
     random forest, extra trees, gradient boosting, AdaBoost, Gaussian naive Bayes, linear
     discriminant analysis; features standardized inside each pipeline) is scored by stratified
     ``folds``-fold cross-validation, shuffled with ``seed``, with the same splits for all of them.
+
+    With ``groups``, the folds keep each group whole (scikit-learn's ``StratifiedGroupKFold``): a
+    network is never scored by classifiers trained on a member of its own group. Networks that
+    differ in nothing but a setting that barely changes them (near-twins) leak their features
+    across plain stratified folds: a twin with another label sits in the training fold. Grouping
+    the networks that share every setting but the one predicted removes that.
 
     Parameters
     ----------
@@ -190,10 +215,13 @@ def predict(features: Any, labels: Any, folds: int = 10, seed: int = 0,
         Folds evaluated in parallel (scikit-learn's ``n_jobs``).
     names : sequence of str, optional
         A subset of :data:`CLASSIFIERS` (default all 11), e.g. the fast ones for a first look.
+    groups : array [n_networks], optional
+        A group label per network; each group is kept in one fold (``None``: plain stratified
+        folds, Horoi et al.'s protocol). Needs at least ``folds`` groups.
 
     Returns
     -------
-    dict with ``"mean"`` (mean over classifiers of their mean fold accuracy, a fraction), ``"sem"``
+    dict with ``"protocol"`` (``"stratified"`` or ``"grouped"``), ``"mean"`` (mean over classifiers of their mean fold accuracy, a fraction), ``"sem"``
     (standard error of that mean over the 11 classifiers) and ``"classifiers"`` (name -> mean
     accuracy).
 
@@ -204,13 +232,16 @@ def predict(features: Any, labels: Any, folds: int = 10, seed: int = 0,
     >>> X = y[:, None] + 0.3 * rng.normal(size=(40, 3))
     >>> predict(X, y, folds=5)["mean"] > 0.9
     True
+    >>> predict(X, y, folds=5, groups=np.arange(40) // 2)["protocol"]
+    'grouped'
     """
     from sklearn.model_selection import cross_val_score
 
     X = _features(features)
     y = _labels(labels, X.shape[0])
+    g = _groups(groups, X.shape[0])
     seed = _seed(seed)
-    cv = _folds(folds, y, seed)
+    cv = _folds(folds, y, seed, g)
     chosen = list(CLASSIFIERS) if names is None else [str(n) for n in names]
     unknown = sorted(set(chosen) - set(CLASSIFIERS))
     require(not unknown and len(chosen) >= 2, f"names must be at least 2 of {list(CLASSIFIERS)}; unknown: {unknown}")
@@ -219,9 +250,10 @@ def predict(features: Any, labels: Any, folds: int = 10, seed: int = 0,
         for name, model in classifiers(seed).items():
             if name not in chosen:
                 continue
-            scores[name] = float(np.mean(cross_val_score(model, X, y, cv=cv, scoring="accuracy", n_jobs=n_jobs)))
+            scores[name] = float(np.mean(cross_val_score(model, X, y, cv=cv, groups=g, scoring="accuracy",
+                                                         n_jobs=n_jobs)))
     acc = np.array(list(scores.values()))
-    return {"mean": float(acc.mean()), "sem": float(acc.std(ddof=1) / np.sqrt(acc.size)), "classifiers": scores}
+    return {"protocol": "stratified" if g is None else "grouped", "mean": float(acc.mean()), "sem": float(acc.std(ddof=1) / np.sqrt(acc.size)), "classifiers": scores}
 
 
 def chance_level(labels: Any, kind: str = "uniform") -> float:
@@ -248,7 +280,7 @@ def chance_level(labels: Any, kind: str = "uniform") -> float:
 
 def permutation_test(features: Any, labels: Any, classifier: str = "logistic_regression",
                      n_permutations: int = 100, folds: int = 10, seed: int = 0,
-                     n_jobs: int | None = None) -> dict[str, Any]:
+                     n_jobs: int | None = None, groups: Any = None) -> dict[str, Any]:
     """Permutation test of one classifier's cross-validated accuracy (scikit-learn's
     ``permutation_test_score``): how often labels shuffled at random score as well.
 
@@ -256,6 +288,9 @@ def permutation_test(features: Any, labels: Any, classifier: str = "logistic_reg
     ----------
     features, labels, folds, seed, n_jobs
         As :func:`predict`; ``seed`` also draws the permutations.
+    groups : array [n_networks], optional
+        As :func:`predict`: the folds keep each group whole. The labels are still permuted across
+        all networks (the splits are fixed once from the true labels and groups).
     classifier : str
         One of :data:`CLASSIFIERS`.
     n_permutations : int
@@ -281,7 +316,11 @@ def permutation_test(features: Any, labels: Any, classifier: str = "logistic_reg
     y = _labels(labels, X.shape[0])
     seed = _seed(seed)
     n_permutations = positive_int("n_permutations", n_permutations)
-    cv = _folds(folds, y, seed)
+    g = _groups(groups, X.shape[0])
+    cv = _folds(folds, y, seed, g)
+    if g is not None:
+        # Fixed grouped splits; permutation_test_score's own groups= would permute within groups.
+        cv = list(cv.split(X, y, g))
     with _quiet_untuned():
         score, perm, pvalue = permutation_test_score(
             classifiers(seed)[classifier], X, y, cv=cv, n_permutations=n_permutations,

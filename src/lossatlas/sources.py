@@ -21,14 +21,13 @@ device(type='cpu')
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ._errors import InputError, require
+from .importer import import_object, user_path  # import_object: re-exported, its old home
 from .typed import from_mapping
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
@@ -141,7 +140,7 @@ class Source:
         if self.data in D.DATASETS:
             d = D.load_data(self.data, self.data_root, **options)
         elif ":" in self.data and not Path(self.data).exists():
-            _user_path(self.code_dir)
+            user_path(self.code_dir)
             d = D.load_factory(self.data, **options)
         else:
             path = Path(self.data).expanduser()
@@ -167,7 +166,7 @@ class Source:
         from .models import build, load_checkpoint
 
         if ":" in self.model:
-            _user_path(self.code_dir)
+            user_path(self.code_dir)
             factory = import_object(self.model, "model factory")
             try:
                 model = factory(**self.model_args)
@@ -203,14 +202,6 @@ class Source:
         return self.build_model(d).to(device), d, device
 
 
-def _user_path(code_dir: Optional[str] = None) -> None:
-    # Like `python -m`: the user's packages in the working directory import (and those of the
-    # directory a run was made in, so a run's factories import from any working directory).
-    for where in (os.getcwd(), code_dir):
-        if where and where not in sys.path:
-            sys.path.insert(0, where)
-
-
 def file_sha256(path) -> str:
     """The SHA-256 of a file's content (hex), read in blocks.
 
@@ -226,26 +217,6 @@ def file_sha256(path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def import_object(spec: str, what: str = "factory"):
-    """The object named by ``package.module:attr`` (the working directory is importable)."""
-    module_name, sep, attr = spec.partition(":")
-    require(bool(sep) and module_name and attr, f"a {what} is given as package.module:name, got {spec!r}")
-    _user_path()
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"cannot import the {what} {spec!r}: {exc}. Check the module path and that its "
-                         "package is installed or in the working directory") from exc
-    try:
-        obj = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise InputError(f"{module_name} has no {attr!r}; the {what} {spec!r} must name a callable in it") from None
-    require(callable(obj), f"the {what} {spec!r} is not callable")
-    return obj
 
 
 def resolve_device(device: Any = "auto", check: bool = True):

@@ -155,8 +155,8 @@ def sharpness(
     directions: int = typer.Option(20, help="random directions for the loss rise and the basin volume"),
     threshold: float = typer.Option(0.1, help="loss rise above the minimum's own loss under which a direction counts "
                                               "as inside the basin (basin volume and radius)"),
-    level: Optional[float] = typer.Option(None, help="an absolute loss level for the basin instead of a rise (only "
-                                                     "when asked for: a lower minimum then wins by its own loss)"),
+    level: Optional[float] = typer.Option(None, help="an absolute loss level for the basin instead of a rise (default: "
+                                                     "none, a rise; a level favours the minimum with the lowest own loss)"),
     max_radius: float = typer.Option(1.0, help="farthest distance searched along each direction for the basin radius"),
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
     seed: int = typer.Option(0, help="seed of the directions and the subspace"),

@@ -57,7 +57,7 @@ def sweep(
 
 def predict(
     sweep_dir: Path = typer.Argument(..., metavar="SWEEP", help="run directory of a finished sweep"),
-    folds: int = typer.Option(10, help="stratified cross-validation folds"),
+    folds: int = typer.Option(10, help="cross-validation folds (of both protocols: stratified, and grouped by siblings)"),
     seed: int = typer.Option(0, help="seed of the folds, the randomized classifiers and the scrambled control"),
     permutations: int = typer.Option(100, help="label permutations of the permutation test (0: none)"),
     classifier: Optional[List[str]] = typer.Option(None, "--classifier", help="only this classifier (repeatable; "
@@ -69,7 +69,9 @@ def predict(
 ):
     """Predict each network's generalization class (quintiles of test loss), weight decay and
     augmentation from its J&R, grid and naive samples with 11 classifiers; prints and stores the
-    table with the scrambled control, chance and a permutation test."""
+    table with the scrambled control, chance and a permutation test, under the paper's protocol
+    (stratified folds) and a grouped one (networks that differ only in the predicted setting kept
+    in one fold)."""
     with reported():
         from ..store import RunDir
         from ..sweep import predict_sweep, table_text

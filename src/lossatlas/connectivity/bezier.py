@@ -7,6 +7,10 @@ flat parameter vectors (no curve layers to rewrite the model with, unlike
 timgaripov/dnn-mode-connectivity). Batch-norm statistics are recomputed at each evaluated ``t``
 (a Landscape with ``bn="recompute"``): without it, as in the reference code's pitfall, the
 curve's ends do not reproduce the minima's losses.
+
+Weight decay is Garipov et al.'s: ``0.5 wd ||phi(t)||^2`` at each step's sampled ``t`` (their
+``l2_regularizer`` over every parameter of the curve point), so its gradient in the bend is
+``2 t (1 - t) wd phi(t)``, not a decay of the bend itself.
 """
 
 from __future__ import annotations
@@ -67,8 +71,10 @@ def bezier_curve(
         CIFAR; the default is scaled for small models.
     lr, momentum, weight_decay : float
         SGD with momentum on ``c`` with Garipov et al.'s schedule (:func:`garipov_schedule`;
-        their momentum 0.9; weight decay off by default so the curve minimizes the plain
-        loss the barrier is measured on).
+        their momentum 0.9). Weight decay regularizes the curve point as theirs does: the
+        objective of a step is ``L(phi(t)) + 0.5 weight_decay ||phi(t)||^2`` (recorded as
+        ``weight_decay_on="curve_point"``); off by default so the curve minimizes the plain
+        loss the barrier is measured on.
     points : int
         Values of ``t`` evaluated (Garipov et al. use 61).
     seed : int
@@ -109,10 +115,11 @@ def bezier_curve(
     with progress_bar(progress, steps, "Bezier curve") as advance:
         for s in range(steps):
             t = float(torch.rand((), generator=gen, device=a.device))
-            value, g = objective.value_and_grad(bezier_point(a, c, b, t), next(batches))
+            point = bezier_point(a, c, b, t)
+            value, g = objective.value_and_grad(point, next(batches))
             trace[s] = value
-            # d phi / d c = 2 t (1 - t) I
-            grad_c = 2 * t * (1 - t) * g + weight_decay * c
+            # d phi / d c = 2 t (1 - t) I, for the loss and for the decay 0.5 wd ||phi(t)||^2 alike
+            grad_c = 2 * t * (1 - t) * (g + weight_decay * point)
             buf.mul_(momentum).add_(grad_c)
             c = c - garipov_schedule(lr, s / steps) * buf
             advance(1)
@@ -122,7 +129,8 @@ def bezier_curve(
     t_grid = line_axis(0.0, 1.0, points)
     settings = {
         "method": "bezier", "steps": steps, "lr": float(lr), "momentum": float(momentum),
-        "weight_decay": float(weight_decay), "points": points, "seed": int(seed), **how.settings(),
+        "weight_decay": float(weight_decay), "weight_decay_on": "curve_point", "points": points, "seed": int(seed),
+        **how.settings(),
         **endpoint_settings(f, a, b),
     }
     extra = {"data": {"bend": ("param", c.detach().cpu().numpy()), "train_loss_trace": ("step", trace)}}

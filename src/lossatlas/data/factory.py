@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from .._errors import InputError, require
+from ..importer import import_object  # the one importer of user factories (the cwd importable)
 from .container import Data, RawData
 from .prepare import check_options
 from .tensors import prepare_user_data, raw_from_arrays, user_data_options
@@ -138,7 +139,6 @@ def load_factory(
             f"a data factory is given as package.module:factory, got {spec!r}")
     require(factory_args is None or isinstance(factory_args, Mapping),
             f"factory_args must be a dict of keyword arguments, got {type(factory_args).__name__}")
-    from ..sources import import_object  # the one importer of user factories (the cwd importable)
 
     factory = import_object(spec, "data factory")
     kwargs = dict(factory_args or {})

@@ -18,7 +18,7 @@ from scipy.linalg import eigh
 
 from lossatlas._errors import InputError, positive_int, require
 
-from .inputs import Source, as_source, column_blocks
+from .inputs import SampleSummary, Source, as_source, column_blocks
 from .methods import Metric, parse_metric
 from .resources import memory_budget, threads_for, usable_cpus
 
@@ -29,7 +29,7 @@ _COLUMN_BLOCK_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
-class Gram:
+class Gram(SampleSummary):
     """Second moments of ``n`` weight vectors, from which every embedding here is computed.
 
     Stored as ``shifted = Y Y^T``, ``cross = Y r`` and ``ref_sq = r . r`` with ``Y = X - r``; the raw

@@ -19,10 +19,18 @@ import numpy as np
 
 from lossatlas._errors import InputError, require
 
-__all__ = ["Source", "as_source", "check_finite", "column_blocks"]
+__all__ = ["SampleSummary", "Source", "as_source", "check_finite", "column_blocks"]
 
 # Size of one block of a lazy array read at once when the store gives no chunking.
 DEFAULT_CHUNK_BYTES = 256 * 2**20
+
+
+class SampleSummary:
+    """What a set of samples was reduced to (a :class:`~lossatlas.embedding.gram.Gram` matrix), not
+    the samples: steps that need the weights themselves refuse it. Defined here, beneath
+    :mod:`.gram`, so that :func:`as_source` recognizes one without importing the module built on it."""
+
+    __slots__ = ()
 
 
 class Source:
@@ -140,9 +148,7 @@ def as_source(samples: Any, chunk: int | None = None) -> Source:
     >>> as_source(np.zeros((5, 2))).n
     5
     """
-    from .gram import Gram  # at call time: gram builds on this module
-
-    if isinstance(samples, Gram):
+    if isinstance(samples, SampleSummary):
         raise InputError("this step needs the weights themselves, not a Gram matrix; pass the samples")
     if isinstance(samples, (str, os.PathLike)):
         import xarray as xr

@@ -84,8 +84,10 @@ class Landscape:
         returning the MEAN loss of a batch.
     bn : {"eval", "batch", "recompute"}
         Batch-norm statistics: the model's running ones, each batch's own, or re-estimated on
-        ``data`` at every point. Under ``"batch"`` and ``"recompute"`` a last batch of one sample
-        is folded into the batch before it (one sample has no batch statistics).
+        ``data`` at every point (the mean and unbiased variance of all the inputs each layer sees
+        in a train-mode pass: batches weighted by their size). Under ``"batch"`` and
+        ``"recompute"`` a last batch of one sample is folded into the batch before it (one sample
+        has no batch statistics).
     test : optional
         Test data in the same form; evaluated beside ``data`` as ``test_loss``, ``test_accuracy``.
     samples : int, optional

@@ -71,18 +71,55 @@ class Problem:
         return loss, (out.argmax(1) == y).sum()
 
     def recompute_statistics(self, module: nn.Module, before_batch: Callable | None = None) -> None:
-        """Re-estimate ``module``'s batch-norm running statistics on the training split (a
-        cumulative average over its batches), leaving the module in eval mode."""
+        """Re-estimate ``module``'s batch-norm running statistics on the training split, leaving
+        the module in eval mode.
+
+        One train-mode pass over the split's batches (each normalized by its own statistics, as in
+        training); each layer's running mean and variance become those of all the inputs it saw:
+        batches weighted by their size, variances pooled with the spread of the batch means
+        (Chan et al.'s parallel update), the variance unbiased over all of them. The split into
+        batches then does not matter to a layer whose inputs do not depend on batch norm. torch's
+        ``momentum=None`` (``swa_utils.update_bn``) instead averages the batches with equal weights,
+        so a short last batch counts as much as a full one; Garipov et al.'s ``update_bn`` weights
+        the batches by size but averages their unbiased variances without the spread of the means.
+        """
         bns = [m for m in module.modules() if isinstance(m, BATCH_NORM)]
-        for m in bns:
-            m.reset_running_stats()
-            m.train()
-        for b, batch in enumerate(self.splits[0].batches):
-            if before_batch is not None:
-                before_batch(b)
-            self.forward(module, batch)
-        for m in bns:
-            m.eval()
+        pooled: dict[nn.Module, list] = {}
+
+        def accumulate(m, args):
+            x = args[0].detach()
+            x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+            dims = [d for d in range(x.dim()) if d != 1]
+            var, mean = torch.var_mean(x, dim=dims, correction=0)
+            n = x.numel() // x.shape[1]
+            if m not in pooled:
+                pooled[m] = [n, mean, var * n]
+                return
+            n_a, mean_a, m2_a = pooled[m]
+            total = n_a + n
+            delta = mean - mean_a
+            pooled[m] = [total, mean_a + delta * (n / total), m2_a + var * n + delta**2 * (n_a * n / total)]
+
+        hooks = [m.register_forward_pre_hook(accumulate) for m in bns]
+        try:
+            for m in bns:
+                m.reset_running_stats()
+                m.train()
+            for b, batch in enumerate(self.splits[0].batches):
+                if before_batch is not None:
+                    before_batch(b)
+                self.forward(module, batch)
+        finally:
+            for h in hooks:
+                h.remove()
+            for m in bns:
+                m.eval()
+        with torch.no_grad():
+            for m, (n, mean, m2) in pooled.items():
+                if m.running_mean is None:
+                    continue
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(m2 / max(n - 1, 1))
 
     def means(self, sums: Sequence[Sequence[Sequence[torch.Tensor]]], k: int) -> torch.Tensor:
         """``[k, len(keys)]`` float64 means on the CPU from ``sums[split][metric]``: per-batch

@@ -37,7 +37,7 @@ def private_copy(model: nn.Module, device: torch.device, bn: str, channels_last:
             m.running_mean = m.running_var = m.num_batches_tracked = None
             m.train()
         elif bn == "recompute":
-            m.momentum = None  # a cumulative average over the re-estimation pass
+            m.momentum = None  # overwritten by the pooled statistics of the re-estimation pass
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     return module

@@ -32,6 +32,7 @@ from pathlib import Path
 from ..prediction import CLASSIFIERS
 from ..store import RunDir
 from ..sweep import FEATURES, NAME, TASKS, SweepConfig, predict_sweep, read_sweep_config, run_sweep, table_text
+from ..sweep.driver import SAMPLERS
 from ..sweep.table import PAPER
 from .common import finish_study, start_study, study_run
 
@@ -101,7 +102,7 @@ def start_from_store(top: RunDir, source, cfg: SweepConfig) -> list[str]:
     src = RunDir(Path(source), create=False)
     if top.exists(NAME) or not src.exists(NAME) or src.path.resolve() == top.path.resolve():
         return []
-    if src.differs(NAME, {"config": cfg.as_dict()}, partial=True) or not src.done_mask(NAME).all():
+    if src.differs(NAME, {"config": cfg.as_dict(), "samplers": SAMPLERS}, partial=True) or not src.done_mask(NAME).all():
         return []
     copied = []
     for name in PRODUCTS:
@@ -136,6 +137,9 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
         if copied:
             say(f"started from the finished sweep in {s.start_from} (copied {', '.join(copied)}); "
                 "replace=True recomputes it")
+        elif not top.exists(NAME):
+            say(f"the sweep in {s.start_from} was made with other settings (the samplers' rules included); "
+                "it is not reused: the sweep trains anew")
     names = None if s.classifiers is None else list(s.classifiers)
     chosen = list(CLASSIFIERS) if names is None else [c for c in CLASSIFIERS if c in set(names)]
     trained_before = _done_before(top, NAME, {"config": cfg.as_dict()})
@@ -154,10 +158,13 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
     computed = int(top.done_mask("prediction").sum()) - cells_before
     say(table_text(res))
     table = {f: {t: {k: res["table"][f][t][k] for k in ("mean", "sem")} for t in TASKS} for f in FEATURES}
+    grouped = res["protocols"]["grouped"]
+    grouped = {"table": {f: {t: {k: grouped["table"][f][t][k] for k in ("mean", "sem")} for t in TASKS} for f in FEATURES},
+               "permutation": grouped["permutation"], "group_axes": res["group_axes"], "groups": res["groups"]}
     summary = {"table1": {
         "quick": quick, "device": str(st.device), "settings": s.as_dict(), "networks": res["networks"],
         "started_from": s.start_from if copied else None, "networks_trained_now": n - trained_before,
-        "cells_computed_now": int(computed), "table": table, "chance": res["chance"],
+        "cells_computed_now": int(computed), "table": table, "grouped": grouped, "chance": res["chance"],
         "permutation": res["permutation"], "spearman": res["spearman"], "replaced": res["replaced"],
         "paper": {f: dict(zip(TASKS, v)) for f, v in PAPER.items()}, "text": table_text(res)}}
     return finish_study(out, "table1", summary, clock, st.console)

@@ -3,12 +3,13 @@ around its minimum with J&R, grid and naive sampling, keep the small results (Ho
 Table 1 and Fig. 3B), and predict generalization from them (:mod:`.table`)."""
 
 from .config import AXES, JumpSettings, Network, SweepConfig, model_args_for, read_sweep_config
-from .driver import NAME, SCALARS, load_sweep, run_sweep
+from .driver import NAME, SAMPLERS, SCALARS, load_sweep, run_sweep
 from .network import FEATURE_SETS, features_of, sample_network
-from .table import FEATURES, TASKS, features_table, labels_of, predict_sweep, table_text
+from .table import (FEATURES, GROUP_AXES, PROTOCOLS, TASKS, features_table, groups_of, labels_of, predict_sweep,
+                    table_text)
 
 __all__ = [
-    "AXES", "FEATURES", "FEATURE_SETS", "JumpSettings", "NAME", "Network", "SCALARS", "SweepConfig", "TASKS",
-    "features_of", "features_table", "labels_of", "load_sweep", "model_args_for", "predict_sweep", "read_sweep_config",
+    "AXES", "FEATURES", "FEATURE_SETS", "GROUP_AXES", "JumpSettings", "NAME", "Network", "PROTOCOLS", "SAMPLERS",
+    "SCALARS", "SweepConfig", "TASKS", "features_of", "features_table", "groups_of", "labels_of", "load_sweep", "model_args_for", "predict_sweep", "read_sweep_config",
     "run_sweep", "sample_network", "table_text",
 ]

@@ -53,14 +53,18 @@ def model_args_for(model: str, depth: int, width: int) -> dict:
 @dataclass
 class JumpSettings:
     """Jump and retrain around each minimum (Horoi et al. section 3.1); grid and naive sampling
-    draw as many points as J&R records after its jumps (``n_points``)."""
+    draw as many points as J&R records after its jumps (``n_points``).
+
+    ``batch_size``: the retraining's batch size; ``None`` (the default) retrains each network at
+    its own batch size (a sweep axis), as Horoi et al. retrain with each network's own settings.
+    """
 
     seeds: list = field(default_factory=lambda: [0, 1, 2, 3])
     step_sizes: list = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
     epochs: int = 40
-    lr: float = 0.0125  # 40 epochs x 32 steps x 0.0125 = 16 (the paper: 15,600 x 1e-3 = 15.6)
+    lr: float = 0.0125  # 40 epochs x 32 steps (batch 128) x 0.0125 = 16 (the paper: 15,600 x 1e-3 = 15.6)
     momentum: float = 0.9
-    batch_size: int = 128
+    batch_size: Optional[int] = None
     ensemble: str = "vmap"
     grid_span: float = 1.0
     naive_step_sizes: list = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
@@ -68,6 +72,10 @@ class JumpSettings:
 
     def runs(self) -> int:
         return len(self.seeds) * len(self.step_sizes)
+
+    def batch_size_for(self, net: "Network") -> int:
+        """The retraining batch size of ``net``: its own, unless one is fixed for all."""
+        return int(net.batch_size if self.batch_size is None else self.batch_size)
 
     def n_points(self) -> int:
         """Retrained points per minimum (epochs 1..E of every run; the paper's 640)."""
@@ -155,7 +163,11 @@ class SweepConfig:
         require(j.grid_span > 0, f"jump.grid_span must be positive, got {j.grid_span}")
         require(isinstance(j.topology_k, int) and 1 <= j.topology_k < j.n_points(),
                 f"jump.topology_k must be an integer in [1, {j.n_points() - 1}], got {j.topology_k}")
-        TrainConfig(lr=j.lr, momentum=j.momentum, epochs=j.epochs, batch_size=j.batch_size).validate()
+        require(j.batch_size is None or (isinstance(j.batch_size, int) and not isinstance(j.batch_size, bool)
+                                         and j.batch_size >= 1),
+                f"jump.batch_size must be a positive integer or null (each network's own), got {j.batch_size!r}")
+        for b in ([j.batch_size] if j.batch_size is not None else self.batch_sizes):
+            TrainConfig(lr=j.lr, momentum=j.momentum, epochs=j.epochs, batch_size=b).validate()
         return self
 
     def train_config(self, batch_size: int, weight_decay: float):
@@ -182,10 +194,16 @@ class SweepConfig:
                       device=self.device).validate()
 
     def travel(self, n_train: int) -> dict:
-        """SGD steps x learning rate of one retraining run, against the paper's."""
-        steps = self.jump.epochs * math.ceil(n_train / self.jump.batch_size)
-        return {"steps": steps, "lr": self.jump.lr, "steps_x_lr": steps * self.jump.lr,
-                "paper_steps_x_lr": PAPER_STEPS_X_LR, "fraction_of_paper": steps * self.jump.lr / PAPER_STEPS_X_LR}
+        """SGD steps x learning rate of one retraining run, against the paper's; per retraining
+        batch size when each network retrains at its own (keys ``"batch_SIZE"``)."""
+        def one(b):
+            steps = self.jump.epochs * math.ceil(n_train / b)
+            return {"steps": steps, "lr": self.jump.lr, "steps_x_lr": steps * self.jump.lr,
+                    "paper_steps_x_lr": PAPER_STEPS_X_LR, "fraction_of_paper": steps * self.jump.lr / PAPER_STEPS_X_LR}
+
+        if self.jump.batch_size is not None:
+            return one(self.jump.batch_size)
+        return {f"batch_{b}": one(b) for b in self.batch_sizes}
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

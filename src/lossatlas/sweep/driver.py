@@ -19,6 +19,7 @@ import xarray as xr
 
 from .._errors import require
 from ..progress import progress_bar
+from ..static_sampling import TIES
 from ..store import DONE, RunDir, provenance
 from .config import AXES, SweepConfig, read_sweep_config
 from .network import FEATURE_SETS, sample_network
@@ -34,10 +35,18 @@ SCALARS = ("n_params", "train_loss", "train_accuracy", "test_loss", "test_accura
            "seconds_grid_naive", "seconds_topology")
 
 
+#: How the samplers of a sweep draw (issue 19): recorded, so that a sweep sampled otherwise (before
+#: these rules: J&R at batch 128 for all, grid and naive directions from J&R's seed stream, grid
+#: ties by array index) is refused, never mixed.
+SAMPLERS = {"jr_batch_size": "the network's own unless jump.batch_size is set",
+            "directions": "J&R: its seeds; grid and naive: each its own stream of seed 0",
+            "grid_ties": TIES}
+
+
 def _settings(cfg: SweepConfig, data_fingerprint: str) -> dict:
     # Everything that changes a stored value: the whole config (the device included: results on
-    # another device differ in rounding) and the data actually built.
-    return {"kind": "sweep", "config": cfg.as_dict(), "data_fingerprint": data_fingerprint}
+    # another device differ in rounding), the data actually built and the samplers' rules.
+    return {"kind": "sweep", "config": cfg.as_dict(), "data_fingerprint": data_fingerprint, "samplers": SAMPLERS}
 
 
 def _layout(cfg: SweepConfig, settings: dict) -> xr.Dataset:

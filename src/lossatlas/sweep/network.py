@@ -117,13 +117,14 @@ def sample_network(config: dict, index: int) -> dict:
 
     t = time.perf_counter()
     samples = jump_retrain(model, data, seeds=j.seeds, step_sizes=j.step_sizes, epochs=j.epochs, optimizer="sgd",
-                           lr=j.lr, momentum=j.momentum, batch_size=j.batch_size, weight_decay=net.weight_decay,
+                           lr=j.lr, momentum=j.momentum, batch_size=j.batch_size_for(net), weight_decay=net.weight_decay,
                            ensemble=j.ensemble, device=dev)
     retrained = samples.isel(point=np.flatnonzero(samples["epoch"].values > 0))
     seconds["jump_retrain"] = time.perf_counter() - t
     t = time.perf_counter()
     n = j.n_points()
     f_train = Landscape(model, data.train, bn=bn, device=dev)
+    # seed 0 for both: each static sampler draws from its own stream of it (lossatlas.static_sampling)
     grid = grid_sample(f_train, n_points=n, span=j.grid_span, seed=0)
     naive = naive_sample(f_train, n_points=n, step_sizes=j.naive_step_sizes, seed=0)
     seconds["grid_naive"] = time.perf_counter() - t

@@ -5,10 +5,16 @@ Three tasks, labelled from the sweep: the generalization class (quintiles of the
 optimum, 5 classes), the weight decay, and augmentation on or off. Four feature sets: the train
 losses and accuracies of the J&R, grid and naive samples, and the J&R features scrambled (each
 column shuffled across networks). Each cell of the table is the mean +- standard error over the
-11 classifiers of :func:`lossatlas.prediction.predict` (10-fold stratified cross-validation); a
-permutation test (``permutation_test_score``) checks the J&R cell of each task. Cells are stored
-one by one in ``prediction.zarr`` (the classic gradient boosting takes minutes per cell on 1280
-features), so an interrupted prediction resumes.
+11 classifiers of :func:`lossatlas.prediction.predict`; a permutation test
+(``permutation_test_score``) checks the J&R cell of each task. Cells are stored one by one in
+``prediction.zarr`` (the classic gradient boosting takes minutes per cell on 1280 features), so an
+interrupted prediction resumes.
+
+Two cross-validation protocols (:data:`PROTOCOLS`, the store's ``protocol`` dimension): ``paper``,
+Horoi et al.'s stratified 10-fold, and ``grouped``, whose folds keep sibling networks together:
+the networks sharing every sweep setting except the one the task predicts (:data:`GROUP_AXES`).
+Siblings that differ only in a setting that barely changes them (weight decay 0 and 1e-4) are
+near-twins, and under the paper's protocol a held-out network's twin sits in the training fold.
 """
 
 from __future__ import annotations
@@ -25,12 +31,24 @@ from ..progress import progress_bar
 from ..store import DONE, RunDir, fingerprint, provenance
 from .driver import load_sweep
 
-__all__ = ["FEATURES", "TASKS", "labels_of", "predict_sweep", "table_text", "features_table"]
+__all__ = ["FEATURES", "GROUP_AXES", "PROTOCOLS", "TASKS", "groups_of", "labels_of", "predict_sweep", "table_text",
+           "features_table"]
 
 #: Feature sets, in the order of the paper's table (bottom row first there).
 FEATURES = ("jr", "naive", "grid", "scrambled_jr")
 #: Prediction tasks.
 TASKS = ("generalization", "weight_decay", "augmentation")
+#: Cross-validation protocols: Horoi et al.'s stratified folds, and folds that keep siblings together.
+PROTOCOLS = ("paper", "grouped")
+#: Under the grouped protocol, the sweep axes a group shares, per task: every axis but the one
+#: predicted; for generalization, the architecture (depth, width) and the optimizer's settings
+#: (batch size; learning rate and momentum are one value per sweep), so that networks differing
+#: only in a regularizer (weight decay, augmentation) are never split across folds.
+GROUP_AXES = {"generalization": ("depth", "width", "batch_size"),
+              "weight_decay": ("depth", "width", "batch_size", "augment"),
+              "augmentation": ("depth", "width", "batch_size", "weight_decay")}
+_PROTOCOL_TITLES = {"paper": "paper's protocol: stratified folds",
+                    "grouped": "grouped folds: siblings (networks differing only in the predicted setting) kept together"}
 _TITLES = {"jr": "J&R sampling, retrain loss and accuracy", "naive": "Naive sampling, train loss and accuracy",
            "grid": "Grid sampling, train loss and accuracy", "scrambled_jr": "Scrambled J&R loss and accuracy",
            "chance": "Theoretical random (1/#classes)"}
@@ -47,6 +65,17 @@ def labels_of(sweep: xr.Dataset) -> dict[str, np.ndarray]:
     return {"generalization": quintile_classes(sweep["test_loss"].values, n=5),
             "weight_decay": np.searchsorted(np.unique(wd), wd),
             "augmentation": np.asarray(sweep["augment"].values).astype(int)}
+
+
+def groups_of(sweep: xr.Dataset) -> dict[str, np.ndarray]:
+    """Each task's group of every network under the grouped protocol: networks with equal values on
+    the task's :data:`GROUP_AXES` share a group (numbered in order of first appearance)."""
+    out = {}
+    for task, axes in GROUP_AXES.items():
+        keys = list(zip(*(np.asarray(sweep[a].values).tolist() for a in axes)))
+        first = {}
+        out[task] = np.asarray([first.setdefault(k, len(first)) for k in keys], np.int64)
+    return out
 
 
 def features_table(sweep: xr.Dataset, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, int]]:
@@ -71,27 +100,31 @@ def features_table(sweep: xr.Dataset, seed: int = 0) -> tuple[dict[str, np.ndarr
 
 
 def _layout(settings: dict) -> xr.Dataset:
-    nf, nt, nc = len(FEATURES), len(TASKS), len(CLASSIFIERS)
-    data = {"mean": (("features", "task"), np.full((nf, nt), np.nan)),
-            "sem": (("features", "task"), np.full((nf, nt), np.nan)),
-            "classifier_accuracy": (("features", "task", "classifier"), np.full((nf, nt, nc), np.nan)),
-            DONE: (("features", "task"), np.zeros((nf, nt), bool))}
-    coords = {"features": list(FEATURES), "task": list(TASKS), "classifier": list(CLASSIFIERS)}
+    npr, nf, nt, nc = len(PROTOCOLS), len(FEATURES), len(TASKS), len(CLASSIFIERS)
+    cell = ("protocol", "features", "task")
+    data = {"mean": (cell, np.full((npr, nf, nt), np.nan)),
+            "sem": (cell, np.full((npr, nf, nt), np.nan)),
+            "classifier_accuracy": (cell + ("classifier",), np.full((npr, nf, nt, nc), np.nan)),
+            DONE: (cell, np.zeros((npr, nf, nt), bool))}
+    coords = {"protocol": list(PROTOCOLS), "features": list(FEATURES), "task": list(TASKS),
+              "classifier": list(CLASSIFIERS)}
     return xr.Dataset(data, coords=coords, attrs={**provenance(), "kind": "prediction", "settings": settings})
 
 
 def predict_sweep(out, folds: int = 10, seed: int = 0, permutations: int = 100, replace: bool = False,
                   progress: bool | Callable = False, partial: bool = False, n_jobs: int | None = None,
                   names=None, permutation_classifier: str = "linear_svm") -> dict:
-    """Table 1 of a finished sweep: every feature set on every task, plus chance, a permutation
-    test of the J&R features and the Spearman correlation of total persistence with test loss.
+    """Table 1 of a finished sweep under both protocols (:data:`PROTOCOLS`): every feature set on
+    every task, plus chance, a permutation test of the J&R features and the Spearman correlation
+    of total persistence with test loss.
 
     Parameters
     ----------
     out : path or RunDir
         The sweep's run directory.
     folds, seed
-        As :func:`lossatlas.prediction.predict` (seed also scrambles the control features).
+        As :func:`lossatlas.prediction.predict` (seed also scrambles the control features). A task
+        with fewer groups than ``folds`` has no grouped cells (NaN, listed in ``"skipped"``).
     permutations : int
         Label permutations of the test (0: none).
     partial : bool
@@ -105,9 +138,12 @@ def predict_sweep(out, folds: int = 10, seed: int = 0, permutations: int = 100, 
 
     Returns
     -------
-    dict: ``"table"`` (features -> task -> {"mean", "sem"}), ``"chance"`` (task -> 1/#classes),
-    ``"permutation"`` (task -> {"accuracy", "pvalue", "classifier"}), ``"spearman"`` (D0 total
-    persistence against test loss), ``"networks"`` and ``"replaced"`` (non-finite values per set).
+    dict: ``"protocols"`` (protocol -> {``"table"``: features -> task -> {"mean", "sem",
+    "classifiers"}, ``"permutation"``: task -> {"accuracy", "pvalue", "classifier"}}), with
+    ``"table"`` and ``"permutation"`` the paper's protocol's; ``"group_axes"``, ``"groups"`` (task
+    -> number of groups), ``"skipped"`` (grouped tasks with too few groups), ``"chance"`` (task ->
+    1/#classes), ``"spearman"`` (D0 total persistence against test loss), ``"networks"`` and
+    ``"replaced"`` (non-finite values per set).
 
     Examples
     --------
@@ -122,63 +158,86 @@ def predict_sweep(out, folds: int = 10, seed: int = 0, permutations: int = 100, 
     require(n >= 2 * folds, f"{n} finished networks are too few for {folds}-fold cross-validation of 5 classes; "
             "finish the sweep or lower folds")
     labels = labels_of(sweep)
+    groups = groups_of(sweep)
     feats, replaced = features_table(sweep, seed)
     chosen = list(CLASSIFIERS) if names is None else [c for c in CLASSIFIERS if c in set(names)]
     settings = {"kind": "prediction", "folds": int(folds), "seed": int(seed), "classifiers": chosen,
+                "protocols": list(PROTOCOLS), "group_axes": {t: list(a) for t, a in GROUP_AXES.items()},
                 "networks": [int(i) for i in sweep["network"].values],
                 "features_fingerprint": fingerprint({k: v for k, v in feats.items()}),
-                "labels_fingerprint": fingerprint(labels)}
+                "labels_fingerprint": fingerprint(labels), "groups_fingerprint": fingerprint(groups)}
+    shape = (len(PROTOCOLS), len(FEATURES), len(TASKS))
     if run.check("prediction", settings, replace):
         done = run.done_mask("prediction")
     else:
-        run.create_grid("prediction", _layout(settings), chunks={"features": 1, "task": 1})
-        done = np.zeros((len(FEATURES), len(TASKS)), bool)
+        run.create_grid("prediction", _layout(settings), chunks={"protocol": 1, "features": 1, "task": 1})
+        done = np.zeros(shape, bool)
     # An axis the sweep holds one value of (e.g. no augmentation) is no task: its cells stay NaN.
     tasks = [t for t in TASKS if np.unique(labels[t]).size >= 2]
-    cells = [(i, j) for i in range(len(FEATURES)) for j in range(len(TASKS)) if not done[i, j] and TASKS[j] in tasks]
-    with progress_bar(progress, len(cells) + (len(tasks) if permutations else 0),
+    n_groups = {t: int(np.unique(groups[t]).size) for t in TASKS}
+    skipped = [t for t in tasks if n_groups[t] < folds]
+    runs = {"paper": tasks, "grouped": [t for t in tasks if t not in skipped]}
+    cells = [(k, i, j) for k, p in enumerate(PROTOCOLS) for i in range(len(FEATURES)) for j in range(len(TASKS))
+             if not done[k, i, j] and TASKS[j] in runs[p]]
+    n_perm = sum(len(runs[p]) for p in PROTOCOLS) if permutations else 0
+    with progress_bar(progress, len(cells) + n_perm,
                       f"predict: {len(cells)} cells of {len(chosen)} classifiers x {folds} folds") as advance:
-        for i, j in cells:
-            res = predict(feats[FEATURES[i]], labels[TASKS[j]], folds=folds, seed=seed, n_jobs=n_jobs,
-                          names=names)
+        for k, i, j in cells:
+            task = TASKS[j]
+            res = predict(feats[FEATURES[i]], labels[task], folds=folds, seed=seed, n_jobs=n_jobs, names=names,
+                          groups=groups[task] if PROTOCOLS[k] == "grouped" else None)
             acc = np.asarray([res["classifiers"].get(c, np.nan) for c in CLASSIFIERS])
-            run.write_cells("prediction", {"mean": np.array([[res["mean"]]]), "sem": np.array([[res["sem"]]]),
-                                           "classifier_accuracy": acc[None, None]},
-                            (slice(i, i + 1), slice(j, j + 1)))
+            run.write_cells("prediction", {"mean": np.array([[[res["mean"]]]]), "sem": np.array([[[res["sem"]]]]),
+                                           "classifier_accuracy": acc[None, None, None]},
+                            (slice(k, k + 1), slice(i, i + 1), slice(j, j + 1)))
             advance(1)
-        perm = {}
+        perm = {p: {} for p in PROTOCOLS}
         if permutations:
             require(permutation_classifier in CLASSIFIERS,
                     f"unknown permutation_classifier {permutation_classifier!r}; choose one of {list(CLASSIFIERS)}")
             psettings = {**settings, "permutations": int(permutations), "classifier": permutation_classifier}
             stored = run.open("permutation") if run.check("permutation", psettings, replace) else None
             if stored is not None:
-                perm = {t: {"classifier": permutation_classifier, "accuracy": float(stored["accuracy"].sel(task=t)),
-                            "pvalue": float(stored["pvalue"].sel(task=t))} for t in tasks}
-                advance(len(tasks))
+                for p in PROTOCOLS:
+                    perm[p] = {t: {"classifier": permutation_classifier,
+                                   "accuracy": float(stored["accuracy"].sel(protocol=p, task=t)),
+                                   "pvalue": float(stored["pvalue"].sel(protocol=p, task=t))} for t in runs[p]}
+                advance(n_perm)
             else:
-                scores = []
-                for t in tasks:
-                    p = permutation_test(feats["jr"], labels[t], classifier=permutation_classifier,
-                                         n_permutations=permutations, folds=folds, seed=seed, n_jobs=n_jobs)
-                    perm[t] = {k: p[k] for k in ("classifier", "accuracy", "pvalue")}
-                    scores.append(p["permutation_scores"])
-                    advance(1)
+                nan = np.full((len(PROTOCOLS), len(tasks)), np.nan)
+                acc, pval = nan.copy(), nan.copy()
+                scores = np.full((len(PROTOCOLS), len(tasks), permutations), np.nan)
+                for k, p in enumerate(PROTOCOLS):
+                    for j, t in enumerate(tasks):
+                        if t not in runs[p]:
+                            continue
+                        r = permutation_test(feats["jr"], labels[t], classifier=permutation_classifier,
+                                             n_permutations=permutations, folds=folds, seed=seed, n_jobs=n_jobs,
+                                             groups=groups[t] if p == "grouped" else None)
+                        perm[p][t] = {key: r[key] for key in ("classifier", "accuracy", "pvalue")}
+                        acc[k, j], pval[k, j], scores[k, j] = r["accuracy"], r["pvalue"], r["permutation_scores"]
+                        advance(1)
                 run.save("permutation", xr.Dataset(
-                    {"accuracy": ("task", [perm[t]["accuracy"] for t in tasks]),
-                     "pvalue": ("task", [perm[t]["pvalue"] for t in tasks]),
-                     "permutation_scores": (("task", "permutation"), np.asarray(scores))},
-                    coords={"task": tasks}, attrs={**provenance(), "settings": psettings}))
+                    {"accuracy": (("protocol", "task"), acc), "pvalue": (("protocol", "task"), pval),
+                     "permutation_scores": (("protocol", "task", "permutation"), scores)},
+                    coords={"protocol": list(PROTOCOLS), "task": tasks}, attrs={**provenance(), "settings": psettings}))
     ds = run.open("prediction")
-    table = {f: {t: {"mean": float(ds["mean"].sel(features=f, task=t)), "sem": float(ds["sem"].sel(features=f, task=t)),
-                     "classifiers": {c: v for c, v in zip(CLASSIFIERS, ds["classifier_accuracy"].sel(features=f, task=t).values.tolist())
-                                     if c in chosen}}
-                 for t in TASKS} for f in FEATURES}
+
+    def cells_of(p):
+        sel = ds.sel(protocol=p)
+        return {f: {t: {"mean": float(sel["mean"].sel(features=f, task=t)), "sem": float(sel["sem"].sel(features=f, task=t)),
+                        "classifiers": {c: v for c, v in zip(CLASSIFIERS, sel["classifier_accuracy"].sel(features=f, task=t).values.tolist())
+                                        if c in chosen}}
+                    for t in TASKS} for f in FEATURES}
+
+    protocols = {p: {"table": cells_of(p), "permutation": perm[p]} for p in PROTOCOLS}
     tp, tl = np.asarray(sweep["tp_d0"].values), np.asarray(sweep["test_loss"].values)
     ok = np.isfinite(tp) & np.isfinite(tl)
     rho, p_rho = spearmanr(tp[ok], tl[ok])
-    result = {"table": table, "chance": {t: chance_level(labels[t]) if t in tasks else float("nan") for t in TASKS},
-              "permutation": perm,
+    result = {"table": protocols["paper"]["table"], "permutation": protocols["paper"]["permutation"],
+              "protocols": protocols, "group_axes": {t: list(a) for t, a in GROUP_AXES.items()},
+              "groups": n_groups, "skipped": skipped,
+              "chance": {t: chance_level(labels[t]) if t in tasks else float("nan") for t in TASKS},
               "spearman": {"d0_vs_test_loss": float(rho), "pvalue": float(p_rho), "networks": int(ok.sum())},
               "networks": int(n), "replaced": replaced, "folds": int(folds), "seed": int(seed)}
     run.update_summary(prediction={k: v for k, v in result.items()})
@@ -196,20 +255,34 @@ def _figure(run: RunDir, sweep: xr.Dataset) -> None:
 
 
 def table_text(result: dict) -> str:
-    """The table as text, percent (mean +- standard error over the 11 classifiers), beside the paper's."""
+    """The table as text, percent (mean +- standard error over the 11 classifiers), beside the
+    paper's: one block per protocol (a result of one protocol, without ``"protocols"``, as one)."""
     head = f"{'Features':<44}" + "".join(f"{_TASK_TITLES[t]:>16}" for t in TASKS) + "   paper"
-    lines = [head, "-" * len(head)]
     chance = result["chance"]
-    lines.append(f"{_TITLES['chance']:<44}" + "".join(f"{100 * chance[t]:>16.1f}" for t in TASKS)
-                 + "   " + " / ".join(f"{v:.1f}" for v in PAPER["chance"]))
-    for f in ("scrambled_jr", "grid", "naive", "jr"):
-        row = result["table"][f]
-        cells = "".join(f"{100 * row[t]['mean']:>9.1f} ± {100 * row[t]['sem']:<4.1f}" for t in TASKS)
-        lines.append(f"{_TITLES[f]:<44}{cells}   " + " / ".join(f"{v:.1f}" for v in PAPER[f]))
-    if result.get("permutation"):
-        which = next(iter(result["permutation"].values()))["classifier"].replace("_", " ")
-        lines.append(f"permutation test of the J&R features ({which}): " + "; ".join(
-            f"{_TASK_TITLES[t]} {100 * p['accuracy']:.1f}%, p = {p['pvalue']:.3f}" for t, p in result["permutation"].items()))
+    protocols = result.get("protocols") or {"paper": {"table": result["table"], "permutation": result.get("permutation")}}
+    lines = []
+    for p, block in protocols.items():
+        if p == "grouped":
+            axes = result.get("group_axes", GROUP_AXES)
+            lines.append("")
+            lines.append(f"{_PROTOCOL_TITLES[p]}; groups share: " + "; ".join(
+                f"{_TASK_TITLES[t]} {', '.join(a)} ({result.get('groups', {}).get(t, '?')} groups)"
+                for t, a in axes.items()))
+        else:
+            lines.append(_PROTOCOL_TITLES.get(p, p))
+        lines += [head, "-" * len(head)]
+        lines.append(f"{_TITLES['chance']:<44}" + "".join(f"{100 * chance[t]:>16.1f}" for t in TASKS)
+                     + "   " + " / ".join(f"{v:.1f}" for v in PAPER["chance"]))
+        for f in ("scrambled_jr", "grid", "naive", "jr"):
+            row = block["table"][f]
+            cells = "".join(f"{100 * row[t]['mean']:>9.1f} ± {100 * row[t]['sem']:<4.1f}" for t in TASKS)
+            lines.append(f"{_TITLES[f]:<44}{cells}   " + " / ".join(f"{v:.1f}" for v in PAPER[f]))
+        if block.get("permutation"):
+            which = next(iter(block["permutation"].values()))["classifier"].replace("_", " ")
+            lines.append(f"permutation test of the J&R features ({which}): " + "; ".join(
+                f"{_TASK_TITLES[t]} {100 * q['accuracy']:.1f}%, p = {q['pvalue']:.3f}" for t, q in block["permutation"].items()))
+    if result.get("skipped"):
+        lines.append(f"grouped protocol: fewer groups than folds for {', '.join(result['skipped'])} (no cells)")
     s = result["spearman"]
     lines.append(f"Spearman(total persistence D0, test loss) = {s['d0_vs_test_loss']:.3f} (p = {s['pvalue']:.2g}, "
                  f"{s['networks']} networks)")
