@@ -16,6 +16,7 @@ from lossatlas.models.cnn import SmallCNN, SmallVGG
 from lossatlas.models.mlp import MLP
 from lossatlas.models.resnet import ResNet
 from lossatlas.models.wide_resnet import WideResNet
+from lossatlas.store import read_attr
 
 from helpers import DEVICE
 
@@ -223,3 +224,50 @@ def test_fingerprint_names_the_permutation():
     pa, pb = find_permutation(net, a), find_permutation(net, b)
     assert pa.fingerprint() != pb.fingerprint()
     assert pa.fingerprint() == find_permutation(net, a).fingerprint()  # deterministic
+
+
+def test_cli_interpolate_and_connect_align(tmp_path):
+    from typer.testing import CliRunner
+
+    from lossatlas.cli import app
+
+    def invoke(*args):
+        r = CliRunner().invoke(app, [str(a) for a in args])
+        return r.exit_code, " ".join(r.output.split())
+
+    small = ("--data", "digits", "--subset", 300)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out, seed in ((a, 0), (b, 1)):
+        code, text = invoke("train", "--model", "mlp", *small, "--epochs", 2, "--init-seed", seed, "--out", out)
+        assert code == 0, text
+    code, text = invoke("interpolate", a, b, "--steps", 5, "--extent", "0,1", "--align", "weights",
+                        "--out", tmp_path / "i")
+    assert code == 0, text
+    run = la.RunDir(tmp_path / "i")
+    raw, aligned = run.open("interpolation"), run.open("interpolation_aligned")
+    alignment = read_attr(aligned, "settings")["alignment"]
+    assert alignment["method"] == "weights" and len(alignment["fingerprint"]) == 16
+    # The aligned copy computes what b computes: the two lines end at the same loss.
+    assert float(aligned.loss.sel(t=1.0)) == pytest.approx(float(raw.loss.sel(t=1.0)), rel=1e-5)
+    side = run.summary()["interpolation_alignment"]["barriers"]["line"]
+    assert side["before"] == barrier_stats(raw.t.values, raw.loss.values)["barrier"]
+    assert side["after"] == barrier_stats(aligned.t.values, aligned.loss.values)["barrier"]
+    assert "before alignment" in text and "after" in text
+    assert (tmp_path / "i" / "figures" / "interpolation_alignment.png").exists()
+    # A stored aligned line of another alignment is refused, naming the setting.
+    code, text = invoke("interpolate", a, b, "--steps", 5, "--extent", "0,1", "--align", "activations",
+                        "--out", tmp_path / "i")
+    assert code == 2 and "alignment" in text
+    code, text = invoke("interpolate", a, b, "--align", "magic", "--out", tmp_path / "j")
+    assert code == 2 and "alignment" in text and not (tmp_path / "j" / "interpolation.zarr").exists()
+
+    code, text = invoke("connect", a, b, "--method", "linear", "--points", 5, "--align", "activations",
+                        "--out", tmp_path / "c")
+    assert code == 0, text
+    run = la.RunDir(tmp_path / "c")
+    path = run.open("connect_linear_aligned")
+    assert read_attr(path, "settings")["alignment"]["method"] == "activations"
+    side = run.summary()["connect_alignment"]["barriers"]["linear"]
+    assert side["after"] == pytest.approx(float(path.attrs["barrier"]))
+    assert side["before"] == pytest.approx(float(run.open("connect_linear").attrs["barrier"]))
+    assert (tmp_path / "c" / "figures" / "connect_alignment.png").exists()

@@ -10,6 +10,7 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
+from .alignment import align_method, aligned_endpoint, report_alignment
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      SchedulerOpt, SubsetOpt, check_executor, console, executor, floats, open_out,
                      record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm)
@@ -193,6 +194,8 @@ def connect(
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
     seed: int = typer.Option(0, help="seed of the curve's training"),
     out: Path = typer.Option(Path("runs/connect"), help="directory of the paths"),
+    align: str = typer.Option("none", help="also connect a to b with b's hidden units permuted to match a: "
+                                           "none, weights or activations (connect_<method>_aligned.zarr)"),
 ):
     """Paths between two minima (linear, Bezier, AutoNEB) and their barriers: connect_<method>.zarr."""
     with reported():
@@ -203,6 +206,7 @@ def connect(
         require(methods and all(m in ("linear", "bezier", "neb") for m in methods),
                 f"--method takes linear, bezier or neb, got {method!r}")
         require(points >= 3, f"--points must be at least 3, got {points}")
+        align_v = align_method(align)
         src_a, _ = resolve_source(a, {}, device)
         src_b, _ = resolve_source(b, {}, device)
         run = open_out(out, src_a)
@@ -211,7 +215,9 @@ def connect(
         net_a, d, dev, f = _landscape(src_a, "auto", samples)
         net_b = src_b.build_model(d).to(dev)
         theta_b = f.space.vector(net_b)
-        paths, barriers = {}, {}
+        aligned = aligned_endpoint(net_a, net_b, align_v, d, dev) if align_v else None  # refusals before any work
+        theta_aligned = f.space.vector(aligned[0]) if aligned else None
+        paths, barriers, pairs = {}, {}, {}
         for m in methods:
             options = {"points": points} if m == "linear" else {"seed": seed, "model": net_a, "data": d.train}
             if m == "bezier":
@@ -219,9 +225,23 @@ def connect(
             ds = connect_minima(f, f.origin, theta_b, method=m, progress=True, **options)
             run.save(f"connect_{m}", ds)
             paths[m], barriers[m] = ds, float(ds.attrs["barrier"])
+            if aligned is not None:
+                want = {"theta_a": f.space.fingerprint(f.origin), "theta_b": f.space.fingerprint(theta_aligned),
+                        "landscape": f.fingerprint, "points": points, "seed": seed, "alignment": aligned[1]}
+                name = f"connect_{m}_aligned"
+                if run.check(name, want, partial=True):  # stored for another alignment: refused
+                    ds_al = run.open(name)
+                else:
+                    ds_al = connect_minima(f, f.origin, theta_aligned, method=m, progress=True, **options)
+                    ds_al.attrs["settings"] = {**dict(ds_al.attrs.get("settings", {})), **want}
+                    run.save(name, ds_al)
+                pairs[m] = (ds, ds_al)
+                paths[f"{m}, aligned"] = ds_al
             console.print(f"{m}: barrier {barriers[m]:.4g} (highest loss on the path minus the mean of its ends)")
         plot.plot_connectivity(paths, path=run.figures / "connectivity", title=f"{a.name} to {b.name}")
         run.update_summary(connect={"barriers": barriers})
+        if aligned is not None:
+            report_alignment(run, pairs, aligned[1], "connect")
         console.print(f"wrote {', '.join(str(run.zarr_path(f'connect_{m}')) for m in methods)} and figures in {run.figures}")
         write_report(run)
 

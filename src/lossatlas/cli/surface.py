@@ -11,6 +11,7 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
+from .alignment import aligned_endpoint, align_method, report_alignment
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, open_out, pair,
                      record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm)
@@ -200,6 +201,8 @@ def interpolate(
     replace: ReplaceOpt = False,
     dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Path = typer.Option(Path("runs/interpolate"), help="run directory"),
+    align: str = typer.Option("none", help="also draw the line to b with its hidden units permuted to match a: "
+                                           "none, weights or activations (interpolation_aligned.zarr)"),
 ):
     """Loss and accuracy on the straight line between two minima (Li et al. Figs. 2-3): interpolation.zarr."""
     with reported():
@@ -216,6 +219,7 @@ def interpolate(
             parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
         require(samples is None or samples >= 1, f"--samples must be a positive number of samples, got {samples}")
         check_executor(dask, scheduler)
+        align_v = align_method(align)
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
         src_a, label_a = _endpoint(a, flags, device)
         src_b, label_b = _endpoint(b, flags, device)
@@ -231,12 +235,17 @@ def interpolate(
                                          "extent": ext, "steps": steps, "bn": bn_v, "samples": samples})
         options = dict(bn=bn_v, samples=samples, seed=src_a.data_seed)
         theta_a, theta_b = space.vector(net_a), net_b_space.vector(net_b)
+        aligned = aligned_endpoint(net_a, net_b, align_v, d, dev) if align_v else None  # refusals before any work
         with executor(dask, scheduler) as ex:
             f = build_landscape(net_a, d, dev, options)
             if ex is not None:  # workers rebuild model a's Landscape from its source, once each
                 ex.share(f, landscape_handle(src_a, d, f, options))
             ds = line(f, theta_a, theta_b, steps=steps, extent=ext, store=run, name="interpolation", progress=True,
                       replace=replace, attrs={"label_a": label_a, "label_b": label_b}, executor=ex)
+            if aligned is not None:
+                ds_aligned = line(f, theta_a, space.vector(aligned[0]), steps=steps, extent=ext, store=run,
+                                  name="interpolation_aligned", replace=replace, settings={"alignment": aligned[1]},
+                                  attrs={"label_a": label_a, "label_b": f"{label_b} aligned"}, executor=ex)
         _say_resumed(ds)
         stats = ds.attrs["bn_statistics"]  # `line` says which statistics it used
         plot.plot_interpolation(ds, path=run.figures / "interpolation", title=f"{label_a} (t=0) to {label_b} (t=1)")
@@ -244,5 +253,7 @@ def interpolate(
         run.update_summary(interpolation={"ends": ends, "max_loss": float(ds.loss.max()), "bn": stats})
         console.print(f"loss at t=0: {ends['loss'][0]:.4g}, t=1: {ends['loss'][1]:.4g}, highest on the line "
                       f"{float(ds.loss.max()):.4g} ({stats})")
+        if aligned is not None:
+            report_alignment(run, {"line": (ds, ds_aligned)}, aligned[1], "interpolation")
         console.print(f"wrote {run.zarr_path('interpolation')} and figures in {run.figures}")
         write_report(run)
