@@ -77,7 +77,7 @@ class AlignmentSettings(PathSettings):
 
 FULL = AlignmentSettings()
 
-QUICK = AlignmentSettings(mlp_widths=(4, 8), resnet_channels=(2,), cnn_widths=(2,), seeds=(0, 1), subset=300,
+QUICK = AlignmentSettings(mlp_widths=(4,), resnet_channels=(2,), cnn_widths=(2,), seeds=(0, 1), subset=300,
                           test_subset=100, epochs=2, batch_size=50, activation_samples=64, connect_points=5,
                           bezier_steps=4)
 
