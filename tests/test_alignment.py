@@ -271,3 +271,9 @@ def test_cli_interpolate_and_connect_align(tmp_path):
     assert side["after"] == pytest.approx(float(path.attrs["barrier"]))
     assert side["before"] == pytest.approx(float(run.open("connect_linear").attrs["barrier"]))
     assert (tmp_path / "c" / "figures" / "connect_alignment.png").exists()
+
+
+def test_align_is_public_and_not_hidden_by_its_module():
+    import lossatlas.alignment  # noqa: F401 - importing the package must not hide the function
+
+    assert callable(la.align) and la.align is lossatlas.alignment.align
