@@ -123,8 +123,11 @@ def find_permutation(reference: nn.Module, model: nn.Module, method="weights", d
     require(ref_trace.graph_key == trace.graph_key,
             "reference and model compute different graphs; alignment needs two models of one architecture")
     if method is AlignMethod.WEIGHTS:
-        perms, sweeps = weight_matching(spec, _tensors(reference, spec.shapes, device),
-                                        _tensors(model, spec.shapes, device), seed=seed, max_sweeps=max_sweeps)
+        # Parameters only: on ResNet-20 (channels 8, digits) matching the batch-norm statistics
+        # too left a linear barrier of 1.99 where parameters alone leave 1.49.
+        names = [n for n, _ in model.named_parameters() if n in spec.shapes]
+        perms, sweeps = weight_matching(spec, _tensors(reference, names, device), _tensors(model, names, device),
+                                        seed=seed, max_sweeps=max_sweeps)
         return Permutation(method, spec, perms, sweeps)
     from torch.fx import symbolic_trace
 
@@ -155,8 +158,9 @@ def align(reference: nn.Module, model: nn.Module, method="weights", data=None, s
     method : {"weights", "activations"}
         ``"weights"``: weight matching (Ainsworth et al. 2023, "Git Re-Basin"), coordinate descent
         over the groups, each step a linear assignment, in a seeded random order until no group
-        improves. ``"activations"``: each group's units assigned by the correlation of their
-        activations on ``data`` (both models in eval mode).
+        improves; the parameters are matched (batch-norm statistics are permuted, not matched).
+        ``"activations"``: each group's units assigned by the correlation of their activations
+        on ``data`` (both models in eval mode).
     data : Tensor, (inputs, targets) pair, or iterable of batches, optional
         Inputs for activation matching; for weight matching only needed to trace a model that
         does not record its ``input_shape`` (the built-in architectures do).

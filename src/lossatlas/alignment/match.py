@@ -33,6 +33,9 @@ def _assign(cost: np.ndarray) -> np.ndarray:
 def weight_matching(spec: PermutationSpec, ref: dict, model: dict, seed: int = 0, max_sweeps: int = 100):
     """Permutations making ``model``'s tensors closest to ``ref``'s (name -> float64 tensor).
 
+    Only the tensors given are matched (the parameters: as in Ainsworth et al., batch-norm
+    statistics are permuted with their units but are not weights to match).
+
     Returns
     -------
     perms : list of int arrays
@@ -49,6 +52,8 @@ def weight_matching(spec: PermutationSpec, ref: dict, model: dict, seed: int = 0
             g = spec.groups[gi]
             cost = torch.zeros(g.size, g.size, dtype=torch.float64)
             for (name, d), pos in g.params.items():
+                if name not in model:
+                    continue  # a buffer: permuted with its units, but not a weight to match
                 # The model's tensor with every other axis already permuted; this one left as is.
                 t = model[name]
                 for od, idx in spec.tensor_index(name, perms, skip=d).items():
