@@ -45,6 +45,7 @@ _EXPORTS = {
     "spectral_density": "curvature",
     "convexity_map": "curvature",
     "connect": "connectivity",
+    "align": "alignment",
     "pca_directions": "trajectory",
     "project": "trajectory",
     "PHATE": "embedding",
@@ -71,8 +72,8 @@ _EXPORTS = {
 
 _SUBMODULES = {
     "space", "store", "sources", "landscape", "grids", "lines", "surface", "training", "jump", "curvature",
-    "sharpness", "connectivity", "trajectory", "embedding", "topology", "diagrams", "prediction", "plot", "report",
-    "data",
+    "sharpness", "connectivity", "alignment", "trajectory", "embedding", "topology", "diagrams", "prediction", "plot",
+    "report", "data",
     "models", "execute", "demo", "studies", "sweep", "cli",
 }
 

@@ -49,6 +49,7 @@ def line(
     executor: Executor | None = None,
     attrs: dict | None = None,
     replace: bool = False,
+    settings: dict | None = None,
 ) -> xr.Dataset:
     """The loss along ``(1 - t) * start + t * end`` for ``t`` in ``linspace(*extent, steps)``.
 
@@ -79,6 +80,9 @@ def line(
         then its done flags) when it arrives.
     attrs : dict, optional
         Extra attrs to record (e.g. the names of the two models).
+    settings : dict, optional
+        Extra settings that changed ``end`` (e.g. the permutation alignment of the second
+        model), recorded in ``attrs["settings"]``: a stored line of other ones is refused.
 
     Returns
     -------
@@ -102,6 +106,7 @@ def line(
         "end_fingerprint": f.space.fingerprint(end),
         "t": [float(ts[0]), float(ts[-1]), steps],
         **evaluation_settings(f),
+        **(settings or {}),
     }
     c = zero_index(ts)
     meta = {

@@ -10,6 +10,7 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
+from .alignment import align_method, aligned_endpoint, report_alignment
 from .guard import using
 from .products import NameOpt, claim, product, store, weights
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
@@ -238,6 +239,8 @@ def connect(
     seed: int = typer.Option(0, help="seed of the curve's training"),
     loss: LossOpt = None, replace: ReplaceOpt = False, name: NameOpt = None,
     out: Path = typer.Option(Path("runs/connect"), help="directory of the paths"),
+    align: str = typer.Option("none", help="also connect a to b with b's hidden units permuted to match a: "
+                                           "none, weights or activations (connect_<method>_aligned.zarr)"),
 ):
     """Paths between two minima (linear, Bezier, AutoNEB) and their barriers: connect_<method>.zarr."""
     with reported():
@@ -248,6 +251,7 @@ def connect(
         require(methods and all(m in ("linear", "bezier", "neb") for m in methods),
                 f"--method takes linear, bezier or neb, got {method!r}")
         require(points >= 3, f"--points must be at least 3, got {points}")
+        align_v = align_method(align)
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
         (src_a, label_a), (src_b, label_b) = endpoint_source(a, flags, device), endpoint_source(b, flags, device)
         stored = {m: product(f"connect_{m}", name) for m in methods}
@@ -260,7 +264,12 @@ def connect(
         net_a, d, dev, f = _landscape(src_a, "auto", samples, loss=loss)
         net_b = src_b.build_model(d).to(dev)
         theta_b = f.space.vector(net_b)
-        paths, barriers, saddles = {}, {}, {}
+        paths, barriers, saddles, pairs = {}, {}, {}, {}
+        aligned = aligned_endpoint(net_a, net_b, align_v, d, dev) if align_v else None  # refusals before any work
+        theta_aligned = f.space.vector(aligned[0]) if aligned else None
+        if aligned is not None:
+            for m in methods:
+                claim(run, f"{stored[m]}_aligned", {**settings, "method": m, "alignment": aligned[1]}, replace)
         for m in methods:
             options = {"points": points} if m == "linear" else {"seed": seed, "model": net_a, "data": d.train}
             if m == "bezier":
@@ -269,10 +278,17 @@ def connect(
             store(run, stored[m], ds, {**settings, "method": m})
             paths[m], barriers[m] = ds, float(ds.attrs["barrier"])
             saddles[m] = float(ds.attrs["saddle_height"])
+            if aligned is not None:
+                ds_al = connect_minima(f, f.origin, theta_aligned, method=m, progress=True, **options)
+                store(run, f"{stored[m]}_aligned", ds_al, {**settings, "method": m, "alignment": aligned[1]})
+                pairs[m] = (ds, ds_al)
+                paths[f"{m}, aligned"] = ds_al
             console.print(f"{m}: barrier {barriers[m]:.4g} (largest rise above the chord between the ends), "
                           f"saddle {saddles[m]:.4g} above the higher end")
         plot.plot_connectivity(paths, path=run.figures / product("connectivity", name), title=f"{label_a} to {label_b}")
         run.update_summary(**{product("connect", name): {"barriers": barriers, "saddle_heights": saddles}})
+        if aligned is not None:
+            report_alignment(run, pairs, aligned[1], product("connect", name))
         console.print(f"wrote {', '.join(str(run.zarr_path(stored[m])) for m in methods)} and figures in {run.figures}")
         write_report(run)
 

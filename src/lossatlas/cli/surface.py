@@ -11,6 +11,7 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
+from .alignment import aligned_endpoint, align_method, report_alignment
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, open_out, pair,
                      record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm,
@@ -216,6 +217,8 @@ def interpolate(
     replace: ReplaceOpt = False, name: NameOpt = None, loss: LossOpt = None,
     dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Path = typer.Option(Path("runs/interpolate"), help="run directory"),
+    align: str = typer.Option("none", help="also draw the line to b with its hidden units permuted to match a: "
+                                           "none, weights or activations (interpolation_aligned.zarr)"),
 ):
     """Loss and accuracy on the straight line between two minima (Li et al. Figs. 2-3): interpolation.zarr."""
     with reported():
@@ -236,6 +239,7 @@ def interpolate(
             parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
         require(samples is None or samples >= 1, f"--samples must be a positive number of samples, got {samples}")
         check_executor(dask, scheduler)
+        align_v = align_method(align)
         stored_as = product("interpolation", name)
         if loss is not None:
             loss_for(None, loss)
@@ -256,12 +260,17 @@ def interpolate(
                           "extent": ext, "steps": steps, "bn": bn_v, "samples": samples, "loss": loss})
         options = dict(bn=bn_v, samples=samples, seed=src_a.data_seed, loss=loss)
         theta_a, theta_b = space.vector(net_a), net_b_space.vector(net_b)
+        aligned = aligned_endpoint(net_a, net_b, align_v, d, dev) if align_v else None  # refusals before any work
         with executor(dask, scheduler) as ex:
             f = build_landscape(net_a, d, dev, options)
             if ex is not None:  # workers rebuild model a's Landscape from its source, once each
                 ex.share(f, landscape_handle(src_a, d, f, options))
             ds = line(f, theta_a, theta_b, steps=steps, extent=ext, store=run, name=stored_as, progress=True,
                       replace=replace, attrs={"label_a": label_a, "label_b": label_b}, executor=ex)
+            if aligned is not None:
+                ds_aligned = line(f, theta_a, space.vector(aligned[0]), steps=steps, extent=ext, store=run,
+                                  name=f"{stored_as}_aligned", replace=replace, settings={"alignment": aligned[1]},
+                                  attrs={"label_a": label_a, "label_b": f"{label_b} aligned"}, executor=ex)
         _say_resumed(ds)
         stats = ds.attrs["bn_statistics"]  # `line` says which statistics it used
         plot.plot_interpolation(ds, path=run.figures / stored_as, title=f"{label_a} (t=0) to {label_b} (t=1)")
@@ -275,5 +284,7 @@ def interpolate(
         console.print(f"loss at t=0: {ends['loss'][0]:.4g}, t=1: {ends['loss'][1]:.4g}; between them (t in [0, 1]) "
                       f"barrier {between['barrier']:.4g} (largest rise above the chord between the ends), saddle "
                       f"{between['saddle_height']:.4g} above the higher end ({stats})")
+        if aligned is not None:
+            report_alignment(run, {"line": (ds, ds_aligned)}, aligned[1], stored_as)
         console.print(f"wrote {run.zarr_path(stored_as)} and figures in {run.figures}")
         write_report(run)
