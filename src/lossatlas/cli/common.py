@@ -13,14 +13,11 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from typing_extensions import Annotated
 
 from .._errors import InputError, require
-
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+from .consoles import console, errors
 
 MODEL_HELP = ("Built-in model (mlp, smallcnn, smallvgg, vgg9, resnet20, resnet56, resnet56-noshort, "
               "wrn-16-2, ...) or package.module:factory (needed unless a run directory is given)")

@@ -11,7 +11,7 @@ from typing_extensions import Annotated
 
 from .._errors import require
 from .common import (DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt, ReplaceOpt, SubsetOpt,
-                     console, reported, source_flags, write_report)
+                     console, endpoint_source, reported, source_flags, write_report)
 from .figures import ColorRangeOpt, FigSizeOpt, FontSizeOpt, LevelsOpt, figure_options
 
 DIRECTIONS_HELP = (
@@ -48,7 +48,7 @@ def compare(
     seed: int = typer.Option(0, help="seed of the random directions"),
     directions: str = typer.Option("per-model", help=DIRECTIONS_HELP),
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
-    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
+    samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
     fig_size: FigSizeOpt = None, font_size: FontSizeOpt = None, levels: LevelsOpt = None,
     color_range: ColorRangeOpt = None,
     replace: ReplaceOpt = False,
@@ -58,14 +58,13 @@ def compare(
     on the same contour levels and colour range; OUT/NAME/compare.zarr per minimum and OUT/figures/compare."""
     with reported():
         from ..comparison import CompareSettings, check_same_data, compare_minima
-        from .surface import _endpoint
 
         require(len(runs) >= 2, f"give at least two minima to compare, got {len(runs)}")
         settings = CompareSettings(steps=steps, span=span, norm=norm, ignore=ignore, seed=seed, directions=directions,
                                    bn=bn, samples=samples).validate()
         options = figure_options(fig_size, font_size, levels, color_range)
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
-        sources = {name: _endpoint(spec, flags, device)[0] for name, spec in zip(_labels(runs), runs)}
+        sources = {name: endpoint_source(spec, flags, device)[0] for name, spec in zip(_labels(runs), runs)}
         check_same_data(sources)
         res = compare_minima(sources, out, settings, options=options, device=device, replace=replace, progress=True)
         why = ("the same two directions for every minimum" if res["directions"] == "shared" else

@@ -76,7 +76,7 @@ def using(text: str) -> None:
 def _interrupted(command: str) -> None:
     from ..progress import LAST
 
-    from .common import errors
+    from .consoles import errors
 
     where = ""
     if LAST:
@@ -89,7 +89,7 @@ def _interrupted(command: str) -> None:
 
 
 def _say_notes(notices, command: str) -> None:
-    from .common import console
+    from .consoles import console
 
     used = "; ".join(_state["settings"])
     for line in notices.new_lines():

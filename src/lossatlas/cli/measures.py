@@ -280,6 +280,7 @@ def connect(
             saddles[m] = float(ds.attrs["saddle_height"])
             if aligned is not None:
                 ds_al = connect_minima(f, f.origin, theta_aligned, method=m, progress=True, **options)
+                ds_al.attrs["settings"] = {**dict(ds_al.attrs.get("settings", {})), "alignment": aligned[1]}
                 store(run, f"{stored[m]}_aligned", ds_al, {**settings, "method": m, "alignment": aligned[1]})
                 pairs[m] = (ds, ds_al)
                 paths[f"{m}, aligned"] = ds_al
