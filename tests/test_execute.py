@@ -309,3 +309,41 @@ def test_centre_changed_in_place_is_sent_again_and_finished_calls_release_their_
     plane(f, center=center, dirs=dirs, steps=5, executor=cluster)
     assert cluster.stats["scattered_bytes"] - before == 3 * f.space.size * 4
     assert cluster.held() == 0
+
+
+SPANS = []
+
+
+def hold(i):
+    """A task that holds its "GPU" for 0.3 s and records where and when it ran."""
+    import time
+
+    from distributed import get_worker
+
+    start = time.perf_counter()
+    time.sleep(0.3)
+    SPANS.append((get_worker().address, start, time.perf_counter()))
+    return i
+
+
+def test_one_task_per_gpu_worker_with_resources_as_in_the_documented_set_ups():
+    # docs/cluster.md: dask-jobqueue workers started with --resources GPU=1, or
+    # dask_cuda.LocalCUDACluster (one worker per GPU). The same resource accounting on CPU
+    # workers: two workers of two threads, each offering one "GPU"; tasks asking for it never
+    # overlap on one worker, while the two workers run side by side.
+    from distributed import LocalCluster
+
+    spans = SPANS
+    spans.clear()
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=None,
+                      resources={"GPU": 1}) as lc:
+        with DaskExecutor(scheduler=lc, resources={"GPU": 1}) as ex:
+            assert sorted(f.result(timeout=60) for f in [ex.submit(hold, i) for i in range(6)]) == list(range(6))
+            assert ex.n_workers == 2
+    by_worker = {}
+    for addr, a, b in spans:
+        by_worker.setdefault(addr, []).append((a, b))
+    assert len(by_worker) == 2  # both GPUs used
+    for runs in by_worker.values():
+        runs.sort()
+        assert all(b0 <= a1 for (_, b0), (a1, _) in zip(runs, runs[1:])), runs  # one at a time per GPU

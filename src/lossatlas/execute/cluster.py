@@ -275,11 +275,15 @@ class DaskExecutor(Executor):
         packed_kwargs = {k: self._pack(v, used) for k, v in kwargs.items()}
         try:
             size = len(pickle.dumps((fn, packed_args, packed_kwargs), protocol=pickle.HIGHEST_PROTOCOL))
-        except Exception:  # a Dask future outside its client context: count its key only
+        except Exception:  # a Dask future outside its client context, a local function: as Dask pickles it
             import cloudpickle
 
-            size = len(cloudpickle.dumps((fn, packed_args, packed_kwargs)))
-        self._payloads.append(size)
+            try:
+                size = len(cloudpickle.dumps((fn, packed_args, packed_kwargs)))
+            except Exception:  # noqa: BLE001 - unpicklable: an in-process worker runs it as is
+                size = None
+        if size is not None:
+            self._payloads.append(size)
         what = _describe(fn, args, kwargs)
         dask_future = self.client.submit(run_task, fn, packed_args, packed_kwargs, pure=False,
                                          resources=self.resources)
