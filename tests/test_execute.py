@@ -347,3 +347,45 @@ def test_one_task_per_gpu_worker_with_resources_as_in_the_documented_set_ups():
     for runs in by_worker.values():
         runs.sort()
         assert all(b0 <= a1 for (_, b0), (a1, _) in zip(runs, runs[1:])), runs  # one at a time per GPU
+
+
+def test_a_task_costs_the_driver_no_text_and_the_worker_no_hash(monkeypatch):
+    # Per-task costs of lossatlas's own (bench/scale.py): the driver wrote every task's text
+    # (np.array2string of its coordinates: 1 call per task on the old code, about 1 ms each) and
+    # every worker re-hashed each task's Rebuild handle (1 fingerprint per task, about 0.7 ms).
+    import pickle
+    import threading
+    from concurrent.futures import Future
+
+    import lossatlas.execute.cluster as cluster_module
+    import lossatlas.store as store
+    from lossatlas.execute import Rebuild
+
+    described = []
+    real = cluster_module._describe
+    monkeypatch.setattr(cluster_module, "_describe", lambda *a: described.append(1) or real(*a))
+
+    class Done(Future):
+        def release(self):
+            pass
+
+    class FakeClient:
+        def submit(self, fn, *args, **kw):
+            f = Done()
+            f.set_result(fn(*args))
+            return f
+
+    ex = DaskExecutor.__new__(DaskExecutor)
+    ex.resources, ex.client, ex._shared, ex._lock, ex._payloads, ex._scattered = None, FakeClient(), {}, threading.Lock(), [], 0
+    ex._sent, ex._batch = {}, threading.local()
+    assert [ex.submit(divmod, i, 2).result() for i in range(5)] == [divmod(i, 2) for i in range(5)]
+    assert described == []  # written only when a task fails
+
+    handle = Rebuild("data", source().as_dict(), expect={"data": "x"})
+    hashed = []
+    real_fp = store.fingerprint
+    monkeypatch.setattr(store, "fingerprint", lambda *a: hashed.append(1) or real_fp(*a))
+    copy = pickle.loads(pickle.dumps(handle))  # what each task carries to a worker
+    assert copy.key == handle.key and copy == handle
+    assert hashed == []
+    assert Rebuild("data", source().as_dict(), expect={"data": "y"}).key != handle.key

@@ -284,7 +284,8 @@ class DaskExecutor(Executor):
                 size = None
         if size is not None:
             self._payloads.append(size)
-        what = _describe(fn, args, kwargs)
+        # The task's text is written only if it fails (np.array2string cost 1 ms a task).
+        what = lambda: _describe(fn, args, kwargs)  # noqa: E731
         dask_future = self.client.submit(run_task, fn, packed_args, packed_kwargs, pure=False,
                                          resources=self.resources)
         out: Future = Future()
@@ -339,7 +340,7 @@ def _stamp(t) -> tuple:
     return (t._version, t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype, str(t.device))
 
 
-def _settle(dask_future, out: Future, what: str) -> None:
+def _settle(dask_future, out: Future, what) -> None:
     try:
         result = dask_future.result()
         dask_future.release()  # the result is here: the worker's copy is no longer needed
@@ -350,7 +351,7 @@ def _settle(dask_future, out: Future, what: str) -> None:
 
             allowed = dask.config.get("distributed.scheduler.allowed-failures")
             exc = WorkerLostError(
-                f"the task {what} killed every worker that ran it ({allowed + 1} workers; Dask's "
+                f"the task {what()} killed every worker that ran it ({allowed + 1} workers; Dask's "
                 f"distributed.scheduler.allowed-failures is {allowed}): it crashes its process (out of memory, a "
                 "segfault, a GPU error). Finished cells are kept in the store; rerun the same command to compute "
                 "the rest once the cause is fixed"
