@@ -25,6 +25,13 @@ Run with ``python bench/gpu.py`` on a CUDA machine (``--help`` for options). Two
    momentum 0.9, batch 128), once as a vmap ensemble (``ensemble="vmap"``) and once one model
    after another (``ensemble="sequential"``).
 
+3. **Hessian of ResNet-20** (``"resnet20"``, ``bn="eval"``) on synthetic samples: the top 5
+   eigenvalues (Lanczos, ``tol`` 1e-3) and Hutchinson's trace (``--trace-samples`` vectors),
+   with their times and values.
+
+``--out FILE`` writes every number (each table row, the peaks, the settings) to one JSON file.
+``bench/gpu_check.py`` runs the ``gpu`` tests and then these sections at sizes for a short lease.
+
 The default sizes are meant to fit in 8 minutes on one H100: a 51x51 plane on 10,000 samples in
 TF32, 11x11 in float32, J&R on 10,000 samples. The full task (a 51x51 plane on 50,000 samples,
 32.5 PFLOP) is printed as the time computed from the measured throughput; ``--full`` runs it.
@@ -63,10 +70,10 @@ def set_tf32(on: bool) -> None:
     torch.backends.cudnn.allow_tf32 = on
 
 
-def resnet56(device):
+def plane_model(name: str, device):
     from lossatlas.models import build
 
-    return build("resnet56", (3, 32, 32), 10, seed=0).to(device).eval()
+    return build(name, (3, 32, 32), 10, seed=0).to(device).eval()
 
 
 # -- the plane -----------------------------------------------------------------------------------
@@ -138,7 +145,7 @@ def li_plane(model, X, y, dirs, steps: int, points: int, device, tf32: bool) -> 
 def plane_section(args, device, peaks) -> tuple[list[dict], float, float]:
     import lossatlas as la
 
-    model = resnet56(device)
+    model = plane_model(args.plane_model, device)
     flops_per_sample = C.forward_flops(copy.deepcopy(model).cpu(), torch.zeros(2, 3, 32, 32)) / 2
     dirs = la.random_directions(model, n=2, norm="filter", ignore="biasbn", seed=0)
     rows = []
@@ -175,7 +182,7 @@ def jr_section(args, device) -> dict:
     from lossatlas.space import ParamSpace
 
     set_tf32(args.train_tf32)
-    center = build("wrn-16-2", (3, 32, 32), 10, seed=0).to(device)
+    center = build(args.jr_model, (3, 32, 32), 10, seed=0).to(device)
     space = ParamSpace(center)
     theta = space.vector(center)
     X, y = synthetic(args.train_samples, seed=2, device=device)
@@ -200,7 +207,7 @@ def jr_section(args, device) -> dict:
         run = la.train(models, (X, y), optimizer="sgd", lr=1e-3, momentum=0.9, epochs=args.epochs,
                        batch_size=args.train_batch, seed=list(range(len(models))), ensemble=mode)
         C.synchronize(device)
-        out[mode] = {"seconds": time.perf_counter() - t, "runs": len(models),
+        out[mode] = {"seconds": time.perf_counter() - t, "runs": len(models), "model": args.jr_model,
                      "final": torch.stack([space.vector(m).detach() for m in models]),
                      "loss": float(np.nanmean(_final_losses(run)))}
         print(f"  J&R {mode}: {out[mode]['seconds']:.1f} s ({time.perf_counter() - START:.0f} s so far)", flush=True)
@@ -217,59 +224,149 @@ def _final_losses(run) -> np.ndarray:
     return loss[-1:]
 
 
+# -- the Hessian -----------------------------------------------------------------------------------
+
+def hessian_section(args, device) -> dict:
+    import lossatlas as la
+    from lossatlas.models import build
+
+    model = build(args.hessian_model, (3, 32, 32), 10, seed=0).to(device).eval()
+    X, y = synthetic(args.hessian_samples, seed=3, device=device)
+    f = la.Landscape(model, (X, y), device=device, bn="eval")
+    out = {"model": args.hessian_model, "samples": args.hessian_samples, "n_params": f.space.size,
+           "trace_samples": args.trace_samples, "tol": 1e-3}
+    C.synchronize(device)
+    t = time.perf_counter()
+    eig = la.hessian_eigenvalues(f, k=5, tol=1e-3, seed=0, maxiter=args.hessian_maxiter)
+    C.synchronize(device)
+    out["top5_seconds"], out["top5"] = time.perf_counter() - t, [float(v) for v in np.asarray(eig)]
+    t = time.perf_counter()
+    est = la.hessian_trace(f, samples=args.trace_samples, seed=0, return_error=True)
+    C.synchronize(device)
+    out["trace_seconds"], out["trace"], out["trace_stderr"] = time.perf_counter() - t, est.value, est.stderr
+    print(f"  Hessian: top-5 {out['top5_seconds']:.1f} s, trace {out['trace_seconds']:.1f} s "
+          f"({time.perf_counter() - START:.0f} s so far)", flush=True)
+    return out
+
+
+def report_hessian(out) -> None:
+    print(f"\nHessian of {out['model']} ({out['n_params']:,} parameters) on {out['samples']:,} samples, bn=eval")
+    print(C.table([["top-5 eigenvalues (Lanczos, tol 1e-3)", f"{out['top5_seconds']:.2f}",
+                    ", ".join(f"{v:.4g}" for v in out["top5"])],
+                   [f"trace (Hutchinson, {out['trace_samples']} vectors)", f"{out['trace_seconds']:.2f}",
+                    f"{out['trace']:.4g} +- {out['trace_stderr']:.2g}"]],
+                  ["measure", "seconds", "value"]))
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 START = time.perf_counter()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu with --tiny (default cuda)")
-    parser.add_argument("--tiny", action="store_true", help="tiny sizes: a smoke check of the script")
-    parser.add_argument("--full", action="store_true", help="run the full task: 51x51 on 50,000 samples in TF32")
-    parser.add_argument("--tf32-steps", type=int, default=51)
-    parser.add_argument("--tf32-samples", type=int, default=10_000)
-    parser.add_argument("--fp32-steps", type=int, default=11)
-    parser.add_argument("--fp32-samples", type=int, default=10_000)
-    parser.add_argument("--loop-steps", type=int, default=11, help="grid of the strategy='loop' rows")
-    parser.add_argument("--ref-points", type=int, default=12, help="points Li et al.'s loop is timed on")
-    parser.add_argument("--batch-size", type=int, default=None, help="Landscape batch_size (default its own)")
-    parser.add_argument("--train-samples", type=int, default=10_000)
-    parser.add_argument("--train-batch", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--directions", type=int, default=4)
-    parser.add_argument("--step-sizes", type=int, default=4, choices=range(1, 5))
-    parser.add_argument("--train-tf32", action="store_true", help="train J&R in TF32 (default full float32)")
-    parser.add_argument("--skip", default="", help="comma-separated: plane, jr")
-    args = parser.parse_args()
-    if args.tiny:
-        args.tf32_steps = args.fp32_steps = args.loop_steps = 3
-        args.tf32_samples = args.fp32_samples = 64
-        args.ref_points, args.train_samples, args.train_batch = 2, 256, 64
-        args.epochs, args.directions, args.step_sizes = 1, 1, 2
-    if args.full:
-        args.tf32_steps, args.tf32_samples = FULL_STEPS, FULL_SAMPLES
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu with --tiny (default cuda)")
+    ap.add_argument("--tiny", action="store_true", help="tiny sizes: a smoke check of the script")
+    ap.add_argument("--full", action="store_true", help="run the full task: 51x51 on 50,000 samples in TF32")
+    ap.add_argument("--tf32-steps", type=int, default=51)
+    ap.add_argument("--tf32-samples", type=int, default=10_000)
+    ap.add_argument("--fp32-steps", type=int, default=11)
+    ap.add_argument("--fp32-samples", type=int, default=10_000)
+    ap.add_argument("--loop-steps", type=int, default=11, help="grid of the strategy='loop' rows")
+    ap.add_argument("--ref-points", type=int, default=12, help="points Li et al.'s loop is timed on")
+    ap.add_argument("--batch-size", type=int, default=None, help="Landscape batch_size (default its own)")
+    ap.add_argument("--train-samples", type=int, default=10_000)
+    ap.add_argument("--train-batch", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--directions", type=int, default=4)
+    ap.add_argument("--step-sizes", type=int, default=4, choices=range(1, 5))
+    ap.add_argument("--train-tf32", action="store_true", help="train J&R in TF32 (default full float32)")
+    ap.add_argument("--hessian-samples", type=int, default=5_000, help="samples of the ResNet-20 Hessian")
+    ap.add_argument("--hessian-maxiter", type=int, default=None, help="Lanczos iterations at most (default its own)")
+    ap.add_argument("--hessian-model", default="resnet20")
+    ap.add_argument("--plane-model", default="resnet56")
+    ap.add_argument("--jr-model", default="wrn-16-2")
+    ap.add_argument("--trace-samples", type=int, default=100, help="Hutchinson vectors of the trace")
+    ap.add_argument("--skip", default="", help="comma-separated: plane, jr, hessian")
+    ap.add_argument("--out", default=None, help="write every number to this JSON file")
+    return ap
+
+
+def tiny(args) -> None:
+    """Smoke sizes: every code path, numbers meaningless."""
+    args.tf32_steps = args.fp32_steps = args.loop_steps = 2
+    args.tf32_samples = args.fp32_samples = 8
+    args.ref_points, args.train_samples, args.train_batch = 1, 16, 8
+    args.epochs, args.directions, args.step_sizes = 1, 1, 2
+    args.hessian_samples, args.trace_samples, args.hessian_maxiter = 8, 2, 10
+    args.jr_model, args.hessian_model = "wrn-10-1", "resnet8"  # the same code paths, smaller models
+
+
+def run(args) -> dict:
+    """Run the sections ``args`` asks for; print their tables; return every number."""
     from lossatlas.landscape import resolve_device
 
     device = resolve_device(args.device)
     if device.type == "cpu":
         C.pin_threads()
-        if not args.tiny:
-            parser.error("on a CPU only --tiny makes sense (the default sizes are sized for an H100)")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {name}{', TINY smoke sizes' if args.tiny else ''}", flush=True)
     n = 8192 if device.type == "cuda" else 1024
-    peaks = {tf32: C.matmul_gflops(n, 2.0, device, tf32) for tf32 in (True, False)}
+    peaks = {tf32: C.matmul_gflops(n, 0.25 if args.tiny else 2.0, device, tf32) for tf32 in (True, False)}
     print(f"matmul {n}^3 peak: TF32 {peaks[True]:.0f} GFLOP/s, fp32 {peaks[False]:.0f} GFLOP/s", flush=True)
+    results = {"device": name, "torch": torch.__version__, "tiny": bool(args.tiny), "load_average": C.load_average(),
+               "args": vars(args), "matmul_peak_gflops": {"tf32": peaks[True], "fp32": peaks[False]}}
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
         if "plane" not in skip:
-            report_plane(*plane_section(args, device, peaks), args)
+            rows, flops_per_sample, full_flops = plane_section(args, device, peaks)
+            report_plane(rows, flops_per_sample, full_flops, args)
+            results["plane"] = {"model": args.plane_model, "rows": [{k: v for k, v in r.items()} for r in rows],
+                                "forward_flops_per_sample": flops_per_sample, "full_task_flops": full_flops}
         if "jr" not in skip:
-            report_jr(jr_section(args, device), args)
+            jr = jr_section(args, device)
+            report_jr(jr, args)
+            results["jr"] = {m: {k: v for k, v in jr[m].items() if k != "final"} for m in ("vmap", "sequential")}
+            results["jr"]["max_weight_diff"] = jr["max_weight_diff"]
+        if "hessian" not in skip:
+            results["hessian"] = hessian_section(args, device)
+            report_hessian(results["hessian"])
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    results["seconds"] = time.perf_counter() - START
+    return results
+
+
+def write_json(results: dict, path) -> None:
+    """``results`` as JSON (tensors and arrays as lists, other objects as text)."""
+    import json
+
+    def plain(v):
+        if isinstance(v, torch.Tensor):
+            return v.tolist()
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, (np.floating, np.integer)):
+            return v.item()
+        return str(v)
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(results, indent=1, default=plain))
+
+
+def main() -> None:
+    ap = parser()
+    args = ap.parse_args()
+    if args.tiny:
+        tiny(args)
+    if args.full:
+        args.tf32_steps, args.tf32_samples = FULL_STEPS, FULL_SAMPLES
+    if args.device == "cpu" and not args.tiny:
+        ap.error("on a CPU only --tiny makes sense (the default sizes are sized for an H100)")
+    results = run(args)
+    if args.out:
+        write_json(results, args.out)
     print(f"\ntotal {time.perf_counter() - START:.0f} s")
 
 
@@ -299,7 +396,7 @@ def report_plane(rows, flops_per_sample, full_flops, args) -> None:
 
 def report_jr(out, args) -> None:
     seq, ens = out["sequential"], out["vmap"]
-    print(f"\nJ&R: {ens['runs']} retrains of WRN-16-2, {args.epochs} epochs on {args.train_samples:,} samples, "
+    print(f"\nJ&R: {ens['runs']} retrains of {args.jr_model}, {args.epochs} epochs on {args.train_samples:,} samples, "
           f"batch {args.train_batch}, {'TF32' if args.train_tf32 else 'fp32'}")
     print(C.table([["sequential", f"{seq['seconds']:.1f}", f"{seq['loss']:.4f}"],
                    ["vmap ensemble", f"{ens['seconds']:.1f}", f"{ens['loss']:.4f}"]],

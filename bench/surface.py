@@ -5,6 +5,9 @@ Run with ``python bench/surface.py`` (``--help`` for options). Two models on all
 - CNN: ``SmallCNN((1, 8, 8), 10, channels=(32, 64), hidden=64)`` (conv 1->32 and 32->64, 3x3,
   each followed by ReLU and 2x2 max-pooling, then 256->64->10; about 1.19 GFLOP per point over
   the data, 90% of it in the second convolution).
+- cnn16: the same CNN at 16-32 channels (``channels=(16, 32)``): a thinner model, where a naive
+  loop already runs at a larger share of the matmul peak, so the gain is smaller (the README
+  states the range, not one ratio).
 - MLP: ``MLP((64,), 10, hidden=(64, 64))`` on the flattened digits.
 - wide (only with ``--models wide``): ``MLP((784,), 10, hidden=(100,))`` on the 4,000 training
   digits of ``mnist5k`` (real MNIST), the case where the first layer is nearly all the work.
@@ -64,6 +67,8 @@ def make_model(name: str) -> torch.nn.Module:
 
     if name == "cnn":
         return SmallCNN((1, 8, 8), 10, channels=(32, 64), hidden=64)
+    if name == "cnn16":
+        return SmallCNN((1, 8, 8), 10, channels=(16, 32), hidden=64)
     if name == "mlp":
         return MLP((64,), 10, hidden=(64, 64))
     if name == "wide":
@@ -77,7 +82,7 @@ def data_for(name: str):
 
         X, y = la.load_data("mnist5k", seed=0).train  # 4,000 real MNIST digits, normalized
         return X.reshape(len(X), -1), y
-    return C.digits(image=(name == "cnn"))
+    return C.digits(image=name.startswith("cnn"))
 
 
 def train(model: torch.nn.Module, X, y, epochs: int = 5, seed: int = 0) -> None:
@@ -213,21 +218,22 @@ def child_main(args) -> None:
 
 METHODS = {
     # label: (child, Landscape kwargs, models it runs on)
-    "lossatlas": ("lossatlas", {}, ("cnn", "mlp", "wide")),
-    "lossatlas workers=1": ("lossatlas", {"workers": 1}, ("cnn",)),
+    "lossatlas": ("lossatlas", {}, ("cnn", "cnn16", "mlp", "wide")),
+    "lossatlas workers=1": ("lossatlas", {"workers": 1}, ("cnn", "cnn16")),
     "lossatlas workers=2": ("lossatlas", {"workers": 2}, ("mlp",)),
-    "lossatlas compile=True": ("lossatlas", {"compile": True}, ("cnn",)),
+    "lossatlas compile=True": ("lossatlas", {"compile": True}, ("cnn", "cnn16")),
     "lossatlas strategy=vmap": ("lossatlas", {"strategy": "vmap"}, ("mlp",)),
-    "lossatlas accuracy=False": ("lossatlas", {"accuracy": False}, ("cnn", "mlp", "wide")),
-    "naive loop": ("naive", {}, ("cnn", "mlp", "wide")),
-    "loss-landscapes": ("loss-landscapes", {}, ("cnn", "mlp", "wide")),
+    "lossatlas accuracy=False": ("lossatlas", {"accuracy": False}, ("cnn", "cnn16", "mlp", "wide")),
+    "naive loop": ("naive", {}, ("cnn", "cnn16", "mlp", "wide")),
+    "loss-landscapes": ("loss-landscapes", {}, ("cnn", "cnn16", "mlp", "wide")),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="cnn,mlp", help="comma-separated: cnn, mlp")
-    parser.add_argument("--steps", type=int, default=31, help="grid points per axis (default 31)")
+    parser.add_argument("--models", default="cnn,cnn16,mlp", help="comma-separated: cnn, cnn16, mlp, wide")
+    parser.add_argument("--steps", default="31", help="grid points per axis; several, comma-separated (e.g. 13,31), "
+                        "measure the per-point time of small and large grids side by side (default 31)")
     parser.add_argument("--repeat", type=int, default=1, help="run every method this many times, keep the best")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS))
     parser.add_argument("--child", choices=["lossatlas", "naive", "loss-landscapes"], help=argparse.SUPPRESS)
@@ -236,8 +242,10 @@ def main() -> None:
     parser.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        args.steps = int(args.steps)
         child_main(args)
         return
+    grids = [int(v) for v in str(args.steps).split(",") if v.strip()]
 
     C.pin_threads()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -264,48 +272,53 @@ def main() -> None:
                     child, kwargs, applies = METHODS[label]
                     if name not in applies:
                         continue
-                    r = C.run_child(SCRIPT, ["--child", child, "--model", name, "--setup", str(path),
-                                             "--steps", str(args.steps), "--kwargs", json.dumps(kwargs)])
-                    results.setdefault((name, label), []).append(r)
-                    print(f"  [{rep + 1}/{args.repeat}] {name:4s} {label:24s} {r['seconds']:8.2f} s "
-                          f"(first call {r['first']:.2f} s)", flush=True)
+                    for steps in grids:
+                        r = C.run_child(SCRIPT, ["--child", child, "--model", name, "--setup", str(path),
+                                                 "--steps", str(steps), "--kwargs", json.dumps(kwargs)])
+                        r["steps"] = steps
+                        results.setdefault((name, label, steps), []).append(r)
+                        print(f"  [{rep + 1}/{args.repeat}] {name:5s} {label:24s} {steps}x{steps} {r['seconds']:8.2f} s "
+                              f"({1000 * r['seconds'] / r['points']:.2f} ms/point; first call {r['first']:.2f} s)",
+                              flush=True)
     peaks.append(C.matmul_gflops())
     peak = max(peaks)
     print(f"matmul float32 2048^3 after: {peaks[1]:.0f} GFLOP/s; load average {C.load_average()}")
 
     rows = []
     for name in models:
-        labels = [label for label in methods if (name, label) in results]
-        best = {label: C.best_of(results[(name, label)]) for label in labels}
-        ref = {k: best[k]["seconds"] for k in ("naive loop", "loss-landscapes") if k in best}
-        for label in labels:
-            r = best[label]
-            pts = r["points"] / r["seconds"]
-            rows.append([
-                name, label, f"{r['seconds']:.2f}", f"{pts:.0f}", f"{r['first']:.2f}",
-                f"{ref['naive loop'] / r['seconds']:.2f}x" if "naive loop" in ref else "-",
-                f"{ref['loss-landscapes'] / r['seconds']:.2f}x" if "loss-landscapes" in ref else "-",
-                f"{100 * info[name]['flops'] * pts / (peak * 1e9):.1f}%",
-            ])
+        for steps in grids:
+            labels = [label for label in methods if (name, label, steps) in results]
+            best = {label: C.best_of(results[(name, label, steps)]) for label in labels}
+            ref = {k: best[k]["seconds"] for k in ("naive loop", "loss-landscapes") if k in best}
+            for label in labels:
+                r = best[label]
+                pts = r["points"] / r["seconds"]
+                rows.append([
+                    name, label, f"{steps}x{steps}", f"{r['seconds']:.2f}", f"{1000 / pts:.2f}", f"{r['first']:.2f}",
+                    f"{ref['naive loop'] / r['seconds']:.2f}x" if "naive loop" in ref else "-",
+                    f"{ref['loss-landscapes'] / r['seconds']:.2f}x" if "loss-landscapes" in ref else "-",
+                    f"{100 * info[name]['flops'] * pts / (peak * 1e9):.1f}%",
+                ])
     print()
-    print(f"{args.steps}x{args.steps} plane, {args.steps ** 2} points, all of each model's data; "
+    print(f"planes of {', '.join(f'{g}x{g}' for g in grids)} points, all of each model's data; "
           f"matmul peak {peak:.0f} GFLOP/s (best of before/after); best of {args.repeat} run(s)")
-    print(C.table(rows, ["model", "method", "seconds", "points/s", "first call s", "vs naive",
+    print(C.table(rows, ["model", "method", "grid", "seconds", "ms/point", "first call s", "vs naive",
                          "vs loss-landscapes", "% matmul peak"]))
     print("(% matmul peak counts each point's nominal forward FLOPs; lossatlas's first-layer tables skip\n"
           " much of them on MLPs, so above 100% means work avoided, not faster arithmetic)")
     print()
     for name in models:
         for label in methods:
-            if (name, label) not in results:
-                continue
-            r = C.best_of(results[(name, label)])
-            if "settings" in r:
-                line = f"{name} {label}: {r['settings']}"
-                if (name, "naive loop") in results:
-                    naive = C.best_of(results[(name, "naive loop")])
-                    line += f"; max relative difference to the naive loop {C.max_rel_diff(r['loss'], naive['loss']):.1e}"
-                print(line)
+            for steps in grids:
+                if (name, label, steps) not in results:
+                    continue
+                r = C.best_of(results[(name, label, steps)])
+                if "settings" in r:
+                    line = f"{name} {label} {steps}x{steps}: {r['settings']}"
+                    if (name, "naive loop", steps) in results:
+                        naive = C.best_of(results[(name, "naive loop", steps)])
+                        line += f"; max relative difference to the naive loop {C.max_rel_diff(r['loss'], naive['loss']):.1e}"
+                    print(line)
 
 
 if __name__ == "__main__":

@@ -257,10 +257,14 @@ def test_tasks_ask_for_the_gpu_resource():
 
     from lossatlas.execute import run_task
 
+    class Done(Future):
+        def release(self):  # as a Dask future's
+            pass
+
     class FakeClient:  # records what a task is submitted with; nothing runs
         def submit(self, fn, *args, **kw):
             self.call = (fn, args, kw)
-            f = Future()
+            f = Done()
             f.set_result(fn(*args))
             return f
 
@@ -268,6 +272,120 @@ def test_tasks_ask_for_the_gpu_resource():
     import threading
 
     ex.resources, ex.client, ex._shared, ex._lock, ex._payloads, ex._scattered = {"GPU": 1}, FakeClient(), {}, threading.Lock(), [], 0
+    ex._sent = {}
     assert ex.submit(divmod, 7, 2).result() == (3, 1)
     fn, _, kw = ex.client.call
     assert fn is run_task and kw["resources"] == {"GPU": 1} and kw["pure"] is False
+
+
+def test_centre_changed_in_place_is_sent_again_and_finished_calls_release_their_inputs(cluster):
+    # Issue 19 item 5. The executor cached scattered tensors by id(): a centre changed in place
+    # between two planes on the same executor was evaluated at its old values, under the new
+    # centre's fingerprint. Old code: the second plane's loss at its centre cell was 3.1278 (the
+    # first centre's value), where the moved centre gives 8.6892.
+    f = cluster.landscape(source(), strategy="loop")
+    gen = torch.Generator().manual_seed(3)
+    dirs = [0.3 * torch.randn(f.space.size, generator=gen) for _ in range(2)]
+    center = f.origin.clone()
+    first = plane(f, center=center, dirs=dirs, steps=3, executor=cluster)
+    center.add_(0.4 * torch.randn(f.space.size, generator=gen))  # the caller moves its centre in place
+    second = plane(f, center=center, dirs=dirs, steps=3, executor=cluster)
+    ref = plane(f, center=center, dirs=dirs, steps=3)
+    assert second.attrs["center_fingerprint"] == ref.attrs["center_fingerprint"] != first.attrs["center_fingerprint"]
+    np.testing.assert_allclose(second.loss.values, ref.loss.values, rtol=1e-6, atol=0)
+    assert not np.allclose(second.loss.values, first.loss.values)
+    # Nothing scattered by a finished call stays held, on the driver or the workers.
+    assert cluster.held() == 0
+    import time
+
+    for _ in range(50):  # the scheduler tells the workers to forget asynchronously
+        held = cluster.client.run(lambda dask_worker: len(dask_worker.data))
+        if not any(held.values()):
+            break
+        time.sleep(0.1)
+    assert not any(held.values()), held
+    # Within one call the centre and the two directions are still sent once, not once per row.
+    before = cluster.stats["scattered_bytes"]
+    plane(f, center=center, dirs=dirs, steps=5, executor=cluster)
+    assert cluster.stats["scattered_bytes"] - before == 3 * f.space.size * 4
+    assert cluster.held() == 0
+
+
+SPANS = []
+
+
+def hold(i):
+    """A task that holds its "GPU" for 0.3 s and records where and when it ran."""
+    import time
+
+    from distributed import get_worker
+
+    start = time.perf_counter()
+    time.sleep(0.3)
+    SPANS.append((get_worker().address, start, time.perf_counter()))
+    return i
+
+
+def test_one_task_per_gpu_worker_with_resources_as_in_the_documented_set_ups():
+    # docs/cluster.md: dask-jobqueue workers started with --resources GPU=1, or
+    # dask_cuda.LocalCUDACluster (one worker per GPU). The same resource accounting on CPU
+    # workers: two workers of two threads, each offering one "GPU"; tasks asking for it never
+    # overlap on one worker, while the two workers run side by side.
+    from distributed import LocalCluster
+
+    spans = SPANS
+    spans.clear()
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=None,
+                      resources={"GPU": 1}) as lc:
+        with DaskExecutor(scheduler=lc, resources={"GPU": 1}) as ex:
+            assert sorted(f.result(timeout=60) for f in [ex.submit(hold, i) for i in range(6)]) == list(range(6))
+            assert ex.n_workers == 2
+    by_worker = {}
+    for addr, a, b in spans:
+        by_worker.setdefault(addr, []).append((a, b))
+    assert len(by_worker) == 2  # both GPUs used
+    for runs in by_worker.values():
+        runs.sort()
+        assert all(b0 <= a1 for (_, b0), (a1, _) in zip(runs, runs[1:])), runs  # one at a time per GPU
+
+
+def test_a_task_costs_the_driver_no_text_and_the_worker_no_hash(monkeypatch):
+    # Per-task costs of lossatlas's own (bench/scale.py): the driver wrote every task's text
+    # (np.array2string of its coordinates: 1 call per task on the old code, about 1 ms each) and
+    # every worker re-hashed each task's Rebuild handle (1 fingerprint per task, about 0.7 ms).
+    import pickle
+    import threading
+    from concurrent.futures import Future
+
+    import lossatlas.execute.cluster as cluster_module
+    import lossatlas.store as store
+    from lossatlas.execute import Rebuild
+
+    described = []
+    real = cluster_module._describe
+    monkeypatch.setattr(cluster_module, "_describe", lambda *a: described.append(1) or real(*a))
+
+    class Done(Future):
+        def release(self):
+            pass
+
+    class FakeClient:
+        def submit(self, fn, *args, **kw):
+            f = Done()
+            f.set_result(fn(*args))
+            return f
+
+    ex = DaskExecutor.__new__(DaskExecutor)
+    ex.resources, ex.client, ex._shared, ex._lock, ex._payloads, ex._scattered = None, FakeClient(), {}, threading.Lock(), [], 0
+    ex._sent, ex._batch = {}, threading.local()
+    assert [ex.submit(divmod, i, 2).result() for i in range(5)] == [divmod(i, 2) for i in range(5)]
+    assert described == []  # written only when a task fails
+
+    handle = Rebuild("data", source().as_dict(), expect={"data": "x"})
+    hashed = []
+    real_fp = store.fingerprint
+    monkeypatch.setattr(store, "fingerprint", lambda *a: hashed.append(1) or real_fp(*a))
+    copy = pickle.loads(pickle.dumps(handle))  # what each task carries to a worker
+    assert copy.key == handle.key and copy == handle
+    assert hashed == []
+    assert Rebuild("data", source().as_dict(), expect={"data": "y"}).key != handle.key

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+import lossatlas.landscape.devices as D
 import lossatlas.landscape.objective as O
 import lossatlas.landscape.vmap as V
 from lossatlas._errors import InputError
@@ -151,7 +152,7 @@ def test_vmap_probe_refuses_at_construction_and_auto_falls_back_to_the_loop(monk
     with pytest.raises(InputError, match="torch.vmap"):
         Landscape(_NotVmappable(), (X, y), strategy="vmap", device=DEVICE)
     # strategy="auto" takes vmap off the CPU; pretend this device is such a one.
-    monkeypatch.setattr(O, "prefers_vmap", lambda device: True)
+    monkeypatch.setattr(D, "prefers_vmap", lambda device: True)
     assert Landscape(mlp(), (X, y), device=DEVICE).strategy.value == "vmap"
     with pytest.warns(RuntimeWarning, match="vmap"):
         f = Landscape(_NotVmappable(), (X, y), device=DEVICE)

@@ -8,6 +8,8 @@ re-export what users call (``center_value``, ``grid_axes``, ...) from ``lossatla
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 from concurrent.futures import Executor, as_completed
 from typing import Any, Callable, Hashable, Iterable, Sequence
@@ -393,7 +395,9 @@ def compute_chunks(
             record(key, work(*args))
             advance(cells)
         return
-    futures = {executor.submit(work, *args): (key, cells) for key, args, cells in chunks}
+    # An executor that can (DaskExecutor) sends the tensors all chunks share once for the call.
+    with getattr(executor, "submitting", contextlib.nullcontext)():
+        futures = {executor.submit(work, *args): (key, cells) for key, args, cells in chunks}
     for fut in as_completed(futures):
         key, cells = futures[fut]
         record(key, fut.result())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import dataclass
 
 import torch
 
@@ -79,6 +80,62 @@ def prefers_vmap(device: torch.device) -> bool:
     one large kernel per layer beats a loop of small ones (on a CPU the loop is faster,
     ``bench/surface.py``)."""
     return device.type != "cpu"
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """How a Landscape evaluates on its device (see :func:`choose_engines`)."""
+
+    strategy: str  # "loop" or "vmap"
+    compile: bool | str  # True, False or "auto" (compile once eager time is spent)
+    workers: int  # threads of the loop engine
+    tune_allocator: bool  # raise glibc's malloc thresholds (CPU only)
+
+
+def choose_engines(device: torch.device, strategy: str = "auto", *, recompute: bool = False, has_conv: bool = False,
+                   compile="auto", workers="auto", threads: int = 1) -> EnginePlan:
+    """The engines a Landscape uses on ``device``: every device-dependent choice in one place,
+    so each branch (CUDA included) is tested on any machine.
+
+    - ``strategy="auto"``: vmap off the CPU (:func:`prefers_vmap`), the loop on the CPU and
+      whenever batch-norm statistics are recomputed point by point;
+    - ``compile="auto"``: only a convolutional model's single-worker loop on the CPU compiles
+      (once enough eager time is spent);
+    - ``workers="auto"``: the CPU loop of a convolutional model uses ``threads`` workers
+      (measured in ``bench/surface.py``: an MLP's kernels are too short to gain), else one.
+
+    Examples
+    --------
+    >>> choose_engines(torch.device("cuda"), has_conv=True)
+    EnginePlan(strategy='vmap', compile=False, workers=1, tune_allocator=False)
+    >>> choose_engines(torch.device("cpu"), has_conv=True, threads=2).workers
+    2
+    """
+    cpu = device.type == "cpu"
+    if strategy == "auto":
+        strategy = "vmap" if prefers_vmap(device) and not recompute else "loop"
+    if strategy == "vmap" and recompute:
+        raise InputError("bn='recompute' needs strategy='loop' (statistics are re-estimated point by point)")
+    loop = strategy == "loop"
+    if isinstance(compile, str):
+        require(compile == "auto", f"compile must be True, False or 'auto', got {compile!r}")
+        compile = "auto" if (has_conv and loop and cpu) else False
+    else:
+        compile = bool(compile)
+    if workers == "auto":
+        # Measured (bench/surface.py, 2-core CPU): a small CNN's plane went 1.05-1.6x faster
+        # in two workers, an MLP's plane on digits slower (its kernels are too short for
+        # threads to gain over the GIL), so "auto" uses workers for convolutional models.
+        workers = threads if (loop and cpu and has_conv and compile is not True) else 1
+    require(isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1,
+            f"workers must be 'auto' or an integer >= 1, got {workers!r}")
+    if workers > 1:
+        require(loop, "workers > 1 needs strategy='loop' (vmap batches points itself)")
+        require(compile is not True, "compile=True runs one compiled worker; pass workers=1 with it (or compile=False)")
+        # Eager evaluation in several workers was measured as fast as one compiled worker on
+        # a 2-core CPU (bench/surface.py), without the compile time: "auto" stays eager.
+        compile = False
+    return EnginePlan(strategy, compile, int(workers), cpu)
 
 
 class _Precision:

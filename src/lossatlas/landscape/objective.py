@@ -37,7 +37,7 @@ from ..store import fingerprint as _hash
 from .allocator import tune_allocator as _tune_allocator
 from .batches import as_batches, batch_len, default_forward, default_target, map_tensors, model_output
 from .derivatives import Derivatives
-from .devices import float32_precision, prefers_vmap, resolve_device
+from .devices import choose_engines, float32_precision, resolve_device
 from .losses import resolve_loss
 from .loop import LoopEngine
 from .problem import Problem, Split
@@ -205,39 +205,17 @@ class Landscape:
         has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
         has_conv2d = any(isinstance(m, nn.Conv2d) for m in model.modules())
         auto = strategy is Strategy.AUTO
-        if auto:
-            strategy = Strategy.VMAP if prefers_vmap(self.device) and not recompute else Strategy.LOOP
-        if strategy is Strategy.VMAP and recompute:
-            raise InputError("bn='recompute' needs strategy='loop' (statistics are re-estimated point by point)")
+        plan = choose_engines(self.device, strategy.value, recompute=recompute, has_conv=has_conv,
+                              compile=compile, workers=workers, threads=torch.get_num_threads())
+        strategy, compile_mode, workers = Strategy(plan.strategy), plan.compile, plan.workers
         if batch_size is None and has_conv:
             batch_size = CONV_BATCH
         self.batch_size = None if batch_size is None else positive_int("batch_size", batch_size)
         self._forward = forward or default_forward
         self._target = target or default_target
-        loop_cpu = self.device.type == "cpu"
-        if isinstance(compile, str):
-            require(compile == "auto", f"compile must be True, False or 'auto', got {compile!r}")
-            compile_mode = "auto" if (has_conv and strategy is Strategy.LOOP and loop_cpu) else False
-        else:
-            compile_mode = bool(compile)
-        if workers == "auto":
-            # Measured (bench/surface.py, 2-core CPU): a small CNN's plane went 1.05-1.6x faster
-            # in two workers, an MLP's plane on digits slower (its kernels are too short for
-            # threads to gain over the GIL), so "auto" uses workers for convolutional models.
-            use = strategy is Strategy.LOOP and loop_cpu and has_conv and compile_mode is not True
-            workers = torch.get_num_threads() if use else 1
-        require(isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1,
-                f"workers must be 'auto' or an integer >= 1, got {workers!r}")
-        if workers > 1:
-            require(strategy is Strategy.LOOP, "workers > 1 needs strategy='loop' (vmap batches points itself)")
-            require(compile_mode is not True,
-                    "compile=True runs one compiled worker; pass workers=1 with it (or compile=False)")
-            # Eager evaluation in several workers was measured as fast as one compiled worker on
-            # a 2-core CPU (bench/surface.py), without the compile time: "auto" stays eager.
-            compile_mode = False
         self.workers = workers
         self._channels_last = (has_conv2d and strategy is Strategy.LOOP) if channels_last == "auto" else bool(channels_last)
-        if tune_allocator and self.device.type == "cpu":
+        if tune_allocator and plan.tune_allocator:
             _tune_allocator()
 
         # -- the private copies: the user's module is read here once and never again --------

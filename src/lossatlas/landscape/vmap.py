@@ -116,24 +116,24 @@ class VmapEngine:
         if self.chunk is None:
             self.chunk = self._size(pair, batch, y)
 
-    def _size(self, pair: torch.Tensor, batch, y) -> int:
+    def _size(self, pair: torch.Tensor, batch, y, memory=None) -> int:
+        """Points per chunk. ``memory``: the device's memory queries (:class:`CudaMemory` on CUDA;
+        tests pass a stand-in to exercise the CUDA branch on any machine)."""
         device = pair.device
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            base = torch.cuda.memory_allocated(device)
+        if memory is None and device.type == "cuda":
+            memory = CudaMemory(device)
+        if memory is not None:
+            memory.synchronize()
+            base = memory.allocated()
             peaks = []
             for k in (1, 2):
-                torch.cuda.reset_peak_memory_stats(device)
+                memory.reset_peak()
                 self._batch(pair[:k], batch, y)
-                torch.cuda.synchronize(device)
-                peaks.append(torch.cuda.max_memory_allocated(device) - base)
-            per_point = max(peaks[1] - peaks[0], 1)
-            fixed = max(peaks[0] - per_point, 0)
-            free, _ = torch.cuda.mem_get_info(device)
-            budget = MEMORY_FRACTION * free - fixed
-        else:
-            per_point = self._estimate_point_bytes(batch)
-            budget = min(CPU_BUDGET_BYTES, _available_bytes(device) / 8)
+                memory.synchronize()
+                peaks.append(memory.peak() - base)
+            return chunk_from_peaks(peaks[0], peaks[1], memory.free())
+        per_point = self._estimate_point_bytes(batch)
+        budget = min(CPU_BUDGET_BYTES, _available_bytes(device) / 8)
         return int(max(1, min(MAX_CHUNK, budget // per_point)))
 
     def _estimate_point_bytes(self, batch) -> int:
@@ -150,6 +150,45 @@ class VmapEngine:
             for h in handles:
                 h.remove()
         return max(seen[0], batch_len(batch))
+
+
+class CudaMemory:
+    """The memory queries of one CUDA device that chunk sizing makes (``torch.cuda``)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    def allocated(self) -> int:
+        return torch.cuda.memory_allocated(self.device)
+
+    def reset_peak(self) -> None:
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak(self) -> int:
+        return torch.cuda.max_memory_allocated(self.device)
+
+    def free(self) -> int:
+        return torch.cuda.mem_get_info(self.device)[0]
+
+
+def chunk_from_peaks(peak_one: float, peak_two: float, free: float) -> int:
+    """Points per chunk from the peak memory of a chunk of one and of two points (bytes above
+    what was allocated before) and the device's free memory: the second point's cost is the cost
+    of each further point, the rest is fixed, and the chunk fills :data:`MEMORY_FRACTION` of the
+    free memory (at least 1, at most :data:`MAX_CHUNK`).
+
+    Examples
+    --------
+    >>> chunk_from_peaks(3 << 20, 5 << 20, 40 << 20)  # 2 MiB a point, 1 MiB fixed, 20 MiB budget
+    9
+    """
+    per_point = max(peak_two - peak_one, 1)
+    fixed = max(peak_one - per_point, 0)
+    budget = MEMORY_FRACTION * free - fixed
+    return int(max(1, min(MAX_CHUNK, budget // per_point)))
 
 
 def _available_bytes(device: torch.device) -> float:
