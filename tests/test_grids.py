@@ -78,7 +78,8 @@ def test_interpolate_refuses_steps_that_miss_the_models_and_reports_the_barrier_
     base = ["interpolate", str(tmp_path / "a"), str(tmp_path / "b"), "--device", "cpu", "--out", str(tmp_path / "i")]
     # before: exit code 0, and a line through t = -0.5, -0.3, ..., 1.5 with neither model on it
     r = runner.invoke(app, [*base, "--steps", "11"])
-    assert r.exit_code == 2 and "steps=9 or steps=13" in " ".join(r.output.split())
+    # the command line names its own flag, not the library keyword
+    assert r.exit_code == 2 and "--steps 9 or --steps 13" in " ".join(r.output.split())
     r = runner.invoke(app, [*base, "--steps", "11", "--extent", "0.2,1"])
     assert r.exit_code == 2 and "both models" in " ".join(r.output.split())
     r = runner.invoke(app, [*base, "--steps", "9"])

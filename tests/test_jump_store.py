@@ -42,7 +42,7 @@ def test_jump_refuses_each_changed_setting_reuses_and_replaces(data, tmp_path, m
     assert first.sizes["point"] == 2
     other = mlp(seed=3).to(DEVICE)
     changes = [
-        ("center_fingerprint", dict(model=other)),
+        ("the centre's weights", dict(model=other)),  # said in words, not as center_fingerprint
         ("seeds", dict(seeds=[1])),
         ("step_sizes", dict(step_sizes=[0.5])),
         ("train.epochs", dict(epochs=2)),
@@ -132,7 +132,7 @@ def test_grid_and_naive_refuse_each_changed_setting_resume_and_replace(data, tmp
     sample(f, store=run, **kw)  # complete: reused
     assert calls == []
     changes = own + [
-        ("center_fingerprint", dict(center=f.origin + 0.01)),
+        ("the centre's weights", dict(center=f.origin + 0.01)),
         ("seed", dict(seed=1)),
         ("norm", dict(norm="layer")),
         ("ignore", dict(ignore=None)),
