@@ -37,6 +37,7 @@ _EXPORTS = {
     "train": "training",
     "Run": "training",
     "TrainConfig": "training",
+    "Recorder": "recording",
     "jump_retrain": "jump",
     "grid_sample": "jump",
     "naive_sample": "jump",
@@ -70,7 +71,7 @@ _EXPORTS = {
 _SUBMODULES = {
     "space", "store", "sources", "landscape", "grids", "lines", "surface", "training", "jump", "curvature",
     "sharpness", "connectivity", "trajectory", "embedding", "topology", "prediction", "plot", "report", "data",
-    "models", "execute", "demo", "studies", "sweep", "cli",
+    "models", "execute", "demo", "studies", "sweep", "cli", "recording", "integrations",
 }
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES - set(_EXPORTS))

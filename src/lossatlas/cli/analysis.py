@@ -11,7 +11,8 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
-from .common import DeviceOpt, ReplaceOpt, console, record_fingerprint, reported, resolve_source, write_report
+from .common import (DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt, ReplaceOpt, SubsetOpt, console,
+                     record_fingerprint, reported, resolve_source, source_flags, write_report)
 
 RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="run directory")]
 
@@ -25,8 +26,12 @@ def trajectory(
     seed: int = typer.Option(0, help="seed of the random directions of the comparison plot"),
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
     replace: ReplaceOpt = False,
+    model: ModelOpt = None, model_arg: ModelArgOpt = None, data: DataOpt = None, data_root: DataRootOpt = None,
+    data_seed: DataSeedOpt = None, subset: SubsetOpt = None,
 ):
-    """The optimizer's path on PCA directions over loss contours (Li et al. Fig. 9), and on random ones (Fig. 8)."""
+    """The optimizer's path on PCA directions over loss contours (Li et al. Fig. 9), and on random ones (Fig. 8).
+
+    A run recorded from your own training (la.Recorder) without a source takes --model and --data once."""
     with reported():
         import numpy as np
 
@@ -39,7 +44,10 @@ def trajectory(
 
         require(steps >= 2 and margin >= 0, "--steps must be >= 2 and --margin >= 0")
         parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
-        src, run = resolve_source(run_path, {}, device)
+        from .recorded import adopt_source
+
+        flags = adopt_source(run_path, source_flags(model, model_arg, None, data, data_root, data_seed, subset), device)
+        src, run = resolve_source(run_path, flags, device)
         require(run.exists("trajectory"), f"{run.zarr_path('trajectory')} does not exist; train with `lossatlas train --out {run.path}` first")
         dev = src.resolve_device()
         run.write_config("trajectory", {"steps": steps, "margin": margin, "samples": samples, "seed": seed, "bn": bn,
