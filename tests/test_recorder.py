@@ -208,8 +208,7 @@ def test_lossatlas_trajectory_on_a_recorded_run_with_model_and_data(tmp_path):
     plane = la.RunDir(out).open("trajectory_plane")
     assert plane.loss.shape == (4, 4) and np.isfinite(plane.loss.values).all()
     assert (out / "figures" / "trajectory_pca.png").is_file()
-    # The run now records its source: a later command needs no flags, and other flags are refused.
-    r = runner.invoke(app, ["trajectory", str(out), "--device", "cpu", "--steps", "4"])
-    assert r.exit_code == 0, r.output
+    # The run now records its source: other flags are refused, and the source is there for later commands.
     r = runner.invoke(app, ["trajectory", str(out), "--model", "smallcnn", "--data", "digits", "--steps", "4"])
-    assert r.exit_code == 2
+    assert r.exit_code == 2 and "already records its model and data" in " ".join(r.output.split())
+    assert la.RunDir(out).read_source()["model"] == "mlp" and (out / "model.pt").is_file()

@@ -198,6 +198,20 @@ class Recorder:
         else:
             self._snapshot()
 
+    def log(self, **metrics: Any) -> None:
+        """Metrics measured at the current step after it was counted (a validation, a logger's
+        running loss): they join the snapshot of this step when one was taken, else the next one."""
+        self._open()
+        last = self._last
+        if last is not None and last.step == self.steps and self._buffer and self._buffer[-1] is last:
+            for k, v in metrics.items():
+                if k == "lr":
+                    last.lr = _scalar(k, v)
+                else:
+                    last.metrics[k] = _scalar(k, v)
+        else:
+            self._keep(metrics)
+
     def close(self) -> None:
         """Record the final weights (unless the last snapshot holds them), write every snapshot
         still held and the final weights to ``OUT/model.pt``. Closing twice does nothing."""
