@@ -120,6 +120,10 @@ def test_a_restarted_recording_resumes_and_refuses_another_model(tmp_path):
     fresh = la.Recorder(mlp(seed=2, hidden=8), out, every_steps=K, replace=True)
     fresh.close()  # no step: the initial weights are the final ones, recorded once
     assert fresh.trajectory.sizes["point"] == 1
+    again = la.Recorder(model, out, every_steps=K, resume=False)  # a script rerun from its start
+    assert again.steps == 0
+    again.close()
+    assert again.trajectory.sizes["point"] == 1
 
 
 def test_a_metric_first_given_after_a_write_and_epoch_fractions_of_the_first_epoch(tmp_path):
@@ -212,3 +216,8 @@ def test_lossatlas_trajectory_on_a_recorded_run_with_model_and_data(tmp_path):
     r = runner.invoke(app, ["trajectory", str(out), "--model", "smallcnn", "--data", "digits", "--steps", "4"])
     assert r.exit_code == 2 and "already records its model and data" in " ".join(r.output.split())
     assert la.RunDir(out).read_source()["model"] == "mlp" and (out / "model.pt").is_file()
+    r = runner.invoke(app, ["embed", str(out), "--source", "trajectory", "--method", "pca"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["jump", str(out), "--device", "cpu", "--seeds", "1", "--step-sizes", "0.5", "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    assert la.RunDir(out).open("jump", load=False).sizes["point"] == 2

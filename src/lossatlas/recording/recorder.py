@@ -70,8 +70,8 @@ class Recorder:
     memory stays at a few snapshots however long the run.
 
     Restarting a script with the same ``out`` resumes: snapshots append after the last stored
-    one and the counters (:attr:`steps`, :attr:`epochs`) continue from it, so the script can
-    skip what is done. A store of another model (parameter names and shapes) or of other
+    one and the counters (:attr:`steps`, :attr:`epochs`) continue from it, so the script, having
+    loaded its own checkpoint, can skip what is done (``resume=False`` records afresh). A store of another model (parameter names and shapes) or of other
     ``every_steps``/``every_epochs`` raises :class:`~lossatlas.StoreMismatchError`;
     ``replace=True`` deletes it and records afresh.
 
@@ -99,6 +99,9 @@ class Recorder:
     chunk : int, optional
         Snapshots written together (one zarr chunk along ``point``); default from the model's
         size, at most 8 and within 64 MiB.
+    resume : bool
+        False: delete a trajectory stored in ``out`` and record afresh (a script rerun from the
+        start rather than restarted from its checkpoint).
     replace : bool
         Delete a store recorded with other settings (or another model) and start afresh.
 
@@ -115,12 +118,14 @@ class Recorder:
     """
 
     def __init__(self, model: nn.Module, out, every_steps: int | None = None, every_epochs: int | None = 1,
-                 source=None, *, name: str = "trajectory", chunk: int | None = None, replace: bool = False):
+                 source=None, *, name: str = "trajectory", chunk: int | None = None, resume: bool = True,
+                 replace: bool = False):
         require(isinstance(model, nn.Module), f"model must be an nn.Module, got {type(model).__name__}")
         self.every_steps = _check_every("every_steps", every_steps)
         self.every_epochs = _check_every("every_epochs", every_epochs)
         require(isinstance(name, str) and bool(name), f"name must be a non-empty string, got {name!r}")
         require(isinstance(replace, bool), f"replace must be True or False, got {replace!r}")
+        require(isinstance(resume, bool), f"resume must be True or False, got {resume!r}")
         require(isinstance(out, (str, Path, RunDir)), f"out must be a directory path, got {type(out).__name__}")
         self.model, self.name = model, name
         self.space = ParamSpace(model)
@@ -155,6 +160,8 @@ class Recorder:
         self._n_bad = 0  # non-finite losses given
         self._inexact: list[int] = []  # stored points whose epoch fraction awaits the first epoch's length
         self.closed = False
+        if not resume:
+            self.run.remove(name)
         resumed = self.run.check(name, self.settings, replace)
         self.run.write_config("record", {"every_steps": self.every_steps, "every_epochs": self.every_epochs,
                                          "n_params": self.space.size, "chunk": self.chunk})
