@@ -98,7 +98,7 @@ def test_readme_recording_section_runs_and_names_real_callbacks(tmp_path, monkey
     namespace: dict = {}
     exec(compile(plain, str(README), "exec"), namespace)  # noqa: S102 - our own README
     traj = namespace["rec"].trajectory
-    spe = -(-namespace["X"].shape[0] // 128)
+    spe = -(-namespace["X"].shape[0] // 64)
     steps = {0, *range(10, 10 * spe + 1, 10), *range(spe, 10 * spe + 1, spe)}  # start, every 10 steps, epoch ends
     assert traj.step.values.tolist() == sorted(steps)
     assert len(namespace["dirs"]) == 2 and la_source(tmp_path / "runs" / "mine")["model"] == "smallcnn"

@@ -195,7 +195,7 @@ def test_lossatlas_trajectory_on_a_recorded_run_with_model_and_data(tmp_path):
     X, y = d.train
     out = tmp_path / "rec"
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    with la.Recorder(model, out, every_steps=2) as rec:
+    with la.Recorder(model, out, every_steps=1) as rec:  # 9 snapshots: enough for embed's scores
         for _ in range(2):
             for b in range(0, X.shape[0], 32):
                 opt.zero_grad()
