@@ -123,7 +123,8 @@ def embed(
         arrays = {m: emb.embedding.sel({"method": m}).values for m in emb.method.values}
         sc = scores(emb)
         plot.plot_embedding_panel(arrays, meta, scores=sc, path=run.figures / f"embedding_{source}")
-        plot.plot_embedding_panel(arrays, meta, scores=sc, color="loss", path=run.figures / f"embedding_{source}_loss")
+        if "loss" in meta:  # a recorded trajectory holds only the metrics its loop gave
+            plot.plot_embedding_panel(arrays, meta, scores=sc, color="loss", path=run.figures / f"embedding_{source}_loss")
         run.update_summary(**{f"embedding_{source}": {"seconds": seconds, "scores": sc}})
         table = Table(title=f"embeddings of {n} points ({seconds:.1f} s)")
         table.add_column("method")
