@@ -176,7 +176,7 @@ def test_the_cuda_copy_is_pinned_non_blocking_and_reuses_two_buffers():
     for i in range(6):
         v = torch.arange(5, dtype=torch.float32) + i
         pending = copier.start(v)
-        if held is not None:  # the recorder reads the previous snapshot when it takes the next one
+        if held is not None:  # read after the next copy started: two buffers in use at once
             values.append(held.numpy())
         held = pending
     values.append(held.numpy())
@@ -221,3 +221,25 @@ def test_lossatlas_trajectory_on_a_recorded_run_with_model_and_data(tmp_path):
     r = runner.invoke(app, ["jump", str(out), "--device", "cpu", "--seeds", "1", "--step-sizes", "0.5", "--epochs", "1"])
     assert r.exit_code == 0, r.output
     assert la.RunDir(out).open("jump", load=False).sizes["point"] == 2
+
+
+def test_a_recording_through_the_cuda_copy_path_is_exact(tmp_path, monkeypatch):
+    # The recorder picks its copy from the parameters' device type; here the CUDA plan is forced
+    # on the CPU (pinned memory asked for, non-blocking copies, a wait per snapshot read).
+    from lossatlas.recording import recorder as recorder_module
+    from lossatlas.recording import transfer
+
+    asked = []
+    monkeypatch.setattr(recorder_module, "copy_plan", lambda device_type: copy_plan("cuda"))
+    monkeypatch.setattr(transfer, "_allocate", lambda n, dtype, pin: asked.append(pin) or torch.empty(n, dtype=dtype))
+    monkeypatch.setattr(transfer, "_cuda_event", Event)
+    Event.waits = 0
+    X, y = blobs(N)
+    model = mlp(seed=4)
+    with la.Recorder(model, tmp_path / "r", every_steps=1, chunk=2) as rec:
+        seen = plain_loop(model, X, y, rec, epochs=2)
+    t = rec.trajectory.load()
+    assert t.step.values.tolist() == list(range(len(seen)))
+    assert all(np.array_equal(t.weights.values[i], v.numpy()) for i, v in enumerate(seen))
+    assert asked == [True]  # one pinned host buffer: each snapshot is read out before the next copy starts
+    assert Event.waits == len(seen)

@@ -3,9 +3,10 @@
 On a GPU the flat vector is gathered on the device (ordered on the stream before the next
 optimizer step, so later updates cannot change it) and copied into a pinned host buffer with a
 non-blocking copy; an event marks its end. Training goes on at once; the copy is waited for only
-when the snapshot is read, at the next snapshot or at a write, by which time it has long
-finished. Two host buffers take turns, so host memory stays at two snapshots. On a CPU the copy
-is a plain one.
+when the snapshot is read, which the recorder does when it takes the next snapshot, long after
+the copy finished. Read-out buffers go back to a pool, so the recorder, reading each snapshot
+before starting the next copy, pins one buffer for the whole run. On a CPU the copy is a plain
+one.
 """
 
 from __future__ import annotations
