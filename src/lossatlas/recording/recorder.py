@@ -26,9 +26,11 @@ from ..training.recorder import Recorder as Writer
 from .sources import record_source
 from .transfer import HostCopier, copy_plan
 
-# Host memory of the snapshots held before a write (a few; at least one whatever the model).
-_BUFFER_BYTES = 64 * 2**20
-_MAX_CHUNK = 8
+# Host memory of the snapshots held before a write (at least one whatever the model). Each write
+# (an xarray append) costs about 0.1 s on a busy 2-core machine whatever its size, so a small
+# model's snapshots are written many at a time (bench/train.py --recorder).
+_BUFFER_BYTES = 32 * 2**20
+_MAX_CHUNK = 32
 
 
 class _Snapshot:
@@ -98,7 +100,8 @@ class Recorder:
         The product's name (``trajectory``).
     chunk : int, optional
         Snapshots written together (one zarr chunk along ``point``); default from the model's
-        size, at most 8 and within 64 MiB.
+        size: as many as fit in 32 MiB, from 1 to 32. A process killed without :meth:`close`
+        loses the snapshots not yet written.
     resume : bool
         False: delete a trajectory stored in ``out`` and record afresh (a script rerun from the
         start rather than restarted from its checkpoint).
@@ -135,8 +138,6 @@ class Recorder:
             check_run_version(out)
         self.run = out if isinstance(out, RunDir) else RunDir(out)
         record_run_version(self.run.path)
-        if source is not None:
-            record_source(self.run, source)
         self.settings = normalized({
             "recorder": {"every_steps": self.every_steps, "every_epochs": self.every_epochs},
             "params": fingerprint(repr([(e.name, e.shape) for e in self.space.entries])),
@@ -163,6 +164,8 @@ class Recorder:
         if not resume:
             self.run.remove(name)
         resumed = self.run.check(name, self.settings, replace)
+        if source is not None:  # after the check: a refused store leaves the run as it was
+            record_source(self.run, source)
         self.run.write_config("record", {"every_steps": self.every_steps, "every_epochs": self.every_epochs,
                                          "n_params": self.space.size, "chunk": self.chunk})
         self._writer = Writer(self.run, name, self.attrs, self.space.size, chunk=self.chunk)
