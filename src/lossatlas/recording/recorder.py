@@ -68,14 +68,15 @@ class Recorder:
     steps and at the end of every ``every_epochs``-th epoch, as :func:`lossatlas.train` takes
     them; a step snapshot that falls on an epoch's end is that epoch's snapshot. Each snapshot
     holds the latest value given for each metric since the previous one (NaN for the others);
-    a metric named ``lr`` is the ``lr`` coordinate. Snapshots are written a few at a time, so
-    memory stays at a few snapshots however long the run.
+    a metric named ``lr`` is the ``lr`` coordinate. Snapshots are written a few at a time
+    (``chunk``), so memory stays at a few snapshots however long the run.
 
     Restarting a script with the same ``out`` resumes: snapshots append after the last stored
     one and the counters (:attr:`steps`, :attr:`epochs`) continue from it, so the script, having
-    loaded its own checkpoint, can skip what is done (``resume=False`` records afresh). A store of another model (parameter names and shapes) or of other
-    ``every_steps``/``every_epochs`` raises :class:`~lossatlas.StoreMismatchError`;
-    ``replace=True`` deletes it and records afresh.
+    loaded its own checkpoint, can skip what is done (``resume=False`` records afresh). A store
+    of another model (parameter names and shapes) or of other ``every_steps``/``every_epochs``
+    raises :class:`~lossatlas.StoreMismatchError`; ``replace=True`` deletes it and records
+    afresh.
 
     On a GPU a snapshot is gathered on the device and copied into pinned host memory without
     blocking; the copy is waited for at the next snapshot, so training waits for at most one
