@@ -243,3 +243,17 @@ def test_a_recording_through_the_cuda_copy_path_is_exact(tmp_path, monkeypatch):
     assert all(np.array_equal(t.weights.values[i], v.numpy()) for i, v in enumerate(seen))
     assert asked == [True]  # one pinned host buffer: each snapshot is read out before the next copy starts
     assert Event.waits == len(seen)
+
+
+def test_non_finite_losses_given_are_counted_not_the_gaps(tmp_path):
+    model = mlp(seed=5)
+    with la.Recorder(model, tmp_path / "r", every_steps=1) as rec:
+        rec.step(loss=float("nan"))
+        rec.step()
+        rec.step(loss=1.0)
+    t = rec.trajectory
+    assert t.attrs["n_nonfinite"] == 1 and np.isnan(t.loss.values[[0, 1, 2]]).all() and t.loss.values[3] == 1.0
+    again = la.Recorder(model, tmp_path / "r", every_steps=1)
+    again.step(loss=float("inf"))
+    again.close()
+    assert again.trajectory.attrs["n_nonfinite"] == 2

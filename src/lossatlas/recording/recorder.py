@@ -232,9 +232,8 @@ class Recorder:
         final = flat.detach().cpu().numpy()
         if self._last is None or not np.array_equal(self._last.array(), final):
             self._snapshot(flat)
-        self._flush(keep_last=False)
-        # NaN losses are recorded, not fatal; the count (of losses given, not of the gaps) says whether to look.
-        self.run.update_attrs(self.name, {"n_nonfinite": self._n_bad})
+        if not self._flush(keep_last=False):  # nothing left to write: the attrs alone
+            self.run.update_attrs(self.name, {"n_nonfinite": self._n_bad})
         write_checkpoint(self.run.path / "model.pt", self.model.state_dict(), recorded_steps=self.steps)
         self.closed = True
 
@@ -299,12 +298,12 @@ class Recorder:
         if len(self._buffer) > self.chunk:
             self._flush(keep_last=True)
 
-    def _flush(self, keep_last: bool) -> None:
+    def _flush(self, keep_last: bool) -> bool:
         """Write the held snapshots (all but the newest one, which an epoch's end may still
-        amend, unless ``keep_last`` is False)."""
+        amend, unless ``keep_last`` is False); whether there was any."""
         rows = self._buffer[:-1] if keep_last else self._buffer
         if not rows:
-            return
+            return False
         self._buffer = self._buffer[len(rows):]
         names = sorted({k for r in rows for k in r.metrics})
         new = [k for k in names if k not in self._metric_names]
@@ -324,8 +323,11 @@ class Recorder:
             "lr": np.array([_number(r.lr) for r in rows], float), "run": np.zeros(len(rows), np.int64),
             "seed": np.full(len(rows), -1, np.int64),
         }
+        # NaN losses are recorded, not fatal; the count (of losses given, not of the gaps) says whether to look.
+        self.attrs["n_nonfinite"] = self._n_bad  # written with the rows
         self._inexact += [stored + i for i, r in enumerate(rows) if not r.exact_epoch]
         self._writer.add(weights, values, coords)
+        return True
 
     def _fix_first_epoch(self, steps_per_epoch: int) -> None:
         """The epoch coordinate of the snapshots taken before the first epoch's length was
