@@ -27,10 +27,11 @@ from .sources import record_source
 from .transfer import HostCopier, copy_plan
 
 # Host memory of the snapshots held before a write (at least one whatever the model). Each write
-# (an xarray append) costs about 0.1 s on a busy 2-core machine whatever its size, so a small
-# model's snapshots are written many at a time (bench/train.py --recorder).
+# (an xarray append) costs 50-100 ms on a 2-core machine whatever its size: written 32 at a time,
+# the small CNN's snapshots cost 1.5 ms each, half a training step, so a small model's snapshots
+# are written up to 256 at a time, within 32 MiB (bench/train.py --recorder).
 _BUFFER_BYTES = 32 * 2**20
-_MAX_CHUNK = 32
+_MAX_CHUNK = 256
 
 
 class _Snapshot:
@@ -101,7 +102,7 @@ class Recorder:
         The product's name (``trajectory``).
     chunk : int, optional
         Snapshots written together (one zarr chunk along ``point``); default from the model's
-        size: as many as fit in 32 MiB, from 1 to 32. A process killed without :meth:`close`
+        size: as many as fit in 32 MiB, from 1 to 256. A process killed without :meth:`close`
         loses the snapshots not yet written.
     resume : bool
         False: delete a trajectory stored in ``out`` and record afresh (a script rerun from the
