@@ -18,6 +18,11 @@ def test_import_lossatlas_loads_no_heavy_library():
     assert not [m for m in HEAVY if m in loaded]
 
 
+def test_integrations_load_no_framework_until_used():
+    loaded = _modules_after("import lossatlas.integrations")
+    assert not [m for m in ("lightning", "pytorch_lightning", "transformers") if m in loaded]
+
+
 def test_help_imports_no_torch():
     code = ("import sys\nfrom lossatlas.cli import app\nfrom typer.testing import CliRunner\n"
             "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0 and 'surface' in r.output, r.output")
@@ -32,7 +37,7 @@ def test_public_names_resolve():
 
     for name in ("Landscape", "plane", "line", "train", "jump_retrain", "PHATE", "StoreMismatchError", "Source",
                  "RunDir", "load_data", "pca_directions", "embed", "persistence", "total_persistence", "connect",
-                 "hessian_eigenvalues", "hessian_trace", "predict"):
+                 "hessian_eigenvalues", "hessian_trace", "predict", "Recorder"):
         assert getattr(la, name) is not None, name
     assert callable(la.train) and callable(la.embed) and callable(la.connect) and callable(la.predict)
     import lossatlas.training  # noqa: F401 - importing the module must not hide the function

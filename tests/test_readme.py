@@ -92,6 +92,27 @@ def test_readme_hugging_face_example_runs_and_its_centre_is_the_models_own_loss(
     assert plane.loss.shape == (5, 5) and np.isfinite(plane.loss.values).all()
 
 
+def test_readme_recording_section_runs_and_names_real_callbacks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plain, lightning, hf = _blocks(_section("Recording your own training"), "python")
+    namespace: dict = {}
+    exec(compile(plain, str(README), "exec"), namespace)  # noqa: S102 - our own README
+    traj = namespace["rec"].trajectory
+    spe = -(-namespace["X"].shape[0] // 64)
+    steps = {0, *range(10, 10 * spe + 1, 10), *range(spe, 10 * spe + 1, spe)}  # start, every 10 steps, epoch ends
+    assert traj.step.values.tolist() == sorted(steps)
+    assert len(namespace["dirs"]) == 2 and la_source(tmp_path / "runs" / "mine")["model"] == "smallcnn"
+    for block, module in ((lightning, "lossatlas.integrations.lightning"), (hf, "lossatlas.integrations.huggingface")):
+        compile(block, str(README), "exec")
+        assert f"from {module} import LossAtlasCallback" in block
+
+
+def la_source(path):
+    import lossatlas as la
+
+    return la.RunDir(path).read_source()
+
+
 def test_readme_sweep_section_names_real_commands_options_and_files():
     from lossatlas.cli import app
     from lossatlas.studies import STUDIES

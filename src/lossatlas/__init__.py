@@ -37,6 +37,7 @@ _EXPORTS = {
     "train": "training",
     "Run": "training",
     "TrainConfig": "training",
+    "Recorder": "recording",
     "jump_retrain": "jump",
     "grid_sample": "jump",
     "naive_sample": "jump",
@@ -74,7 +75,7 @@ _SUBMODULES = {
     "space", "store", "sources", "landscape", "grids", "lines", "surface", "training", "jump", "curvature",
     "sharpness", "connectivity", "alignment", "trajectory", "embedding", "topology", "diagrams", "prediction", "plot",
     "report", "data",
-    "models", "execute", "demo", "studies", "sweep", "cli",
+    "models", "execute", "demo", "studies", "sweep", "cli", "recording", "integrations",
 }
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES - set(_EXPORTS))

@@ -11,7 +11,8 @@ import typer
 from typing_extensions import Annotated
 
 from .._errors import require
-from .common import DeviceOpt, LossOpt, ReplaceOpt, console, loss_for, record_fingerprint, reported, resolve_source, write_report
+from .common import (DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, LossOpt, ModelArgOpt, ModelOpt, ReplaceOpt, SubsetOpt,
+                     console, loss_for, record_fingerprint, reported, resolve_source, source_flags, write_report)
 from .guard import using
 from .products import NameOpt, claim, product, store
 
@@ -28,8 +29,12 @@ def trajectory(
     seed: int = typer.Option(0, help="seed of the random directions of the comparison plot"),
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
     replace: ReplaceOpt = False, loss: LossOpt = None,
+    model: ModelOpt = None, model_arg: ModelArgOpt = None, data: DataOpt = None, data_root: DataRootOpt = None,
+    data_seed: DataSeedOpt = None, subset: SubsetOpt = None,
 ):
-    """The optimizer's path on PCA directions over loss contours (Li et al. Fig. 9), and on random ones (Fig. 8)."""
+    """The optimizer's path on PCA directions over loss contours (Li et al. Fig. 9), and on random ones (Fig. 8).
+
+    A run recorded from your own training (la.Recorder) without a source takes --model and --data once."""
     with reported():
         import numpy as np
 
@@ -42,7 +47,10 @@ def trajectory(
 
         require(steps >= 2 and margin >= 0, "--steps must be >= 2 and --margin >= 0")
         parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
-        src, run = resolve_source(run_path, {}, device)
+        from .recorded import adopt_source
+
+        flags = adopt_source(run_path, source_flags(model, model_arg, None, data, data_root, data_seed, subset), device)
+        src, run = resolve_source(run_path, flags, device)
         loss = loss_for(run, loss)
         require(run.exists("trajectory"), f"{run.zarr_path('trajectory')} does not exist; train with `lossatlas train --out {run.path}` first")
         dev = src.resolve_device()
@@ -130,7 +138,8 @@ def embed(
         sc = scores(emb)
         figure = stored_as.replace("embedding", f"embedding_{source}", 1) if source == "jump" else stored_as
         plot.plot_embedding_panel(arrays, meta, scores=sc, path=run.figures / figure)
-        plot.plot_embedding_panel(arrays, meta, scores=sc, color="loss", path=run.figures / f"{figure}_loss")
+        if "loss" in meta:  # a recorded trajectory holds only the metrics its loop gave
+            plot.plot_embedding_panel(arrays, meta, scores=sc, color="loss", path=run.figures / f"{figure}_loss")
         run.update_summary(**{figure: {"seconds": seconds, "scores": sc, "settings": settings}})
         table = Table(title=f"embeddings of {n} points ({seconds:.1f} s)")
         table.add_column("method")

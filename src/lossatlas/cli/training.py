@@ -176,7 +176,10 @@ def jump(
         steps = floats(step_sizes, "--step-sizes")
         check_executor(dask, scheduler)
         target = out or run_path or Path("runs/jump")
-        src, given_run = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
+        from .recorded import adopt_source
+
+        flags = adopt_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
+        src, given_run = resolve_source(run_path, flags, device)
         dev = src.resolve_device()
         run = open_out(target, src)
         chosen, why = retrain_defaults(given_run)

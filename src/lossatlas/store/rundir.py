@@ -200,6 +200,14 @@ class RunDir:
         else:
             for_zarr(ds).to_zarr(path, append_dim=dim, consolidated=True)
 
+    def add_variables(self, name: str, ds: xr.Dataset) -> None:
+        """Add the data variables of ``ds`` (new to the stored ``name``, each as long as the store
+        along its dims) to it: a stream that meets a new metric after its first write. The
+        store's attrs and coordinates are kept."""
+        new = for_zarr(ds.drop_vars(list(ds.coords)))
+        new.attrs = {}
+        new.to_zarr(self.zarr_path(name), mode="a", consolidated=True)
+
     def truncate(self, name: str, n: int, dim: str = "point") -> None:
         """Drop entries beyond ``n`` along ``dim`` (written after the last resume checkpoint)."""
         import zarr
