@@ -37,6 +37,7 @@ from ..store import fingerprint as _hash
 from .allocator import tune_allocator as _tune_allocator
 from .batches import as_batches, batch_len, default_forward, default_target, map_tensors, model_output
 from .derivatives import Derivatives
+from .products import Products
 from .devices import float32_precision, prefers_vmap, resolve_device
 from .losses import resolve_loss
 from .loop import LoopEngine
@@ -275,6 +276,8 @@ class Landscape:
         self.strategy = strategy
         # Derivatives run on copies of a pristine template, never on the evaluation modules.
         self._derivatives = Derivatives(self._problem, ModulePool(copy.deepcopy(module), self.space, self.origin))
+        self._products = Products(self._problem, self._derivatives.pool,
+                                  batch_stats=self.has_bn and self.bn is BatchNormMode.BATCH)
         self._lock = threading.Lock()
         # Computed once: equal fingerprints mean equal values (data, loss, batch norm, outputs).
         self.fingerprint = _hash(self.loss_name, self.bn.value, self.keys, [s.batches for s in splits])
@@ -472,6 +475,21 @@ class Landscape:
         v = self._as_points(v, "v")[0]
         with float32_precision(self.device, self.tf32):
             return self._derivatives.hvp(theta, v, split, mode)
+
+    def products(self, theta: torch.Tensor, V: torch.Tensor, curvature: str = "hessian",
+                 split: str = "train", mode: str = "reverse") -> torch.Tensor:
+        """``M(theta) V`` for the rows of ``V [K, P]``: M the ``"hessian"``, the generalized
+        Gauss-Newton ``"ggn"`` or the empirical ``"fisher"`` of the mean loss, exact over all of
+        ``split``, all K vectors in one pass through the data (:mod:`.products`).
+
+        Examples
+        --------
+        >>> GV = f.products(f.origin, torch.randn(4, f.space.size), curvature="ggn")
+        """
+        theta = self._as_points(theta, "theta")[0]
+        V = self._as_points(V, "V")
+        with float32_precision(self.device, self.tf32):
+            return self._products.matmat(theta, V, curvature, split, mode)
 
     def _split(self, name: str) -> Split:
         return self._problem.split(name)
