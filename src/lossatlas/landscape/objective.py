@@ -478,9 +478,8 @@ class Landscape:
 
     def products(self, theta: torch.Tensor, V: torch.Tensor, curvature: str = "hessian",
                  split: str = "train", mode: str = "reverse") -> torch.Tensor:
-        """``M(theta) V`` for the rows of ``V [K, P]``: M the ``"hessian"``, the generalized
-        Gauss-Newton ``"ggn"`` or the empirical ``"fisher"`` of the mean loss, exact over all of
-        ``split``, all K vectors in one pass through the data (:mod:`.products`).
+        """``M(theta) V`` for the rows of ``V [K, P]``, M the ``"hessian"``, ``"ggn"`` or empirical
+        ``"fisher"`` of the mean loss over all of ``split``, in one pass (:mod:`.products`).
 
         Examples
         --------
@@ -490,6 +489,12 @@ class Landscape:
         V = self._as_points(V, "V")
         with float32_precision(self.device, self.tf32):
             return self._products.matmat(theta, V, curvature, split, mode)
+
+    def subset_grad(self, theta, picks, split: str = "train", need_grad: bool = True):
+        """Mean loss over the samples ``picks`` of ``split`` (indices, batch order) and its gradient."""
+        theta = self._as_points(theta, "theta")[0]
+        with float32_precision(self.device, self.tf32):
+            return self._products.value_and_grad(theta, picks, split, need_grad)
 
     def _split(self, name: str) -> Split:
         return self._problem.split(name)

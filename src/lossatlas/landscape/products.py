@@ -144,3 +144,40 @@ class Products:
             return problem.loss_sum(problem.output(FunctionalModel(module, params, buffers), b), t)
 
         return vmap(grad(one), in_dims=(None,) + (0,) * len(which))(theta, *[leaves[i] for i in which])
+
+    def value_and_grad(self, theta: torch.Tensor, picks: torch.Tensor, split: str = "train",
+                       need_grad: bool = True) -> tuple[float, torch.Tensor | None]:
+        """Mean loss over the samples ``picks`` of ``split`` (indices in batch order) and its gradient."""
+        from torch.func import grad_and_value
+
+        from .batches import map_tensors
+
+        s = self.problem.split(split)
+        picks = torch.as_tensor(picks, dtype=torch.long).reshape(-1)
+        require(picks.numel() > 0 and int(picks.min()) >= 0 and int(picks.max()) < s.n,
+                f"sample indices must lie in [0, {s.n})")
+        m = int(picks.numel())
+        total, g, start = 0.0, (torch.zeros_like(theta) if need_grad else None), 0
+        with self.pool.borrow() as replica:
+            if self.problem.recompute:
+                with torch.no_grad():
+                    replica.write(theta)
+                    self.problem.recompute_statistics(replica.module)
+            loss = self._loss_fn(replica.module, Split(s.name, [], [], m))
+            fn = grad_and_value(loss)
+            for batch, y in zip(s.batches, s.targets):
+                size = int(y.shape[0]) if isinstance(y, torch.Tensor) and y.dim() else 1
+                local = picks[(picks >= start) & (picks < start + size)] - start
+                start += size
+                if local.numel() == 0:
+                    continue
+                local = local.to(y.device if isinstance(y, torch.Tensor) else theta.device)
+                sub_b, sub_y = map_tensors(lambda t: t[local], batch), map_tensors(lambda t: t[local], y)
+                if need_grad:
+                    gb, vb = fn(theta, sub_b, sub_y)
+                    g += gb
+                else:
+                    with torch.no_grad():
+                        vb = loss(theta, sub_b, sub_y)
+                total += float(vb)
+        return total, g
