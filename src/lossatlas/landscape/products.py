@@ -99,6 +99,8 @@ class Products:
         if mode == "forward":
             g = grad(lambda t: loss(t, batch, y))
             with _FORWARD_AD:
+                if V.shape[0] == 1:
+                    return jvp(g, (theta,), (V[0],))[1].unsqueeze(0)
                 return vmap(lambda v: jvp(g, (theta,), (v,))[1])(V)
         t = theta.detach().requires_grad_(True)
         with torch.enable_grad():
@@ -114,9 +116,12 @@ class Products:
         output = self._output_fn(module, batch)
         out, pullback = vjp(output, theta)
         out = out.detach()
+        loss_out = grad(lambda o: self.problem.loss_sum(o, y) / s.n)
         with _FORWARD_AD:
+            if V.shape[0] == 1:  # vmap's overhead is a sizeable share of a small model's product
+                Jv = jvp(output, (theta,), (V[0],))[1]
+                return pullback(jvp(loss_out, (out,), (Jv,))[1])[0].unsqueeze(0)
             JV = vmap(lambda v: jvp(output, (theta,), (v,))[1])(V)  # [K, *out.shape]
-            loss_out = grad(lambda o: self.problem.loss_sum(o, y) / s.n)
             HJV = vmap(lambda u: jvp(loss_out, (out,), (u,))[1])(JV)
         return vmap(lambda u: pullback(u)[0])(HJV)
 
