@@ -134,6 +134,8 @@ def sharpness(
     threshold: float = typer.Option(0.1, help="loss rise under which a direction counts as inside the basin"),
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples"),
     seed: int = typer.Option(0, help="seed of the directions and the subspace"),
+    adaptive_rho: float = typer.Option(0.05, help="radius of the adaptive sharpness (worst case, |theta|-scaled "
+                                                   "l2 ball, Andriushchenko et al. 2023; 0: skip it)"),
     out: Path = typer.Option(Path("runs/sharpness"), help="directory of the comparison"),
 ):
     """One table of sharpness and flatness measures for several minima, with their test error: sharpness.zarr."""
@@ -147,6 +149,7 @@ def sharpness(
         _check_versions(out)  # the runs are checked as their sources are read
         epsilons = floats(eps, "--eps")
         require(epsilons and all(e > 0 for e in epsilons), "--eps takes positive numbers")
+        require(adaptive_rho >= 0, f"--adaptive-rho must be >= 0, got {adaptive_rho}")
         names = [Path(r).name or str(r) for r in runs]
         require(len(set(names)) == len(names), f"the run directories must have distinct names, got {names}")
         landscapes, minima = {}, {}
@@ -157,9 +160,15 @@ def sharpness(
         target = RunDir(out)
         target.write_config("sharpness", {"runs": [str(r) for r in runs], "eps": epsilons, "subspace": subspace,
                                           "radius": radius, "directions": directions, "threshold": threshold,
-                                          "samples": samples, "seed": seed})
+                                          "samples": samples, "seed": seed, "adaptive_rho": adaptive_rho})
         table_ds = compare_minima(landscapes, minima, eps=epsilons, subspace=subspace or None, radius=radius,
                                   directions=directions, threshold=threshold, seed=seed, progress=True)
+        if adaptive_rho > 0:
+            from ..sharpness import adaptive_sharpness
+
+            table_ds["adaptive_sharpness"] = ("minimum", [adaptive_sharpness(landscapes[n], minima[n], rho=adaptive_rho,
+                                                                             seed=seed) for n in names])
+        table_ds.attrs["settings"] = {**table_ds.attrs["settings"], "adaptive_rho": adaptive_rho}
         target.save("sharpness", table_ds)
         rows = {}
         table = Table(title=f"sharpness and flatness of {len(runs)} minima")
