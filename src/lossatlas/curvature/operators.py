@@ -129,7 +129,9 @@ class HessianOperator:
         if self.curvature is not Curvature.HESSIAN:
             return self.matmat(v.unsqueeze(0))[0]
         self.calls += 1
-        hv = self.f.hvp(self.theta, self.embed(v), split=self.split, mode=self.mode)
+        # the default mode is not passed, so objects with Landscape's older hvp(theta, v, split) work
+        extra = {} if self.mode == "reverse" else {"mode": self.mode}
+        hv = self.f.hvp(self.theta, self.embed(v), split=self.split, **extra)
         return self.restrict(hv.to(device=self.device, dtype=self.dtype))
 
     __call__ = matvec
