@@ -11,7 +11,7 @@ from lossatlas.curvature import estimate_trace, hessian_trace
 from test_curvature import quadratic
 
 
-def decaying(n=300, seed=0):
+def decaying(n=200, seed=0):
     g = torch.Generator().manual_seed(seed)
     Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
     lam = 1.0 / torch.arange(1, n + 1, dtype=torch.float64) ** 2
@@ -23,11 +23,11 @@ def test_hutchpp_and_xtrace_at_60_products_beat_hutchinson_on_a_decaying_spectru
     errors, stderrs = {}, {}
     for method in ("hutchinson", "hutch++", "xtrace"):
         runs = [estimate_trace(lambda V: V @ A, A.shape[0], 60, method, generator=torch.Generator().manual_seed(s))
-                for s in range(40)]
+                for s in range(25)]
         errors[method] = float(np.sqrt(np.mean([(r.value - exact) ** 2 for r in runs])))
         stderrs[method] = float(np.sqrt(np.mean([r.stderr ** 2 for r in runs])))
         assert all(r.products == 60 for r in runs)
-    # measured: hutchinson 0.164, hutch++ 0.0029, xtrace 0.0019 (root mean square over 40 seeds)
+    # measured: hutchinson 0.16, hutch++ 0.003, xtrace 0.002 (root mean square over the seeds)
     assert errors["hutch++"] <= 0.6 * errors["hutchinson"]
     assert errors["xtrace"] <= 0.6 * errors["hutchinson"]
     for method in errors:  # the reported standard error is the right size (within a factor 2)
