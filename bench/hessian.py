@@ -110,6 +110,13 @@ def main() -> None:
     peers.eigenthings_hvp(v)
 
     rows, ratios = [], {}
+    header = ["measure", "library", "time", "time / lossatlas", "products", "rel. error"]
+    print(f"{what}: {P} parameters, {f.splits[0].n} samples in {len(batches)} batches, device {device}, "
+          f"{torch.get_num_threads()} threads, tol {args.tol}, best of {args.repeats}", flush=True)
+
+    def flush(first: int) -> None:
+        print(table(rows[first:], header), flush=True)
+
     if "hvp" in measures:
         t, _ = timed({
             "la reverse": lambda: f.hvp(f.origin, v),
@@ -130,6 +137,7 @@ def main() -> None:
         ratios["hvp vs curvlinops (one vector)"] = t["curvlinops"] / ours
         ratios["hvp vs curvlinops (block of 8)"] = t["curvlinops block 8"] / ours_block
         ratios["hvp vs PyHessian"] = t["PyHessian"] / ours
+        flush(0)
 
     top = [int(m[4:]) for m in measures if m.startswith("top-")]
     if top:
@@ -140,6 +148,7 @@ def main() -> None:
             ref = np.sort(eigsh(curvature_operator(f), k=max(top), which="LA", tol=1e-10,
                                 return_eigenvectors=False))[::-1]
     for k in top:
+        first = len(rows)
         res = hessian_eigenvalues(f, k=k, tol=args.tol, return_vectors=True)
         steps = max(res.products, k + 1)
         counts = {"lossatlas": res.products, "hessian-eigenthings": steps}
@@ -160,6 +169,7 @@ def main() -> None:
             if name != "lossatlas":
                 ratios[f"top-{k} vs {name}"] = s / t["lossatlas"]
                 ratios[f"top-{k} products, {name} / lossatlas"] = counts[name] / counts["lossatlas"]
+        flush(first)
 
     if "trace" in measures:
         m = args.trace_products
@@ -206,7 +216,7 @@ def main() -> None:
     print(f"{what}: {P} parameters, {f.splits[0].n} samples in {len(batches)} batches, device {device}, "
           f"{torch.get_num_threads()} threads, tol {args.tol}, best of {args.repeats}; load average "
           f"{load_average()} (a shared machine: ratios side by side, absolute times inflated)")
-    print(table(rows, ["measure", "library", "time", "time / lossatlas", "products", "rel. error"]))
+    print(table(rows, header))
     print("ratios (above 1: lossatlas is faster or more accurate):")
     for k, r in ratios.items():
         print(f"  {k}: {r:.2f}x")
