@@ -1,60 +1,81 @@
-"""Hessian eigenvalues and trace of the small CNN on scikit-learn digits: lossatlas vs PyHessian.
+"""Hessian eigenvalues, trace and products: lossatlas against PyHessian, curvlinops and
+hessian-eigenthings, side by side in one process, over the same batches (all of the data).
 
-Both run over all of the training split, in the same batches (Landscape's evaluation batches,
-256 samples), in one process with the same allocator settings (glibc thresholds as the Landscape
-sets them) and thread count, at the same tolerance:
+Two models: the small CNN trained on scikit-learn digits (``--model smallcnn``) and a ResNet-20
+on Fashion-MNIST-sized inputs (``--model resnet20``: 28x28x1 random images, ``--samples`` of
+them; random data is enough for timing). Every measure runs each library in turn, repeated
+``--repeats`` times interleaved, and keeps each one's best time (the machine may be shared):
 
-- top 1 and top 5: lossatlas's Lanczos (one run for all k) at ``tol`` against PyHessian's power
-  iteration with deflation (one run per eigenvalue) at ``tol`` and its ``maxIter`` 100. The two
-  tolerances are not the same test (PyHessian stops when the eigenvalue changes by less than
-  ``tol`` relatively; Lanczos when every Ritz residual is under ``tol`` times its value, a
-  stricter test), so the eigenvalues are printed too;
-- the trace: Hutchinson with the same number of Rademacher samples each (PyHessian's early stop
-  switched off), which compares the cost of a Hessian-vector product;
-- hvp: one Hessian-vector product over all the data, lossatlas's two modes (``reverse``, the
-  default double backward, and ``forward``, forward-over-reverse) against PyHessian's.
+- ``hvp``: one Hessian-vector product over all the data: lossatlas's two modes (``reverse``,
+  double backward, the default; ``forward``, forward-over-reverse) and its block product (8
+  vectors in one pass, time per vector) against PyHessian's, curvlinops' (one vector and a
+  block of 8) and hessian-eigenthings';
+- ``top-1``, ``top-5``: time at the same tolerance (lossatlas's Lanczos, curvlinops through
+  SciPy's ARPACK, PyHessian's power iteration with its ``maxIter`` 100; hessian-eigenthings'
+  Lanczos runs a fixed number of steps: it gets as many as lossatlas took), and each one's
+  largest relative error against a converged ARPACK reference (``tol`` 1e-10);
+- ``trace``: the root-mean-square relative error over ``--seeds`` seeds at ``--trace-products``
+  products each (lossatlas's Hutchinson, Hutch++ and XTrace, PyHessian's Hutchinson,
+  curvlinops' and hessian-eigenthings' Hutch++), against a reference XTrace of
+  ``--reference-products``; and at equal time: lossatlas's Hutch++ with as many (block)
+  products as fit in PyHessian's Hutchinson time.
 
-Plain Python; prints times, ratios (PyHessian / lossatlas: above 1 means lossatlas is faster),
-the values and the Hessian-vector products used. No timed assertions anywhere.
+Plain Python; prints times, ratios (peer / lossatlas: above 1 means lossatlas is faster),
+errors and products. No timed assertions anywhere.
 
-    python bench/hessian.py [--epochs 5] [--tol 1e-3] [--samples 100] [--repeats 2] [--device cpu]
-                            [--measures top-1,top-5,trace,hvp]
+    python bench/hessian.py [--model smallcnn|resnet20] [--epochs 5] [--samples 256] [--tol 1e-3]
+                            [--repeats 3] [--seeds 4] [--trace-products 60] [--threads 1]
+                            [--measures hvp,top-1,top-5,trace]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 import warnings
 
 import numpy as np
 import torch
-from torch import nn
 
 from _common import load_average, pin_threads, synchronize, table
+from _hessian_peers import Peers
 
 
-def timed(fn, device, repeats):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        synchronize(device)
-        t0 = time.perf_counter()
-        out = fn()
-        synchronize(device)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+def build_problem(args, device):
+    import lossatlas as la
+    from lossatlas.landscape import Landscape
+    from lossatlas.models import build
+
+    if args.model == "smallcnn":
+        data = la.load_data("digits")
+        model = build("smallcnn", data.input_shape, data.num_classes, seed=0)
+        la.train(model, data, epochs=args.epochs, lr=0.05, momentum=0.9, batch_size=128, seed=0)
+        f = Landscape(model.to(device).eval(), data.train, device=device)
+        what = f"small CNN on digits ({args.epochs} training epochs)"
+    else:
+        g = torch.Generator().manual_seed(0)
+        X = torch.randn(args.samples, 1, 28, 28, generator=g)
+        y = torch.randint(0, 10, (args.samples,), generator=g)
+        model = build("resnet20", (1, 28, 28), 10, seed=0).to(device).eval()
+        f = Landscape(model, (X, y), device=device)
+        what = "ResNet-20 on random 28x28x1 images (untrained)"
+    batches = [(b[0], y) for b, y in zip(f.splits[0].batches, f.splits[0].targets)]
+    return f, model, batches, what
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=5, help="training epochs before measuring")
+    ap.add_argument("--model", default="smallcnn", choices=["smallcnn", "resnet20"])
+    ap.add_argument("--epochs", type=int, default=5, help="training epochs of the small CNN")
+    ap.add_argument("--samples", type=int, default=256, help="random images for the ResNet-20")
     ap.add_argument("--tol", type=float, default=1e-3)
-    ap.add_argument("--samples", type=int, default=100, help="Hutchinson samples")
-    ap.add_argument("--repeats", type=int, default=2, help="best of this many runs of each")
+    ap.add_argument("--repeats", type=int, default=3, help="best of this many interleaved runs of each")
+    ap.add_argument("--seeds", type=int, default=4, help="seeds of each trace estimator")
+    ap.add_argument("--trace-products", type=int, default=60)
+    ap.add_argument("--reference-products", type=int, default=400, help="products of the reference trace (XTrace)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--measures", default="top-1,top-5,trace,hvp", help="comma-separated subset to run")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--measures", default="hvp,top-1,top-5,trace", help="comma-separated subset to run")
     args = ap.parse_args()
     measures = [m.strip() for m in args.measures.split(",")]
     unknown = sorted(set(measures) - {"top-1", "top-5", "trace", "hvp"})
@@ -63,87 +84,142 @@ def main() -> None:
     pin_threads(args.threads)
     device = torch.device(args.device)
 
-    import pyhessian
+    from lossatlas.curvature import curvature_operator, hessian_eigenvalues, hessian_trace
+    from lossatlas.landscape import tune_allocator
 
-    import lossatlas as la
-    from lossatlas.curvature import hessian_eigenvalues, hessian_trace
-    from lossatlas.landscape import Landscape, tune_allocator
-    from lossatlas.models import build
+    tune_allocator()  # the same glibc thresholds for every library, set once for the process
+    f, model, batches, what = build_problem(args, device)
+    peers = Peers(model, batches, device)
+    P = f.space.size
 
-    tune_allocator()  # the same glibc thresholds for both libraries, set once for the process
-    data = la.load_data("digits")
-    model = build("smallcnn", data.input_shape, data.num_classes, seed=0)
-    la.train(model, data, epochs=args.epochs, lr=0.05, momentum=0.9, batch_size=128, seed=0)
-    model = model.to(device).eval()
-    f = Landscape(model, data.train, device=device)
-    batches = [(x, y) for x, y in zip((b[0] for b in f.splits[0].batches), f.splits[0].targets)]
-    n_params = f.space.size
+    def timed(fns: dict, repeats: int) -> tuple[dict, dict]:
+        best, out = {k: float("inf") for k in fns}, {}
+        for _ in range(repeats):
+            for k, fn in fns.items():
+                synchronize(device)
+                t0 = time.perf_counter()
+                out[k] = fn()
+                synchronize(device)
+                best[k] = min(best[k], time.perf_counter() - t0)
+        return best, out
 
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # PyHessian's backward(create_graph=True)
-        torch.manual_seed(0)  # PyHessian draws from the global generators
-        ph = pyhessian.hessian(copy.deepcopy(model), nn.CrossEntropyLoss(), dataloader=batches,
-                               cuda=device.type == "cuda")
+    # Warm-up: torch.func's first transforms, the allocator's first growth, each library once.
+    v = torch.randn(P, generator=torch.Generator(device=device).manual_seed(1), device=device)
+    V = torch.randn(8, P, generator=torch.Generator(device=device).manual_seed(2), device=device)
+    f.hvp(f.origin, v), f.products(f.origin, V[:2]), peers.pyhessian_hvp(v), peers.curvlinops_hvp(v)
+    peers.eigenthings_hvp(v)
 
-        # PyHessian draws its start vectors from the global generator: reseeded before each call,
-        # every repeat does the same work (otherwise the number of power iterations varies from
-        # run to run, 5 to 25 here, and the best of several times picks the luckiest start).
-        def ph_top(k):
-            torch.manual_seed(0)
-            return ph.eigenvalues(maxIter=100, tol=args.tol, top_n=k)[0]
+    rows, ratios = [], {}
+    header = ["measure", "library", "time", "time / lossatlas", "products", "rel. error"]
+    print(f"{what}: {P} parameters, {f.splits[0].n} samples in {len(batches)} batches, device {device}, "
+          f"{torch.get_num_threads()} threads, tol {args.tol}, best of {args.repeats}", flush=True)
 
-        def ph_trace():
-            torch.manual_seed(0)
-            return ph.trace(maxIter=args.samples, tol=0.0)  # tol 0: all samples, as lossatlas
+    def flush(first: int) -> None:
+        print(table(rows[first:], header), flush=True)
 
-        # Warm-up: torch.func's first transforms and the allocator's first growth.
+    if "hvp" in measures:
+        t, _ = timed({
+            "la reverse": lambda: f.hvp(f.origin, v),
+            "la forward": lambda: f.hvp(f.origin, v, mode="forward"),
+            "la block 8 reverse": lambda: f.products(f.origin, V),
+            "la block 8 forward": lambda: f.products(f.origin, V, mode="forward"),
+            "PyHessian": lambda: peers.pyhessian_hvp(v),
+            "curvlinops": lambda: peers.curvlinops_hvp(v),
+            "curvlinops block 8": lambda: peers.curvlinops_block(V),
+            "hessian-eigenthings": lambda: peers.eigenthings_hvp(v),
+        }, max(args.repeats, 3))
+        for k in [k for k in t if "block" in k]:
+            t[k] /= 8
+        ours = min(t["la reverse"], t["la forward"])
+        ours_block = min(t["la block 8 reverse"], t["la block 8 forward"])
+        for k, s in t.items():
+            rows.append(["hvp", k, f"{1e3 * s:.1f} ms", f"{s / ours:.2f}" if not k.startswith("la") else "", 1, ""])
+        ratios["hvp vs curvlinops (one vector)"] = t["curvlinops"] / ours
+        ratios["hvp vs curvlinops (block of 8)"] = t["curvlinops block 8"] / ours_block
+        ratios["hvp vs PyHessian"] = t["PyHessian"] / ours
+        flush(0)
+
+    top = [int(m[4:]) for m in measures if m.startswith("top-")]
+    if top:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the warm-up stops at maxiter on purpose
-            hessian_eigenvalues(f, k=1, tol=1e-1, maxiter=3)
-        ph.eigenvalues(maxIter=2, tol=args.tol, top_n=1)
+            warnings.simplefilter("ignore")
+            from scipy.sparse.linalg import eigsh
 
-        rows, ratios = [], {}
-        for k in [int(m[4:]) for m in measures if m.startswith("top-")]:
-            t_la, res = timed(lambda: hessian_eigenvalues(f, k=k, tol=args.tol, return_vectors=True), device, args.repeats)
-            calls = {"n": 0}
-            inner = ph.dataloader_hv_product
+            ref = np.sort(eigsh(curvature_operator(f), k=max(top), which="LA", tol=1e-10,
+                                return_eigenvectors=False))[::-1]
+    for k in top:
+        first = len(rows)
+        res = hessian_eigenvalues(f, k=k, tol=args.tol, return_vectors=True)
+        steps = max(res.products, k + 1)
+        counts = {"lossatlas": res.products, "hessian-eigenthings": steps}
+        for name, fn in (("PyHessian", peers.pyhessian_top), ("curvlinops", peers.curvlinops_top)):
+            peers.count = 0
+            fn(k, args.tol)
+            counts[name] = peers.count
+        t, out = timed({
+            "lossatlas": lambda: hessian_eigenvalues(f, k=k, tol=args.tol).numpy(),
+            "PyHessian": lambda: peers.pyhessian_top(k, args.tol),
+            "curvlinops": lambda: peers.curvlinops_top(k, args.tol),
+            "hessian-eigenthings": lambda: peers.eigenthings_top(k, steps, args.tol),
+        }, args.repeats)
+        for name, s in t.items():
+            err = float(np.max(np.abs(np.asarray(out[name])[:k] - ref[:k]) / np.abs(ref[:k])))
+            rows.append([f"top-{k}", name, f"{s:.2f} s", f"{s / t['lossatlas']:.2f}" if name != "lossatlas" else "",
+                         counts[name], f"{err:.1e}"])
+            if name != "lossatlas":
+                ratios[f"top-{k} vs {name}"] = s / t["lossatlas"]
+                ratios[f"top-{k} products, {name} / lossatlas"] = counts[name] / counts["lossatlas"]
+        flush(first)
 
-            def counting(v):
-                calls["n"] += 1
-                return inner(v)
+    if "trace" in measures:
+        m = args.trace_products
+        reference = hessian_trace(f, samples=args.reference_products, method="xtrace", seed=10_000, block=8,
+                                  return_error=True)
+        exact = reference.value
+        seeds = range(args.seeds)
+        estimators = {
+            "la hutchinson": lambda s: hessian_trace(f, samples=m, seed=s),
+            "la hutch++": lambda s: hessian_trace(f, samples=m, seed=s, method="hutch++"),
+            "la xtrace": lambda s: hessian_trace(f, samples=m, seed=s, method="xtrace"),
+            "PyHessian hutchinson": lambda s: peers.pyhessian_trace(m, s),
+            "curvlinops hutch++": lambda s: peers.curvlinops_hutchpp(m, s),
+            "hessian-eigenthings hutch++": lambda s: peers.eigenthings_hutchpp(m, s),
+        }
+        err, secs = {}, {}
+        for name, fn in estimators.items():
+            vals, best = [], float("inf")
+            for s in seeds:
+                t0 = time.perf_counter()
+                vals.append(fn(s))
+                best = min(best, time.perf_counter() - t0)
+            err[name] = float(np.sqrt(np.mean((np.asarray(vals) - exact) ** 2)) / abs(exact))
+            secs[name] = best
+        for name in estimators:
+            rows.append([f"trace ({m} products)", name, f"{secs[name]:.2f} s",
+                         f"{secs[name] / secs['la hutch++']:.2f}" if not name.startswith("la") else "", m,
+                         f"{err[name]:.1e}"])
+        ratios["trace error at equal products, PyHessian / la hutch++"] = err["PyHessian hutchinson"] / err["la hutch++"]
+        # Equal time: as many products (in blocks) as fit in PyHessian's Hutchinson time.
+        per_product = secs["la hutch++"] / m
+        budget = max(3, int(secs["PyHessian hutchinson"] / per_product))
+        vals, best = [], float("inf")
+        for s in seeds:
+            t0 = time.perf_counter()
+            vals.append(hessian_trace(f, samples=budget, seed=s, method="hutch++"))
+            best = min(best, time.perf_counter() - t0)
+        e_eq = float(np.sqrt(np.mean((np.asarray(vals) - exact) ** 2)) / abs(exact))
+        rows.append([f"trace (equal time)", "la hutch++", f"{best:.2f} s",
+                     f"{secs['PyHessian hutchinson'] / best:.2f}", budget, f"{e_eq:.1e}"])
+        ratios["trace error at equal time, PyHessian / la hutch++"] = err["PyHessian hutchinson"] / e_eq
+        print(f"reference trace {exact:.6g} +- {reference.stderr:.2g} (XTrace, {args.reference_products} products)")
 
-            ph.dataloader_hv_product = counting
-            t_ph, ref = timed(lambda: ph_top(k), device, args.repeats)
-            ph.dataloader_hv_product = inner
-            ratios[f"top-{k}"] = t_ph / t_la
-            rows.append([f"top-{k}", f"{t_la:.2f}", f"{t_ph:.2f}", f"{t_ph / t_la:.2f}x",
-                         res.products, calls["n"] // args.repeats,
-                         " ".join(f"{v:.4g}" for v in res.values.tolist()), " ".join(f"{v:.4g}" for v in ref)])
-        if "trace" in measures:
-            t_la, est = timed(lambda: hessian_trace(f, samples=args.samples, seed=0, return_error=True),
-                              device, args.repeats)
-            t_ph, ref = timed(ph_trace, device, args.repeats)
-            ratios["trace"] = t_ph / t_la
-            rows.append(["trace", f"{t_la:.2f}", f"{t_ph:.2f}", f"{t_ph / t_la:.2f}x", args.samples, len(ref),
-                         f"{est.value:.4g} +- {est.stderr:.2g}", f"{np.mean(ref):.4g}"])
-
-        if "hvp" in measures:
-            v = torch.randn(n_params, generator=torch.Generator(device=device).manual_seed(1), device=device)
-            vs = [p.reshape_as(q) for p, q in zip(torch.split(v, [q.numel() for q in ph.params]), ph.params)]
-            t_ph, _ = timed(lambda: ph.dataloader_hv_product(vs), device, 5)
-            for mode in ("reverse", "forward"):
-                t_la, _ = timed(lambda: f.hvp(f.origin, v, mode=mode), device, 5)
-                ratios[f"hvp-{mode}"] = t_ph / t_la
-                rows.append([f"hvp ({mode})", f"{t_la:.3f}", f"{t_ph:.3f}", f"{t_ph / t_la:.2f}x", 1, 1, "", ""])
-
-    print(f"small CNN ({n_params} parameters) on digits ({f.splits[0].n} training samples, "
-          f"{len(batches)} batches), device {device}, {torch.get_num_threads()} threads, tol {args.tol}, "
-          f"{args.epochs} training epochs; load average {load_average()}")
-    print(table(rows, ["measure", "lossatlas s", "PyHessian s", "ratio", "HVPs la", "HVPs PyH",
-                       "lossatlas values", "PyHessian values"]))
-    targets = {"top-1": 1.0, "top-5": 3.0}
-    print("targets: " + ", ".join(f"{m} ratio >= {targets[m]:g} (measured {ratios[m]:.2f}x)"
-                                  for m in targets if m in ratios))
+    print(f"{what}: {P} parameters, {f.splits[0].n} samples in {len(batches)} batches, device {device}, "
+          f"{torch.get_num_threads()} threads, tol {args.tol}, best of {args.repeats}; load average "
+          f"{load_average()} (a shared machine: ratios side by side, absolute times inflated)")
+    print(table(rows, header))
+    print("ratios (above 1: lossatlas is faster or more accurate):")
+    for k, r in ratios.items():
+        print(f"  {k}: {r:.2f}x")
 
 
 if __name__ == "__main__":

@@ -335,6 +335,7 @@ def test_measure_commands_on_runs(tmp_path):
                "--out", tmp_path / "sh")
     assert r.exit_code == 0, r.output
     assert set(la.RunDir(tmp_path / "sh").summary()["sharpness"]) == {"a", "b"}
+    assert all(row["adaptive_sharpness"] > 0 for row in la.RunDir(tmp_path / "sh").summary()["sharpness"].values())
     r = invoke("connect", a, b, "--method", "linear", "--points", 5, "--out", tmp_path / "c")
     assert r.exit_code == 0, r.output
     ds = la.RunDir(tmp_path / "c").open("connect_linear")

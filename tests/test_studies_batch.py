@@ -46,7 +46,8 @@ def test_summary_has_the_numbers(quick_study):
     assert rows["sb-wd0"]["batch_size"] == 50 and rows["lb-wd0"]["batch_size"] == 400
     assert rows["lb-wd0.0005"]["weight_decay"] == 5e-4
     for name, row in rows.items():
-        for key in ("test_error", "top_hessian_eigenvalue", "mean_rise", "basin_volume", "weights_norm"):
+        for key in ("test_error", "top_hessian_eigenvalue", "mean_rise", "basin_volume", "weights_norm",
+                    "adaptive_sharpness"):
             assert math.isfinite(row[key]), (name, key)
         assert 0 <= row["test_error"] <= 1 and 0 <= row["basin_volume"] <= 1
         assert row["sharpness"] and all(math.isfinite(v) for v in row["sharpness"].values())
@@ -57,6 +58,7 @@ def test_summary_has_the_numbers(quick_study):
         # highest loss minus the mean of the ends, went down to minus half the gap of the ends)
         assert all(math.isfinite(barriers[k]) and barriers[k] >= 0 for k in ("linear", "bezier", "neb"))
     assert set(summary["findings"]["weight_norms"]) == {"wd0", "wd0.0005"}
+    assert "adaptive_sharpness" in summary["findings"]["spearman_with_test_error"]
     assert summary["batch"]["timings"] and summary["batch"]["total"]["wall_s"] > 0
 
 

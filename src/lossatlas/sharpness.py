@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ._errors import InputError, positive_int, require
+from .curvature.adaptive import adaptive_sharpness
 from .curvature.eigen import hessian_eigenvalues
 from .curvature.operators import generator_for, resolve_theta
 from .basin import basin_radius, basin_settings, basin_volume, plane_volume  # noqa: F401 - re-exported
@@ -303,3 +304,6 @@ def _measure(m, fm, theta, rows, sharp, lambdas, eps, subspace, maxiter, radius,
         lambdas[m, : top.size] = top
     if trace_samples:
         rows.setdefault("trace", []).append(hessian_trace(fm, x, samples=trace_samples, seed=seed))
+
+
+__all__ = ["adaptive_sharpness", "basin_volume", "compare_minima", "epsilon_sharpness", "loss_rise", "plane_volume"]

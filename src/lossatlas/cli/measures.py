@@ -161,6 +161,8 @@ def sharpness(
     max_radius: float = typer.Option(1.0, help="farthest distance searched along each direction for the basin radius"),
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
     seed: int = typer.Option(0, help="seed of the directions and the subspace"),
+    adaptive_rho: float = typer.Option(0.05, help="radius of the adaptive sharpness (worst case, |theta|-scaled "
+                                                   "l2 ball, Andriushchenko et al. 2023; 0: skip it)"),
     loss: LossOpt = None, replace: ReplaceOpt = False,
     out: Path = typer.Option(Path("runs/sharpness"), help="directory of the comparison"),
 ):
@@ -178,6 +180,7 @@ def sharpness(
         require(epsilons and all(e > 0 for e in epsilons), "--eps takes positive numbers")
         basin_settings(threshold, level)  # a rise must be positive: refused before any work
         require(max_radius > 0, f"--max-radius must be positive, got {max_radius}")
+        require(adaptive_rho >= 0, f"--adaptive-rho must be >= 0, got {adaptive_rho}")
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
         sources = [endpoint_source(r, flags, device) for r in runs]
         names = [label for _, label in sources]
@@ -185,7 +188,8 @@ def sharpness(
         loss = loss_for(RunDir(runs[0], create=False) if Path(runs[0]).is_dir() else None, loss)
         settings = {"minima": {n: weights(src) for n, (src, _) in zip(names, sources)}, "eps": epsilons,
                     "subspace": subspace, "radius": radius, "directions": directions, "threshold": threshold,
-                    "level": level, "max_radius": max_radius, "samples": samples, "seed": seed, "loss": loss}
+                    "level": level, "max_radius": max_radius, "samples": samples, "seed": seed, "loss": loss,
+                    "adaptive_rho": adaptive_rho}
         if Path(out).is_dir():
             claim(RunDir(out, create=False), "sharpness", settings, replace)
         landscapes, minima = {}, {}
@@ -197,6 +201,12 @@ def sharpness(
         table_ds = compare_minima(landscapes, minima, eps=epsilons, subspace=subspace or None, radius=radius,
                                   directions=directions, threshold=threshold, level=level, max_radius=max_radius,
                                   seed=seed, progress=True)
+        if adaptive_rho > 0:
+            from ..sharpness import adaptive_sharpness
+
+            table_ds["adaptive_sharpness"] = ("minimum", [adaptive_sharpness(landscapes[n], minima[n], rho=adaptive_rho,
+                                                                             seed=seed) for n in names])
+        table_ds.attrs["settings"] = {**table_ds.attrs["settings"], "adaptive_rho": adaptive_rho}
         store(target, "sharpness", table_ds, settings)
         rows = {}
         table = Table(title=f"sharpness and flatness of {len(runs)} minima")

@@ -79,7 +79,9 @@ def surface(
                                         "batch or recompute (re-estimated at every point); interpolate defaults to auto"),
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
     seed: int = typer.Option(0, help="seed of the random directions (only)"),
-    directions: Optional[Path] = typer.Option(None, help="directions file: read if it exists, else written, to reuse across minima (default: new directions, not saved)"),
+    directions: Optional[Path] = typer.Option(None, help="directions file: read if it exists, else written, to reuse across "
+                                                  "minima (default: new directions, not saved); or 'hessian': the top "
+                                                  "Hessian eigenvectors, scaled as a whole"),
     train_epochs: int = typer.Option(20, help="when no checkpoint is given, train the model this long first"),
     strategy: str = typer.Option("auto", help="auto, loop or vmap"),
     workers: str = typer.Option("auto", help="threads sharing out the points (loop strategy): auto or a number"),
@@ -164,11 +166,16 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
 
             load_checkpoint(net, run.path / "model.pt")
             check_weights(net, f"the checkpoint {run.path / 'model.pt'}")
-        dirs, how = _directions(directions, net, dims, norm, ignore_v, seed, dev)
-        claim_attrs(run, name, how, replace)  # another --seed or --norm is named in words
+        hessian = directions is not None and str(directions) == "hessian"
+        if not hessian:
+            dirs, how = _directions(directions, net, dims, norm, ignore_v, seed, dev)
+            claim_attrs(run, name, how, replace)  # another --seed or --norm is named in words
         options = dict(bn=bn, samples=samples, seed=src.data_seed, strategy=strategy, workers=workers_v,
                        compile=compile_v, tf32=tf32, loss=loss)
         f = build_landscape(net, d, dev, options)
+        if hessian:
+            dirs, how = _hessian_directions(f, dims, ignore_v)
+            claim_attrs(run, name, how, replace)
         if ex is not None:  # workers rebuild this Landscape from the source, with the run's final weights
             ex.share(f, landscape_handle(src if src.checkpoint else src.replace(checkpoint=str(run.path / "model.pt")),
                                          d, f, options))
@@ -196,6 +203,17 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
             run.update_summary(surface_warnings=flags)
         console.print(f"wrote {run.zarr_path(name)} and {len(figures)} figures in {run.figures}")
         write_report(run)
+
+
+def _hessian_directions(f, dims: int, ignore):
+    """The plane's axes along the top Hessian eigenvectors (kept eigenvectors: scaled as a whole)."""
+    from ..curvature import hessian_directions
+
+    dirs = hessian_directions(f, f.origin, n=dims, ignore=ignore)
+    console.print(f"Hessian directions: eigenvalues {', '.join(f'{float(v):.4g}' for v in dirs.eigenvalues)}, "
+                  f"each scaled to norm {dirs.scale:.4g} (the weights' norm)")
+    how = {k: v for k, v in dirs.settings.items() if k not in ("theta", "landscape")}
+    return list(dirs), {**how, "ignore": ignore if ignore is not None else "none"}
 
 
 def _say_resumed(ds) -> None:

@@ -64,6 +64,7 @@ def hessian_eigenvalues(
     k: int = 1,
     which="largest",
     *,
+    curvature="hessian",
     tol: float = 1e-3,
     maxiter: int | None = None,
     seed: int = 0,
@@ -73,9 +74,10 @@ def hessian_eigenvalues(
     return_vectors: bool = False,
     progress=False,
 ):
-    """Extreme eigenvalues of the Hessian of ``f``'s mean loss at ``theta``.
+    """Extreme eigenvalues of the Hessian (or the Gauss-Newton or Fisher matrix) of ``f``'s mean
+    loss at ``theta``.
 
-    Every Hessian-vector product is exact over all of ``f``'s data (summed over its batches).
+    Every product is exact over all of ``f``'s data (summed over its batches).
 
     Parameters
     ----------
@@ -93,6 +95,9 @@ def hessian_eigenvalues(
         operator is taken). With ``"lanczos"`` the same Krylov space serves both ends (Krylov
         spaces are shift-invariant, so the shifted operator's Ritz values are H's minus the
         shift): the run continues until the lower end has converged too.
+    curvature : {"hessian", "ggn", "fisher"}
+        The matrix: the Hessian, the generalized Gauss-Newton ``J^T H_out J`` or the empirical
+        Fisher (see :func:`~lossatlas.curvature.operators.curvature_operator`).
     tol : float
         Lanczos: stop when every wanted Ritz pair has ``||H y - theta y|| <= tol * |theta|``
         (``|theta|`` floored at ``1e-3`` times the largest Ritz value); the eigenvalue error is
@@ -126,6 +131,7 @@ def hessian_eigenvalues(
     >>> hessian_eigenvalues(f, f.origin, k=5)
     tensor([41.2, 17.9, 12.3, 9.6, 8.8], dtype=torch.float64)
     >>> lo = hessian_eigenvalues(f, f.origin, which="smallest")
+    >>> hessian_eigenvalues(f, f.origin, k=3, curvature="ggn")
     """
     which = parse_enum(Which, which, "spectrum end")
     method = parse_enum(Method, method, "eigensolver")
@@ -133,7 +139,7 @@ def hessian_eigenvalues(
     require(isinstance(tol, (int, float)) and 0 < tol < 1, f"tol must be a number in (0, 1), got {tol!r}")
     if maxiter is not None:
         maxiter = positive_int("maxiter", maxiter, minimum=2)
-    op = HessianOperator(f, theta, split, ignore)
+    op = HessianOperator(f, theta, split, ignore, curvature=curvature)
     require(k <= op.size, f"k={k} but the Hessian has only {op.size} rows; ask for at most {op.size}")
     gen = generator_for(seed, op.device)
     if method is Method.ARPACK and op.size > 2 * k + 1:

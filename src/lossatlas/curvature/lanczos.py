@@ -62,6 +62,14 @@ class Lanczos:
         self._next_beta = None  # norm of the residual that became _next (None: the start vector)
 
     @property
+    def pending(self) -> torch.Tensor | None:
+        """The vector the next :meth:`step` multiplies (None when no step is left), so that several
+        runs can have their products computed together, in one pass, before they step."""
+        if self.exhausted or self.m >= self.capacity:
+            return None
+        return self._next
+
+    @property
     def m(self) -> int:
         """Number of basis vectors so far (Lanczos steps taken)."""
         return len(self.alpha)

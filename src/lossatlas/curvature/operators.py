@@ -1,16 +1,28 @@
-"""The Hessian of a landscape's mean loss as a linear operator.
+"""The curvature of a landscape's mean loss as a linear operator: the Hessian (default), the
+generalized Gauss-Newton matrix or the empirical Fisher.
 
-Every product is exact over all of the landscape's data: :meth:`Landscape.hvp` sums the
-Hessian-vector products of every batch, so nothing here depends on a Hessian batch size
-(PyHessian's power iteration, run on one small batch, varies with which batch it gets).
+Every product is exact over all of the landscape's data: :meth:`Landscape.hvp` and
+:meth:`Landscape.products` sum the products of every batch, so nothing here depends on a Hessian
+batch size (PyHessian's power iteration, run on one small batch, varies with which batch it gets).
+Blocks of vectors (:meth:`CurvatureOperator.matmat`) go through the data once for all of them.
 """
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 import torch
 
-from .._errors import InputError, require
+from .._errors import InputError, parse_enum, require
+
+
+class Curvature(str, enum.Enum):
+    """Which curvature matrix of the mean loss."""
+
+    HESSIAN = "hessian"
+    GGN = "ggn"  # generalized Gauss-Newton J^T H_out J (positive semi-definite for convex losses)
+    FISHER = "fisher"  # empirical Fisher (1/n) sum_i g_i g_i^T of the per-sample gradients
 
 
 def resolve_theta(f, theta) -> torch.Tensor:
@@ -36,7 +48,8 @@ def rademacher(n: int, generator: torch.Generator, dtype, device) -> torch.Tenso
 
 
 class HessianOperator:
-    """``v -> H(theta) v`` for the mean loss of ``f`` over all of one split's data.
+    """``v -> M(theta) v`` for the mean loss of ``f`` over all of one split's data, M the Hessian
+    (default), the generalized Gauss-Newton matrix or the empirical Fisher.
 
     Parameters
     ----------
@@ -49,6 +62,11 @@ class HessianOperator:
         Restrict the Hessian to the kept parameters (``f.space.mask(ignore)``): the operator is
         then ``H[keep][:, keep]``, of size ``keep.sum()``. Li et al.'s code uses the weights only
         (``ignore="biasbn"``); the default keeps every parameter, as PyHessian does.
+    curvature : {"hessian", "ggn", "fisher"}
+    mode : {"reverse", "forward"}
+        How a Hessian product is taken (:meth:`Landscape.hvp`).
+    keep : Tensor, optional
+        A boolean mask of the parameters kept (instead of ``ignore``): a diagonal block.
 
     Attributes
     ----------
@@ -63,7 +81,13 @@ class HessianOperator:
     >>> hv = H.matvec(torch.ones(H.size))
     """
 
-    def __init__(self, f, theta=None, split: str = "train", ignore=None):
+    def __init__(self, f, theta=None, split: str = "train", ignore=None, curvature="hessian",
+                 mode: str = "reverse", keep=None):
+        from ..landscape.derivatives import HVP_MODES
+
+        self.curvature = parse_enum(Curvature, curvature, "curvature")
+        require(mode in HVP_MODES, f"mode must be one of {', '.join(HVP_MODES)}, got {mode!r}")
+        self.mode = mode
         self.f = f
         self.theta = resolve_theta(f, theta)
         self.split = split
@@ -71,7 +95,12 @@ class HessianOperator:
         if names and split not in names:
             raise InputError(f"no {split!r} data in this landscape; splits: {names}")
         self.ignore = ignore
-        if ignore is None:
+        if keep is not None:
+            self.keep = torch.as_tensor(keep, dtype=torch.bool).to(self.theta.device)
+            require(self.keep.shape == self.theta.shape, "keep must be a mask with one entry per parameter")
+            self.size = int(self.keep.sum())
+            require(self.size > 0, "the parameter group is empty")
+        elif ignore is None:
             self.keep = None
             self.size = int(self.theta.numel())
         else:
@@ -95,16 +124,31 @@ class HessianOperator:
         return v if self.keep is None else v[self.keep]
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` for a 1-D tensor of length :attr:`size` (returned in the landscape's dtype)."""
+        """``M v`` for a 1-D tensor of length :attr:`size` (returned in the landscape's dtype)."""
         v = v.to(device=self.device, dtype=self.dtype)
+        if self.curvature is not Curvature.HESSIAN:
+            return self.matmat(v.unsqueeze(0))[0]
         self.calls += 1
-        hv = self.f.hvp(self.theta, self.embed(v), split=self.split)
+        # the default mode is not passed, so objects with Landscape's older hvp(theta, v, split) work
+        extra = {} if self.mode == "reverse" else {"mode": self.mode}
+        hv = self.f.hvp(self.theta, self.embed(v), split=self.split, **extra)
         return self.restrict(hv.to(device=self.device, dtype=self.dtype))
 
     __call__ = matvec
 
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """``M V^T`` for the rows of ``V [K, size]``, as rows ``[K, size]``: one pass through the data."""
+        V = V.to(device=self.device, dtype=self.dtype)
+        self.calls += int(V.shape[0])
+        full = V if self.keep is None else torch.zeros(V.shape[0], self.theta.numel(), dtype=V.dtype, device=V.device)
+        if self.keep is not None:
+            full[:, self.keep] = V
+        out = self.f.products(self.theta, full, curvature=self.curvature.value, split=self.split, mode=self.mode)
+        out = out.to(device=self.device, dtype=self.dtype)
+        return out if self.keep is None else out[:, self.keep]
+
     def scipy(self, shift: float = 0.0):
-        """The operator ``H - shift * I`` as a :class:`scipy.sparse.linalg.LinearOperator` (float64)."""
+        """The operator ``M - shift * I`` as a :class:`scipy.sparse.linalg.LinearOperator` (float64)."""
         from scipy.sparse.linalg import LinearOperator
 
         def mv(x):
@@ -112,7 +156,13 @@ class HessianOperator:
             hv = self.matvec(torch.from_numpy(x)).detach().cpu().double().numpy()
             return hv - shift * x if shift else hv
 
-        return LinearOperator((self.size, self.size), matvec=mv, dtype=np.float64)
+        def mm(X):
+            X = np.asarray(X, dtype=np.float64).reshape(self.size, -1)
+            HX = self.matmat(torch.from_numpy(np.ascontiguousarray(X.T))).detach().cpu().double().numpy().T
+            return HX - shift * X if shift else HX
+
+        return LinearOperator((self.size, self.size), matvec=mv, matmat=mm, rmatvec=mv, rmatmat=mm,
+                              dtype=np.float64)
 
     def dense(self) -> torch.Tensor:
         """The full matrix [size, size] in float64, built from ``size`` products (small models only).
@@ -122,9 +172,54 @@ class HessianOperator:
         >>> H = HessianOperator(f).dense()
         """
         eye = torch.eye(self.size, dtype=self.dtype, device=self.device)
-        cols = [self.matvec(eye[i]).double() for i in range(self.size)]
-        H = torch.stack(cols, dim=1)
+        if self.curvature is Curvature.HESSIAN:
+            H = torch.stack([self.matvec(eye[i]).double() for i in range(self.size)], dim=1)
+        else:
+            H = torch.cat([self.matmat(eye[i:i + 64]).double() for i in range(0, self.size, 64)]).T
         return 0.5 * (H + H.T)  # products are symmetric only to rounding
+
+
+def curvature_operator(f, theta=None, curvature="hessian", *, split: str = "train", ignore=None,
+                       mode: str = "reverse"):
+    """The Hessian, generalized Gauss-Newton or empirical Fisher of ``f``'s mean loss at ``theta``
+    as a :class:`scipy.sparse.linalg.LinearOperator`, for your own solvers.
+
+    ``matvec`` and ``matmat`` take and return float64 NumPy arrays; the products run on the
+    landscape's device, exact over all of ``split``'s data, and ``matmat`` takes all its columns
+    through the data in one pass. The operator is symmetric (``rmatvec`` is ``matvec``).
+
+    Parameters
+    ----------
+    f : Landscape
+    theta : Tensor, optional
+        The point (default ``f.origin``).
+    curvature : {"hessian", "ggn", "fisher"}
+        ``"ggn"``: ``J^T H_out J`` (``J`` the Jacobian of the outputs, ``H_out`` the Hessian of the
+        loss in the outputs); ``"fisher"``: ``(1/n) sum_i g_i g_i^T`` of the per-sample gradients.
+        Each is averaged over the data as the loss is (weight ``1/n`` per sample).
+    split : str
+        ``"train"`` or ``"test"``.
+    ignore : None, "biasbn" or name patterns
+        Restrict to the kept parameters (the operator is then that diagonal block).
+    mode : {"reverse", "forward"}
+        How Hessian products are taken (:meth:`Landscape.hvp`).
+
+    Returns
+    -------
+    scipy.sparse.linalg.LinearOperator
+        Of shape ``(P, P)``; its attribute ``curvature`` is the underlying
+        :class:`HessianOperator` (its ``calls`` count the products).
+
+    Examples
+    --------
+    >>> from scipy.sparse.linalg import eigsh
+    >>> G = la.curvature_operator(f, f.origin, curvature="ggn")
+    >>> eigsh(G, k=3, which="LA", return_eigenvectors=False)
+    """
+    op = HessianOperator(f, theta, split, ignore, curvature=curvature, mode=mode)
+    lin = op.scipy()
+    lin.curvature = op
+    return lin
 
 
 def dense_hessian(f, theta=None, split: str = "train", ignore=None) -> torch.Tensor:

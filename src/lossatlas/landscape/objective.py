@@ -38,6 +38,7 @@ from .allocator import tune_allocator as _tune_allocator
 from .batches import as_batches, batch_len, default_forward, default_target, map_tensors, model_output
 from .derivatives import Derivatives
 from .devices import choose_engines, float32_precision, resolve_device
+from .products import Products
 from .losses import resolve_loss
 from .loop import LoopEngine
 from .problem import Problem, Split
@@ -255,6 +256,8 @@ class Landscape:
         self.strategy = strategy
         # Derivatives run on copies of a pristine template, never on the evaluation modules.
         self._derivatives = Derivatives(self._problem, ModulePool(copy.deepcopy(module), self.space, self.origin))
+        self._products = Products(self._problem, self._derivatives.pool,
+                                  batch_stats=self.has_bn and self.bn is BatchNormMode.BATCH)
         self._lock = threading.Lock()
         # Computed once: equal fingerprints mean equal values (data, loss, batch norm, outputs).
         self.fingerprint = _hash(self.loss_name, self.bn.value, self.keys, [s.batches for s in splits])
@@ -452,6 +455,26 @@ class Landscape:
         v = self._as_points(v, "v")[0]
         with float32_precision(self.device, self.tf32):
             return self._derivatives.hvp(theta, v, split, mode)
+
+    def products(self, theta: torch.Tensor, V: torch.Tensor, curvature: str = "hessian",
+                 split: str = "train", mode: str = "reverse") -> torch.Tensor:
+        """``M(theta) V`` for the rows of ``V [K, P]``, M the ``"hessian"``, ``"ggn"`` or empirical
+        ``"fisher"`` of the mean loss over all of ``split``, in one pass (:mod:`.products`).
+
+        Examples
+        --------
+        >>> GV = f.products(f.origin, torch.randn(4, f.space.size), curvature="ggn")
+        """
+        theta = self._as_points(theta, "theta")[0]
+        V = self._as_points(V, "V")
+        with float32_precision(self.device, self.tf32):
+            return self._products.matmat(theta, V, curvature, split, mode)
+
+    def subset_grad(self, theta, picks, split: str = "train", need_grad: bool = True):
+        """Mean loss over the samples ``picks`` of ``split`` (indices, batch order) and its gradient."""
+        theta = self._as_points(theta, "theta")[0]
+        with float32_precision(self.device, self.tf32):
+            return self._products.value_and_grad(theta, picks, split, need_grad)
 
     def _split(self, name: str) -> Split:
         return self._problem.split(name)

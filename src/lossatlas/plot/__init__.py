@@ -30,7 +30,7 @@ Example
 
 from .bundle import plot_surface_set
 from .compare import plot_compare, shared_levels
-from .curvature import plot_connectivity, plot_convexity_map, plot_spectral_density
+from .curvature import plot_block_spectra, plot_connectivity, plot_convexity_map, plot_spectral_density
 from .embeddings import plot_embedding, plot_embedding_panel, plot_optimizer_trajectories
 from .lines import plot_interpolation, plot_line
 from .optimizers import plot_optimizer_panel
@@ -47,6 +47,7 @@ __all__ = [
     "FigureOptions",
     "STYLE",
     "default_levels",
+    "plot_block_spectra",
     "plot_compare",
     "plot_connectivity",
     "plot_convexity_map",

@@ -14,7 +14,7 @@ from .._errors import require
 from .save import finish
 from .style import count_notes, palette, plane_axis_labels, require_var, styled, title_with_notes
 
-__all__ = ["draw_convexity", "plot_connectivity", "plot_convexity_map", "plot_spectral_density"]
+__all__ = ["draw_convexity", "plot_block_spectra", "plot_connectivity", "plot_convexity_map", "plot_spectral_density"]
 
 
 @styled
@@ -51,6 +51,48 @@ def plot_spectral_density(ds, path=None, title: str | None = None, log: bool = T
     iters = ds.attrs.get("settings", {}).get("iterations")
     label = f"SLQ, {runs} run{'s' if runs != 1 else ''}" + (f", {iters} iterations" if iters else "")
     ax.set_title(title_with_notes(title or "Hessian eigenvalue density", title_with_notes(label, count_notes(bad, what="point"))))
+    return finish(fig, path)
+
+
+@styled
+def plot_block_spectra(ds, path=None, title: str | None = None) -> Figure:
+    """Top eigenvalues and traces per parameter group from :func:`lossatlas.curvature.block_spectra`.
+
+    Left: each group's top eigenvalues (one marker per rank, log scale when all are positive).
+    Right: each group's trace with its standard error (when the dataset has traces).
+
+    Example
+    -------
+    >>> fig = plot_block_spectra(block_spectra(f, k=3, trace_samples=50), path="figures/blocks")  # doctest: +SKIP
+    """
+    require_var(ds, "eigenvalue", "block spectra")
+    groups = [str(g) for g in ds["group"].values]
+    vals = np.asarray(ds["eigenvalue"].values, dtype=float)
+    has_trace = "trace" in ds
+    fig = Figure(figsize=(4.0 + 0.35 * len(groups) * (2 if has_trace else 1), 3.4), layout="constrained")
+    axes = fig.subplots(1, 2 if has_trace else 1, squeeze=False)[0]
+    x = np.arange(len(groups))
+    colors = palette(vals.shape[1])
+    for r in range(vals.shape[1]):
+        axes[0].scatter(x, vals[:, r], color=colors[r], label=f"rank {r + 1}", zorder=3)
+    finite = vals[np.isfinite(vals)]
+    if finite.size and np.all(finite > 0):
+        axes[0].set_yscale("log")
+    axes[0].set_ylabel("eigenvalue")
+    axes[0].legend(fontsize="small")
+    curvature = ds.attrs.get("settings", {}).get("curvature", "hessian")
+    bad = int((~np.isfinite(vals)).sum())
+    axes[0].set_title(title_with_notes(title or f"top eigenvalues per group ({curvature})",
+                                       count_notes(bad, what="eigenvalue")))
+    if has_trace:
+        tr = np.asarray(ds["trace"].values, dtype=float)
+        se = np.asarray(ds["trace_stderr"].values, dtype=float)
+        axes[1].bar(x, tr, yerr=np.nan_to_num(se), color="tab:blue", alpha=0.8, capsize=3)
+        axes[1].set_ylabel("trace")
+        axes[1].set_title("trace per group (+- standard error)")
+    for ax in axes:
+        ax.set_xticks(x, groups, rotation=45 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
+        ax.set_xlabel("parameter group")
     return finish(fig, path)
 
 

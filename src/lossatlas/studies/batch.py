@@ -44,6 +44,7 @@ from ..demo.settings import DemoSettings
 from ..landscape import Landscape
 from ..plot import plot_line_grid, plot_weight_histograms
 from ..sources import Source, resolve_device
+from ..sharpness import adaptive_sharpness
 from ..space import make_directions
 from ..store import RunDir
 from ..surface import line
@@ -85,6 +86,8 @@ class BatchSettings(PathSettings):
     # the sharpness measures and the paths between minima are evaluated on this many training
     # signals (a seeded subset, the same for every minimum; None: all) and all test signals
     measure_subset: int | None = None
+    # adaptive sharpness (Andriushchenko et al. 2023): worst case in the |theta|-scaled l2 ball
+    adaptive_rho: float = 0.05
 
     def demo(self) -> DemoSettings:
         """The demo's settings of the stages this study borrows (interpolation, connect, sharpness)."""
@@ -178,7 +181,8 @@ def findings(rows: dict, s: BatchSettings) -> dict:
     err = [rows[n]["test_error"] for n in names]
     measures = {"top_hessian_eigenvalue": [rows[n]["top_hessian_eigenvalue"] for n in names],
                 "mean_rise": [rows[n]["mean_rise"] for n in names],
-                "slice_rise_0.5": [rows[n].get("slice_rise", {}).get("0.5", np.nan) for n in names]}
+                "slice_rise_0.5": [rows[n].get("slice_rise", {}).get("0.5", np.nan) for n in names],
+                "adaptive_sharpness": [rows[n].get("adaptive_sharpness", np.nan) for n in names]}
     first = next(iter(rows[names[0]]["sharpness"]))
     measures[f"sharpness {first}"] = [rows[n]["sharpness"][first] for n in names]
     out = {"spearman_with_test_error": {k: _spearman(v, err) for k, v in measures.items()}}
@@ -266,6 +270,8 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
     subset = {n: measured(m, s) for n, m in minima.items()}
     with clock.stage("sharpness"):
         sharp = sharpness_stage(top, subset, demo)
+        for name, m in subset.items():
+            sharp[name]["adaptive_sharpness"] = adaptive_sharpness(m.landscape, m.theta, rho=s.adaptive_rho, seed=0)
     console.rule("[bold]5/6. barriers: linear, Bezier and AutoNEB paths (Draxler et al.)")
     barriers = {}
     first = wd_label(s.weight_decays[0])
@@ -287,6 +293,7 @@ def run(out: Path, quick: bool = False, device: str = "auto", replace: bool = Fa
                       "weight_norm": r.get("weight_norm"), "top_hessian_eigenvalue": r["top_hessian_eigenvalue"],
                       "sharpness": r["sharpness"], "mean_rise": r.get("mean_rise"), "max_rise": r.get("max_rise"),
                       "basin_volume": r.get("basin_volume"), "basin_radius": r.get("basin_radius"),
+                      "adaptive_sharpness": r.get("adaptive_sharpness"),
                       "slice_rise": rises.get(name, {}),
                       "weights_norm": float(np.linalg.norm(weight_values(m)))}
     summary = {"minima": rows, "interpolation": interpolations, "barriers": barriers, "findings": findings(rows, s),
