@@ -13,6 +13,7 @@ from lossatlas._errors import StoreMismatchError
 from lossatlas.jump import grid_sample, jump_retrain, naive_sample
 from lossatlas.landscape import Landscape
 from lossatlas.store import RunDir, read_attr
+from lossatlas.store.settings import said
 
 from helpers import DEVICE, blobs, mlp, Stop, stop_after
 
@@ -31,7 +32,9 @@ def assert_refused(call, setting):
         call()
     keys = [d[0] for d in err.value.diffs]
     assert any(k == setting or k.startswith(setting + ".") for k in keys), (setting, keys)
-    assert setting in str(err.value)
+    # each difference in words: "seeds: [0] stored, [1] asked", or what a fingerprint pins
+    for key, old, new in err.value.diffs:
+        assert said(key, old, new) in str(err.value)
 
 
 def test_jump_refuses_each_changed_setting_reuses_and_replaces(data, tmp_path, monkeypatch):
@@ -42,7 +45,7 @@ def test_jump_refuses_each_changed_setting_reuses_and_replaces(data, tmp_path, m
     assert first.sizes["point"] == 2
     other = mlp(seed=3).to(DEVICE)
     changes = [
-        ("the centre's weights", dict(model=other)),  # said in words, not as center_fingerprint
+        ("center_fingerprint", dict(model=other)),
         ("seeds", dict(seeds=[1])),
         ("step_sizes", dict(step_sizes=[0.5])),
         ("train.epochs", dict(epochs=2)),
@@ -132,7 +135,7 @@ def test_grid_and_naive_refuse_each_changed_setting_resume_and_replace(data, tmp
     sample(f, store=run, **kw)  # complete: reused
     assert calls == []
     changes = own + [
-        ("the centre's weights", dict(center=f.origin + 0.01)),
+        ("center_fingerprint", dict(center=f.origin + 0.01)),
         ("seed", dict(seed=1)),
         ("norm", dict(norm="layer")),
         ("ignore", dict(ignore=None)),

@@ -9,6 +9,7 @@ from lossatlas.landscape import Landscape
 from lossatlas.space import ParamSpace, random_directions
 from lossatlas.store import RunDir, read_attr
 from lossatlas.surface import center_index, center_value, line, plane
+from lossatlas.store.settings import said
 
 from helpers import DEVICE, blobs, mlp, train_briefly, Stop, stop_after
 
@@ -44,8 +45,7 @@ def plane_variants(data):
     shifted = f.origin + 0.01
     given = random_directions(mlp(), n=2, seed=9)
     return [
-        # a fingerprint is said in words (old: "center_fingerprint: 3f1c... stored, 77aa... asked")
-        ("the centre's weights", lambda run: plane(f, shifted, span=0.5, steps=3, store=run)),
+        ("center_fingerprint", lambda run: plane(f, shifted, span=0.5, steps=3, store=run)),
         ("directions.seed", lambda run: plane(f, span=0.5, steps=3, seed=1, store=run)),
         ("directions.norm", lambda run: plane(f, span=0.5, steps=3, norm="layer", store=run)),
         ("directions.ignore", lambda run: plane(f, span=0.5, steps=3, ignore=None, store=run)),
@@ -75,8 +75,10 @@ def test_plane_refuses_each_changed_setting_and_replace_recomputes(data, tmp_pat
         with pytest.raises(StoreMismatchError, match="replace=True") as err:
             call(run)
         assert setting in [d[0] for d in err.value.diffs], (setting, err.value.diffs)
-        msg = str(err.value)
-        assert setting in msg and ("stored" in msg and "asked" in msg or "differ from the stored ones" in msg)
+        # each difference is said as settings.said words it: "seed: 0 stored, 1 asked", or for a
+        # fingerprint what it pins ("the centre's weights ... differ from the stored ones")
+        for key, old, new in err.value.diffs:
+            assert said(key, old, new) in str(err.value)
     # replace=True starts afresh with the new settings, and gives what a fresh plane gives
     fresh = plane(f, span=0.5, steps=3, seed=1)
     redone = plane(f, span=0.5, steps=3, seed=1, store=run, replace=True)
