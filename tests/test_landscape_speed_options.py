@@ -103,3 +103,23 @@ print(off, user)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_tune_allocator_raises_thresholds_that_dask_set_not_the_user():
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in every worker; that is not the user's
+    # choice and must not keep the thresholds low (old code: False, 2.4x the CPU per forward).
+    code = """
+import os
+from lossatlas.execute.worker import dask_thresholds
+from lossatlas.landscape import tune_allocator
+os.environ["MALLOC_TRIM_THRESHOLD_"] = "1000"
+user = tune_allocator(not_chosen=dask_thresholds())
+os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"
+dask = tune_allocator(not_chosen=dask_thresholds())
+print(user, dask, dask_thresholds())
+"""
+    pytest.importorskip("distributed")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    expected = ["False", "True"] if sys.platform.startswith("linux") else ["False", "False"]
+    assert out.stdout.split()[:2] == expected, out.stdout
+    assert "MALLOC_TRIM_THRESHOLD_" in out.stdout

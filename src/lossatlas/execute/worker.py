@@ -22,7 +22,7 @@ THREADS_ENV = "LOSSATLAS_WORKER_THREADS"
 
 _BUILT: dict[str, Any] = {}
 _LOCK = threading.Lock()
-_COUNTS = {"builds": 0, "tasks": 0}
+_COUNTS: dict[str, Any] = {"builds": 0, "tasks": 0, "malloc": None}
 
 
 @dataclass(frozen=True)
@@ -130,12 +130,37 @@ def _check(handle: Rebuild, obj, data) -> None:
                 f"{want['center']}: the workers must read the same checkpoint as the driver")
 
 
-def _threads() -> None:
+def _setup() -> None:
+    """Once per worker process, before its first task: its thread count and its allocator."""
+    if _COUNTS["tasks"]:
+        return
     n = os.environ.get(THREADS_ENV)
-    if n and not _COUNTS["tasks"]:
+    if n:
         import torch
 
         torch.set_num_threads(max(1, int(n)))
+    if _COUNTS["malloc"] is None:
+        from ..landscape.allocator import tune_allocator
+
+        _COUNTS["malloc"] = tune_allocator(not_chosen=dask_thresholds())
+
+
+def dask_thresholds(environ=None) -> tuple[str, ...]:
+    """The malloc threshold variables of this process that hold the value Dask's nanny sets on
+    every worker (``distributed.nanny.pre-spawn-environ``), not one the user chose.
+
+    Examples
+    --------
+    >>> dask_thresholds({"MALLOC_TRIM_THRESHOLD_": "65536"})
+    ('MALLOC_TRIM_THRESHOLD_',)
+    """
+    import dask
+    import distributed  # noqa: F401 - its import loads the nanny's defaults into dask.config
+
+    env = os.environ if environ is None else environ
+    preset = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+    return tuple(k for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+                 if k in env and k in preset and str(preset[k]) == str(env[k]))
 
 
 def _resolve(value):
@@ -150,11 +175,12 @@ def _resolve(value):
 
 def run_task(fn, args: tuple, kwargs: dict):
     """Run ``fn(*args, **kwargs)`` on a worker, handles replaced by this process's objects."""
-    _threads()
+    _setup()
     _COUNTS["tasks"] += 1
     return fn(*_resolve(tuple(args)), **{k: _resolve(v) for k, v in kwargs.items()})
 
 
 def worker_counts() -> dict:
-    """How many objects this process built and how many tasks it ran (for tests and benchmarks)."""
+    """How many objects this process built, how many tasks it ran and what
+    whether glibc's malloc thresholds are raised in it (``malloc``; for tests and benchmarks)."""
     return {**_COUNTS, "pid": os.getpid()}

@@ -22,7 +22,7 @@ _tuned = False
 _lock = threading.Lock()
 
 
-def tune_allocator() -> bool:
+def tune_allocator(not_chosen: tuple[str, ...] = ()) -> bool:
     """Keep glibc's malloc from handing large freed buffers back to the kernel.
 
     Raises glibc's mmap and trim thresholds (``mallopt``) to 1 GiB, so freed buffers are
@@ -33,6 +33,12 @@ def tune_allocator() -> bool:
     thresholds through ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``. It is safe to
     call repeatedly; :class:`~lossatlas.landscape.Landscape` calls it once when built on a CPU
     unless given ``tune_allocator=False``.
+
+    ``not_chosen`` names threshold variables that are set but were not the user's choice: Dask's
+    nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off glibc's
+    dynamic mmap threshold, so each activation buffer above 128 KiB was a fresh ``mmap``; a worker
+    then spent 2.4x the driver's CPU time on the same forward pass (ReLU and pooling 4x). The
+    worker process passes that variable here when it holds Dask's own value.
 
     Returns
     -------
@@ -51,7 +57,7 @@ def tune_allocator() -> bool:
         if (
             not sys.platform.startswith("linux")
             or os.environ.get("LOSSATLAS_TUNE_ALLOCATOR", "1").strip().lower() in _OFF
-            or any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
+            or any(k in os.environ and k not in not_chosen for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
         ):
             return False
         try:
