@@ -331,6 +331,19 @@ def test_measure_commands_on_runs(tmp_path):
     h = la.RunDir(a).summary()["hessian"]
     assert len(h["top_eigenvalues"]) == 2 and h["top_eigenvalues"][0] >= h["top_eigenvalues"][1] > h["min_eigenvalue"]
     assert (a / "figures" / "spectral_density.png").exists() and (a / "figures" / "convexity_map.png").exists()
+    # The GGN beside the Hessian (issue 23): its own product, positive semi-definite, Hutch++ trace.
+    r = invoke("hessian", a, "--curvature", "ggn", "--top", 2, "--trace-samples", 12, "--trace-method", "hutch++",
+               "--samples", 100)
+    assert r.exit_code == 0, r.output
+    g = la.RunDir(a).summary()["ggn"]
+    assert min(g["top_eigenvalues"]) > 0 and g["trace"] >= g["top_eigenvalues"][0] * 0.5 and g["trace_method"] == "hutch++"
+    assert "min_eigenvalue" not in g  # no --smallest by default: a PSD matrix has none below 0
+    assert la.RunDir(a).open("ggn").attrs["curvature"] == "ggn"
+    assert la.RunDir(a).summary()["hessian"] == h  # the Hessian's product is left as it was
+    for bad, msg in ((("--curvature", "ggn", "--density"), "the Hessian's"), (("--curvature", "kfac"), "--curvature"),
+                     (("--trace-method", "hutch"), "--trace-method")):
+        r = invoke("hessian", a, *bad)
+        assert r.exit_code == 2 and msg in r.output, (bad, r.output)
     r = invoke("sharpness", a, b, "--eps", "1e-3", "--subspace", 5, "--directions", 3, "--samples", 100,
                "--out", tmp_path / "sh")
     assert r.exit_code == 0, r.output

@@ -46,24 +46,39 @@ def _check_versions(*paths) -> None:
             check_run_version(p)
 
 
-_HESSIAN_KEYS = {"hessian": ("top", "smallest", "trace_samples", "samples", "bn", "tol", "seed", "loss"),
+_HESSIAN_KEYS = {"hessian": ("curvature", "top", "smallest", "trace_samples", "trace_method", "samples", "bn", "tol",
+                             "seed", "loss"),
                  "spectral_density": ("samples", "bn", "seed", "loss"),
                  "convexity": ("map_steps", "span", "samples", "bn", "tol", "seed", "loss")}
 
 
+#: The matrices `hessian` measures (``--curvature``); each is its own product (hessian.zarr,
+#: ggn.zarr, fisher.zarr), so that one run holds them side by side.
+CURVATURES = ("hessian", "ggn", "fisher")
+TRACE_METHODS = ("hutchinson", "hutch++", "xtrace")
+
+
 def _made_with(kind: str, settings: dict, src) -> dict:
     """The settings that change the values of one of `hessian`'s products, with the weights."""
-    return {**{k: settings[k] for k in _HESSIAN_KEYS[kind]}, **weights(src)}
+    keys = _HESSIAN_KEYS["hessian" if kind in CURVATURES else kind]
+    return {**{k: settings[k] for k in keys}, **weights(src)}
 
 
 def hessian(
     run_path: RunOpt = None,
     model: ModelOpt = None, model_arg: ModelArgOpt = None, checkpoint: CheckpointOpt = None, data: DataOpt = None,
     data_root: DataRootOpt = None, data_seed: DataSeedOpt = None, subset: SubsetOpt = None, device: DeviceOpt = "auto",
+    curvature: str = typer.Option("hessian", help="the matrix: hessian, ggn (generalized Gauss-Newton J^T H J) or "
+                                                  "fisher (empirical Fisher); ggn and fisher are stored beside the "
+                                                  "Hessian as ggn.zarr and fisher.zarr"),
     top: int = typer.Option(5, help="largest eigenvalues (one Lanczos run for all)"),
-    smallest: bool = typer.Option(True, "--smallest/--no-smallest", help="also the most negative eigenvalue"),
-    trace_samples: int = typer.Option(100, help="Hutchinson samples of the trace (0: skip)"),
-    density: bool = typer.Option(True, "--density/--no-density", help="spectral density by stochastic Lanczos quadrature"),
+    smallest: Optional[bool] = typer.Option(None, "--smallest/--no-smallest", help="also the most negative eigenvalue "
+                                            "(default: on for the Hessian; ggn and fisher have none below 0)"),
+    trace_samples: int = typer.Option(100, help="matrix-vector products of the trace estimate (0: skip)"),
+    trace_method: str = typer.Option("hutchinson", help="trace estimator: hutchinson, hutch++ or xtrace (lower error "
+                                                        "for the same products)"),
+    density: Optional[bool] = typer.Option(None, "--density/--no-density", help="the Hessian's spectral density by "
+                                           "stochastic Lanczos quadrature (default: on with --curvature hessian)"),
     map: bool = typer.Option(False, "--map", help="Li et al.'s convexity map |lambda_min/lambda_max| on a plane"),
     map_steps: int = typer.Option(7, help="grid points per axis of the convexity map"),
     span: float = typer.Option(1.0, help="the map's coordinates run over [-span, span]"),
@@ -75,9 +90,18 @@ def hessian(
     dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Optional[Path] = typer.Option(None, help="run directory (default RUN, else runs/hessian)"),
 ):
-    """Hessian eigenvalues, trace and spectral density at a minimum (and the convexity map): hessian.zarr."""
+    """Hessian (or GGN, Fisher) eigenvalues, trace and spectral density at a minimum (and the convexity map): hessian.zarr."""
     with reported():
-
+        curvature = curvature.strip().lower()
+        trace_method = trace_method.strip().lower()
+        require(curvature in CURVATURES, f"--curvature must be one of {', '.join(CURVATURES)}, got {curvature!r}")
+        require(trace_method in TRACE_METHODS, f"--trace-method must be one of {', '.join(TRACE_METHODS)}, "
+                f"got {trace_method!r}")
+        hessian_only = curvature == "hessian"
+        require(hessian_only or not (density or map), f"the spectral density and the convexity map are the Hessian's: "
+                f"drop --density and --map with --curvature {curvature}, or run them with --curvature hessian")
+        smallest = hessian_only if smallest is None else smallest
+        density = hessian_only if density is None else density
         require(top >= 1 and trace_samples >= 0 and map_steps >= 2 and span > 0 and tol > 0,
                 "--top must be >= 1, --trace-samples >= 0, --map-steps >= 2, --span and --tol > 0")
         check_executor(dask, scheduler)
@@ -88,10 +112,11 @@ def hessian(
             loss_for(None, loss)
         src, _ = resolve_source(run_path, source_flags(model, model_arg, checkpoint, data, data_root, data_seed, subset), device)
         run = open_out(target, src)
-        settings = dict(top=top, smallest=smallest, trace_samples=trace_samples, density=density, map=map,
+        settings = dict(curvature=curvature, top=top, smallest=smallest, trace_samples=trace_samples,
+                        trace_method=trace_method, density=density, map=map,
                         map_steps=map_steps, span=span, samples=samples, bn=bn, tol=tol, seed=seed,
                         loss=loss_for(run, loss))
-        for kind, on in (("hessian", True), ("spectral_density", density), ("convexity", map)):
+        for kind, on in ((curvature, True), ("spectral_density", density), ("convexity", map)):
             if on:  # none is overwritten with other settings
                 claim(run, kind, _made_with(kind, settings, src), replace)
         run.write_config("hessian", {"source": src.as_dict(), "hessian": settings})
@@ -114,19 +139,24 @@ def _hessian_work(run, src, settings, ex, *, top, smallest, trace_samples, densi
     with reported():
         net, d, dev, f = _landscape(src, bn, samples, ex, loss=settings["loss"])
         record_fingerprint(run, d)
-        top_v = hessian_eigenvalues(f, k=top, tol=tol, seed=seed, progress=True).numpy()
+        kind = settings["curvature"]
+        top_v = hessian_eigenvalues(f, k=top, tol=tol, seed=seed, curvature=kind, progress=True).numpy()
         result = {"top_eigenvalues": top_v.tolist()}
         if smallest:
-            low = hessian_eigenvalues(f, k=1, which="smallest", tol=tol, seed=seed, progress=True).numpy()
+            low = hessian_eigenvalues(f, k=1, which="smallest", tol=tol, seed=seed, curvature=kind,
+                                      progress=True).numpy()
             result["min_eigenvalue"] = float(low[-1])
             result["ratio"] = float(abs(low[-1] / top_v[0])) if top_v[0] != 0 else float("nan")
         if trace_samples:
-            est = hessian_trace(f, samples=trace_samples, seed=seed, return_error=True, progress=True)
+            est = hessian_trace(f, samples=trace_samples, seed=seed, method=settings["trace_method"], curvature=kind,
+                                return_error=True, progress=True)
             result["trace"], result["trace_stderr"] = float(est.value), float(est.stderr)
+            result["trace_method"] = settings["trace_method"]
         ds = xr.Dataset({"eigenvalue": (("k",), top_v)}, coords={"k": np.arange(1, top + 1)},
                         attrs={"settings": {**settings, "data_fingerprint": f.fingerprint,
                                             "center_fingerprint": f.space.fingerprint(f.origin)}, **result})
-        store(run, "hessian", ds, _made_with("hessian", settings, src))
+        ds.attrs["curvature"] = kind
+        store(run, kind, ds, _made_with(kind, settings, src))
         if density:
             dens = spectral_density(f, seed=seed, progress=True)
             store(run, "spectral_density", dens, _made_with("spectral_density", settings, src))
@@ -137,11 +167,12 @@ def _hessian_work(run, src, settings, ex, *, top, smallest, trace_samples, densi
             store(run, "convexity", cmap, _made_with("convexity", settings, src))
             plot.plot_convexity_map(cmap, path=run.figures / "convexity_map")
             result["convexity_max_ratio"] = float(np.nanmax(cmap["ratio"].values))
-        run.update_summary(hessian=result)
-        console.print(f"top eigenvalues {', '.join(f'{v:.4g}' for v in top_v)}"
-                      + (f"; most negative {result['min_eigenvalue']:.4g} (|min/max| {result['ratio']:.3g})" if smallest else "")
+        run.update_summary(**{kind: result})
+        name = {"hessian": "Hessian", "ggn": "GGN", "fisher": "Fisher"}[kind]
+        console.print(f"{name}: top eigenvalues {', '.join(f'{v:.4g}' for v in top_v)}"
+                      + (f"; {'most negative' if kind == 'hessian' else 'smallest'} {result['min_eigenvalue']:.4g} (|min/max| {result['ratio']:.3g})" if smallest else "")
                       + (f"; trace {result['trace']:.4g} +- {result['trace_stderr']:.2g}" if trace_samples else ""))
-        console.print(f"wrote {run.zarr_path('hessian')} and figures in {run.figures}")
+        console.print(f"wrote {run.zarr_path(kind)} and figures in {run.figures}")
         write_report(run)
 
 
