@@ -66,3 +66,18 @@ def test_ctrl_c_on_train_and_the_rerun_says_where_it_resumed(tmp_path, ctrl_c_af
     r = invoke(*args)
     assert r.exit_code == 0, r.text
     assert "resumed from epoch 2 of 4" in r.text  # old: nothing said
+
+
+def test_topology_shows_its_stages_and_ctrl_c_names_the_stage(tmp_path, ctrl_c_after):
+    # old: topology showed nothing while PHATE and the persistence ran (issue 20), and Ctrl-C
+    # named no stage
+    run = tmp_path / "run"
+    assert invoke("train", *SMALL, "--epochs", 2, "--out", run).exit_code == 0
+    assert invoke("jump", run, "--seeds", 2, "--step-sizes", "0.5,1", "--epochs", 1).exit_code == 0
+    ctrl_c_after(1)  # once PHATE is done
+    r = invoke("topology", run, "--k", 4)
+    assert r.exit_code == 130, r.text
+    assert re.search(r"interrupted during topology of \d+ jump samples: 1 of 3 done", r.text), r.text
+    assert "start it over" in r.text and not (run / "topology.zarr").exists()
+    r = invoke("topology", run, "--k", 4)
+    assert r.exit_code == 0 and (run / "topology.zarr").exists(), r.text

@@ -354,6 +354,7 @@ def topology(
 
         from .. import plot
         from ..embedding import PHATE
+        from ..progress import progress_bar
         from ..store import RunDir
         from ..topology import DisconnectedGraphWarning, persistence, persistence_totals, totals_text
 
@@ -368,25 +369,32 @@ def topology(
         require(values in samples, f"{run.zarr_path(source)} has no {values!r}; choose one of {sorted(map(str, samples.data_vars))}")
         using(f"PHATE on cosine distances with knn 5, seed {seed}; a kNN graph of k {min(k, samples.sizes['point'] - 1)} "
               f"on its potential; {samples.sizes['point']} {source} samples")
-        emb = PHATE(metric="cosine", seed=seed).fit(samples)
-        with warnings.catch_warnings(record=True) as caught:  # said once below, in words, not as a Python warning
-            warnings.simplefilter("always", DisconnectedGraphWarning)
-            diagrams = persistence(emb, values=values, samples=samples, k=min(k, samples.sizes["point"] - 1),
-                                   complex=complex)
+        # Three stages, each seconds to minutes on thousands of samples: PHATE, the persistence of
+        # the kNN graph, the figures (an interrupted run says which one it was in).
+        with progress_bar(True, 3, f"topology of {samples.sizes['point']} {source} samples") as advance:
+            emb = PHATE(metric="cosine", seed=seed).fit(samples)
+            advance(1)
+            with warnings.catch_warnings(record=True) as caught:  # said once below, in words, not as a Python warning
+                warnings.simplefilter("always", DisconnectedGraphWarning)
+                diagrams = persistence(emb, values=values, samples=samples, k=min(k, samples.sizes["point"] - 1),
+                                       complex=complex)
+            advance(1)
+            every = persistence_totals(diagrams, p=p)
+            plot.plot_persistence_diagrams({run.path.name: diagrams}, p=p, path=run.figures / "persistence")
+            plot.plot_knn_graph(emb, values, k=min(k, samples.sizes["point"] - 1), samples=samples,
+                                path=run.figures / "knn_graph")
+            advance(1)
         for w in caught:
             if issubclass(w.category, DisconnectedGraphWarning):
                 console.print(f"[yellow]warning:[/] {w.message}")
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        every = persistence_totals(diagrams, p=p)
         totals = {int(dim): float(every[f"total_persistence_d{dim}"]) for dim in diagrams}
         parts = {f"d{dim}": ((f"pair{dim}", "bd"), np.asarray(diagrams[dim], float).reshape(-1, 2)) for dim in diagrams}
         ds = xr.Dataset(parts, coords={"bd": ["birth", "death"]},
                         attrs={"settings": {"source": source, "k": k, "values": values, "complex": complex, "seed": seed},
                                **{key: v for key, v in every.items()}})
         store(run, "topology", ds, made_with)
-        plot.plot_persistence_diagrams({run.path.name: diagrams}, p=p, path=run.figures / "persistence")
-        plot.plot_knn_graph(emb, values, k=min(k, samples.sizes["point"] - 1), samples=samples, path=run.figures / "knn_graph")
         run.update_summary(topology={"total_persistence": totals, **every, "k": k, "values": values, "complex": complex})
         console.print(f"total persistence (p={p:g}): {totals_text(every)}")
         console.print(f"wrote {run.zarr_path('topology')} and figures in {run.figures}")
