@@ -183,3 +183,44 @@ def test_library_warnings_reach_the_user_reworded_with_the_settings_used(jump_ru
     assert r.exit_code == 0, r.text
     assert "falls apart into separate pieces" in r.text and "lossatlas used: PHATE with knn 5" in r.text
     assert "site-packages" not in r.text and "currently 5" not in r.text  # old: the raw warning with its path
+
+
+def test_trajectory_takes_checkpoints_saved_along_a_users_training(tmp_path):
+    # old: `trajectory` took only a run directory ("RUN"), so checkpoints saved by a user's own
+    # training loop could not be drawn as a path (issue 20)
+    from lossatlas.sources import Source
+
+    data = _pt_data(tmp_path / "d.pt")
+    src = Source(model="mlp", data=str(data), init_seed=0)
+    model = src.build_model(src.build_data())
+    d = torch.load(data, weights_only=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    files, vectors = [], []
+    for epoch in range(4):
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(d["X"]), d["y"]).backward()
+            opt.step()
+        files.append(tmp_path / f"epoch{epoch}.pt")
+        torch.save(model.state_dict(), files[-1])
+        vectors.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    out = tmp_path / "path"
+    flags = ("--model", "mlp", "--data", data, "--device", "cpu")
+    r = invoke("trajectory", *files, *flags, "--steps", 3, "--out", out)
+    assert r.exit_code == 0, r.text
+    import lossatlas as la
+
+    t = la.RunDir(out).open("trajectory")
+    assert t.sizes["point"] == 4  # one point a checkpoint, in the order given
+    for i, v in enumerate(vectors):
+        assert torch.equal(torch.as_tensor(t.weights.values[i]), v)
+    assert 0 < la.RunDir(out).summary()["trajectory"]["explained_total"] <= 1
+    assert (out / "figures" / "trajectory_pca.png").exists()
+    # the same files again: reused; other files: refused without --replace; too few or missing: said
+    assert invoke("trajectory", *files, *flags, "--steps", 3, "--out", out).exit_code == 0
+    r = invoke("trajectory", *files[::-1], *flags, "--steps", 3, "--out", out)
+    assert r.exit_code == 2 and "checkpoints" in r.text, r.text
+    r = invoke("trajectory", *files[:2], *flags, "--out", tmp_path / "two")
+    assert r.exit_code == 2 and "at least 3 checkpoints" in r.text and not (tmp_path / "two").exists()
+    r = invoke("trajectory", *files[:2], tmp_path / "nope.pt", *flags, "--out", tmp_path / "three")
+    assert r.exit_code == 2 and "file not found" in r.text and not (tmp_path / "three").exists()

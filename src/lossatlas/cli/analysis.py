@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -21,7 +21,11 @@ RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="run directory")]
 
 
 def trajectory(
-    run_path: RunArg,
+    paths: Annotated[List[Path], typer.Argument(metavar="RUN | CHECKPOINT...", help="a run directory, or three or "
+                                                "more checkpoint files saved along one training run, in order (with "
+                                                "--model and --data)")],
+    out: Optional[Path] = typer.Option(None, help="run directory for a path given as checkpoint files (default "
+                                                  "runs/trajectory)"),
     device: DeviceOpt = "auto",
     steps: int = typer.Option(25, help="grid points per axis of the loss contours"),
     margin: float = typer.Option(0.25, help="extra room around the path, as a fraction of its extent"),
@@ -34,7 +38,8 @@ def trajectory(
 ):
     """The optimizer's path on PCA directions over loss contours (Li et al. Fig. 9), and on random ones (Fig. 8).
 
-    A run recorded from your own training (la.Recorder) without a source takes --model and --data once."""
+    A run recorded from your own training (la.Recorder) without a source takes --model and --data once;
+    checkpoint files saved by your own training become a run in --out (their order is the path's)."""
     with reported():
         import numpy as np
 
@@ -47,9 +52,16 @@ def trajectory(
 
         require(steps >= 2 and margin >= 0, "--steps must be >= 2 and --margin >= 0")
         parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
-        from .recorded import adopt_source
+        from .recorded import adopt_source, record_checkpoints
 
-        flags = adopt_source(run_path, source_flags(model, model_arg, None, data, data_root, data_seed, subset), device)
+        flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
+        if len(paths) == 1 and Path(paths[0]).is_dir():
+            require(out is None, "--out is for a path given as checkpoint files; a run directory keeps its own results")
+            run_path = paths[0]
+        else:
+            run_path = record_checkpoints(paths, flags, device, out or Path("runs/trajectory"), replace)
+            flags = {}
+        flags = adopt_source(run_path, flags, device)
         src, run = resolve_source(run_path, flags, device)
         loss = loss_for(run, loss)
         require(run.exists("trajectory"), f"{run.zarr_path('trajectory')} does not exist; train with `lossatlas train --out {run.path}` first")
