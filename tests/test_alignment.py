@@ -212,9 +212,23 @@ def test_bad_inputs_are_refused():
         la.align(net, net, method="activations")
     with pytest.raises(la.InputError, match="one architecture"):
         la.align(net, MLP((1, 8, 8), 5, hidden=(24, 17)))
-    user = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    with pytest.raises(la.InputError, match="input shape"):
-        la.align(user, copy.deepcopy(user))
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    with pytest.raises(la.InputError, match="input shape"):  # spatial size unknown without data
+        la.align(conv, copy.deepcopy(conv))
+
+
+def test_a_users_mlp_aligns_without_data():
+    # The public call `la.align(reference, model, method="weights")` on an MLP the user wrote as
+    # nn.Sequential (no input_shape attribute); old: InputError "the model's input shape is needed"
+    torch.manual_seed(0)
+    user = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    other = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2)).train()
+    state = _state(other)
+    aligned = la.align(user, other, method="weights")
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(aligned(x), other(x))  # the same function, units permuted
+    assert _same_state(other, state)  # the guessed input's check left the model as it was, mode included
+    assert any(not torch.equal(a, b) for a, b in zip(aligned.parameters(), other.parameters()))
 
 
 def test_fingerprint_names_the_permutation():

@@ -148,17 +148,32 @@ def _shape(node) -> tuple[int, ...] | None:
 
 def example_input(model: nn.Module, inputs) -> torch.Tensor:
     """A small batch to trace ``model`` with: ``inputs`` when given, else zeros of the built-in
-    architecture's ``input_shape``."""
+    architecture's ``input_shape``, else of the ``in_features`` of a first ``nn.Linear`` (an MLP
+    as users write it), checked by one forward pass in eval mode."""
     if inputs is not None:
         return inputs[:2]
-    shape = getattr(model, "input_shape", None)
-    if shape is None:
-        raise InputError(
-            "the model's input shape is needed to trace it: pass data=, a batch of the model's "
-            "inputs (a tensor or an (inputs, targets) pair)"
-        )
     device = next(iter(model.parameters()), torch.zeros(0)).device
-    return torch.zeros((2, *shape), device=device)
+    shape = getattr(model, "input_shape", None)
+    if shape is not None:
+        return torch.zeros((2, *shape), device=device)
+    needed = InputError(
+        "the model's input shape is needed to trace it: pass data=, a batch of the model's "
+        "inputs (a tensor or an (inputs, targets) pair)"
+    )
+    first = next((m for m in model.modules() if next(m.parameters(recurse=False), None) is not None), None)
+    if not isinstance(first, nn.Linear):
+        raise needed
+    guess = torch.zeros((2, first.in_features), device=device, dtype=first.weight.dtype)
+    was = model.training
+    model.eval()  # no batch-norm statistics move
+    try:
+        with torch.no_grad():
+            model(guess)
+    except Exception:  # noqa: BLE001 - the guess was wrong: the first layer registered is not the first called
+        raise needed from None
+    finally:
+        model.train(was)
+    return guess
 
 
 def trace_model(model: nn.Module, example: torch.Tensor) -> Trace:
