@@ -41,6 +41,19 @@ HVP_MODES = ("reverse", "forward")
 _FORWARD_AD = threading.Lock()
 
 
+def flat_loss(problem: Problem, module, n: int):
+    """``loss(flat, batch, y)``: one batch's summed loss over ``n`` at the flat parameter vector
+    ``flat`` (``module`` called functionally with its own buffers), for ``torch.func`` transforms."""
+    names = [e.name for e in problem.space.entries]
+    buffers = dict(module.named_buffers())
+
+    def loss(flat, batch, y):
+        params = dict(zip(names, problem.space.split(flat)))
+        return problem.loss_sum(problem.output(FunctionalModel(module, params, buffers), batch), y) / n
+
+    return loss
+
+
 class Derivatives:
     """``grad`` and ``hvp`` of a :class:`~.problem.Problem` on borrowed model copies."""
 
@@ -48,16 +61,7 @@ class Derivatives:
         self.problem, self.pool = problem, pool
 
     def _loss(self, module, split: Split):
-        names = [e.name for e in self.problem.space.entries]
-        buffers = dict(module.named_buffers())
-        problem = self.problem
-
-        def loss(flat, batch, y):
-            params = dict(zip(names, problem.space.split(flat)))
-            out = problem.output(FunctionalModel(module, params, buffers), batch)
-            return problem.loss_sum(out, y) / split.n
-
-        return loss
+        return flat_loss(self.problem, module, split.n)
 
     def _prepare(self, replica, theta: torch.Tensor) -> None:
         if self.problem.recompute:

@@ -24,7 +24,7 @@ import torch
 import torch.utils._pytree as pytree
 
 from .._errors import InputError, require
-from .derivatives import _FORWARD_AD, HVP_MODES
+from .derivatives import _FORWARD_AD, HVP_MODES, flat_loss
 from .problem import Problem, Split
 from .replicas import FunctionalModel, ModulePool
 
@@ -82,15 +82,7 @@ class Products:
         return output
 
     def _loss_fn(self, module, s: Split):
-        names = [e.name for e in self.problem.space.entries]
-        buffers = dict(module.named_buffers())
-        problem = self.problem
-
-        def loss(flat, batch, y):
-            params = dict(zip(names, problem.space.split(flat)))
-            return problem.loss_sum(problem.output(FunctionalModel(module, params, buffers), batch), y) / s.n
-
-        return loss
+        return flat_loss(self.problem, module, s.n)
 
     def _hessian(self, module, s, batch, y, theta, V, mode):
         from torch.func import grad, jvp, vmap
