@@ -25,7 +25,8 @@ first-call costs are out of the timing), best of ``--repeats``, all in this one 
   threads lose, about 2 / 1.66 = 1.2x on this model).
 
 Per-task overhead = (1-worker time - in-process time) / tasks, at 1 thread. Payload = pickled bytes of one
-task as sent, and the bytes scattered once. The load average is printed before and after: on a
+task as sent, and the bytes scattered once. The load average is printed before and after (the
+one after includes this benchmark's own work): on a
 loaded machine the ratios mean little, and the script says so.
 """
 
@@ -129,7 +130,9 @@ def main() -> None:
     print(table(rows, ["where", "seconds", "vs in-process", "notes"]))
     print(f"payload {one['payload_bytes']} bytes per task; {one['scattered_bytes']} bytes scattered (centre and "
           "directions, once per plane)")
-    if (out["load_before"] or 0) > 1.5 or (out["load_after"] or 0) > 1.5:
+    # The load after includes this benchmark's own two busy cores: only the load before it says
+    # whether other work shared the machine.
+    if (out["load_before"] or 0) > 1.0:
         print("NOTE: the machine was loaded by other work; the ratios are not those of idle cores")
     print("BENCH-RESULT " + json.dumps(out))
 
