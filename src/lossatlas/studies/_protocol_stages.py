@@ -51,8 +51,8 @@ class ProtocolSettings(common.StudySettings):
     weight_decay: float = 5e-4  # the good minimum's (the bad and memorization ones have none)
     batch_size: int = 32
     good_epochs: int = 200
-    bad_epochs: int = 60
-    memorization_epochs: int = 80
+    bad_epochs: int = 200
+    memorization_epochs: int = 200
     milestones: tuple = (0.5, 0.75)
     init_seeds: tuple = (0, 1)
     repeat: tuple = ("good", "bad")  # trained again from every init seed after the first

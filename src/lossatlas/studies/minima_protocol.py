@@ -11,9 +11,12 @@ papers (Horoi et al., ICLR 2021 section 5.1 and IDA 2022 section 3) as far as on
 - **data**: Fashion-MNIST (Debian's files) averaged to 14 x 14 pixels
   (:func:`lossatlas.studies.skip_width.fashion_mnist_14`), a seeded subset of its training
   images and of its official test set;
-- **training**: SGD with momentum 0.9 at lr 0.1, x0.1 at 1/2 and 3/4 of the epochs, to
-  convergence: 200 epochs as in the ICLR paper (batch 32: a small training set gives few steps
-  per epoch). Minima: *good* (weight decay 5e-4 and augmentation: random crops, 1 pixel of
+- **training**: SGD with momentum 0.9 at lr 0.1, x0.1 at 1/2 and 3/4 of the epochs (final rate
+  1e-3), to convergence: 200 epochs for every minimum, as in the ICLR paper, at batch 32 (a small
+  training set gives few steps per epoch). Measured before the study: the good minimum needs the
+  long first phase (100 epochs at 0.1 then the decays: train accuracy 0.996; 100 epochs with
+  decays at 50 and 75 stalled at 0.96, at width 2 and 4 alike), the memorization one fits its
+  random labels from epoch ~54 of such a schedule. Minima: *good* (weight decay 5e-4 and augmentation: random crops, 1 pixel of
   padding), *bad* (neither), *memorization* (every training label random); each must fit its
   training set (train accuracy at least 0.99, recorded as ``fits``); good and bad again from a
   second initialization;
