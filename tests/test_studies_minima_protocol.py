@@ -147,3 +147,19 @@ def test_studies_retrain_at_the_runs_final_rate_by_default(study):
     # the demo and the old minima study keep the earlier protocol, pinned and said so
     earlier = retraining_of(m, DEMO_FULL)
     assert (earlier["jr_lr"], earlier["jr_epochs"], earlier["jr_lr_rule"]) == (0.05, 10, "the settings' jr_lr")
+
+
+def test_distances_of_known_runs():
+    import torch
+
+    from lossatlas.studies._protocol_stages import distances
+
+    # A minimum at the origin; run A goes 2 -> 1 -> 0.5 from it, run B 1 -> 3 -> 2 (farthest 3).
+    w = np.array([[2, 0], [1, 0], [0.5, 0], [0, 1], [0, 3], [0, 2]], float)
+    ds = xr.Dataset({"weights": (("point", "param"), w), "loss": ("point", [4.0, 2, 1, 6, 5, 3])},
+                    coords={"seed": ("point", [0, 0, 0, 1, 1, 1]), "step_size": ("point", [1.0] * 6),
+                            "epoch": ("point", [0, 1, 2, 0, 1, 2])})
+    d = distances(ds, torch.zeros(2))
+    assert d["distance_at_jump"] == pytest.approx(1.5) and d["distance_retrained"] == pytest.approx(1.25)
+    assert d["distance_farthest"] == pytest.approx(2.5)  # (2 + 3) / 2
+    assert d["jump_loss_mean"] == pytest.approx(5.0) and d["retrained_loss_mean"] == pytest.approx(2.0)
