@@ -19,7 +19,8 @@ from .minima import _embedding_grid
 __all__ = ["minimum_row", "patterns", "sensitivity_rows", "sensitivity_table", "draw_figures"]
 
 #: The measures of a retraining set that the sensitivity table puts side by side.
-SENSITIVITY_COLUMNS = ("jr_lr", "return_ratio", "outward_fraction", "settled_return_ratio", "jump_loss_mean",
+SENSITIVITY_COLUMNS = ("jr_lr", "return_ratio", "outward_fraction", "settled_return_ratio", "cosine_return_ratio",
+                       "cosine_outward_fraction", "jump_loss_mean",
                        "retrained_loss_mean", "distance_at_jump", "distance_retrained", "distance_farthest",
                        "phate_demap")
 
@@ -81,13 +82,14 @@ def sensitivity_rows(sets: dict) -> dict:
 
 def sensitivity_table(rows: dict) -> str:
     """The sensitivity of J&R to the retraining rate as a Markdown table (for the docs)."""
-    head = ("| minimum | rate | lr | return ratio | outward | settled ratio | jump loss | retrained loss | "
-            "distance at jump / retrained / farthest | PHATE DeMAP |")
+    head = ("| minimum | rate | lr | return ratio (cosine) | outward (cosine) | settled ratio | jump loss | "
+            "retrained loss | distance at jump / retrained / farthest | PHATE DeMAP |")
     lines = [head, "|" + "---|" * 10]
     for name, by_rate in rows.items():
         for label, r in by_rate.items():
-            lines.append(f"| {name} | {label} | {r['jr_lr']:.3g} | {r['return_ratio']:.3f} | "
-                         f"{r['outward_fraction']:.2f} | {r['settled_return_ratio']:.3f} | {r['jump_loss_mean']:.3g} | "
+            lines.append(f"| {name} | {label} | {r['jr_lr']:.3g} | {r['return_ratio']:.3f} ({r['cosine_return_ratio']:.3f}) | "
+                         f"{r['outward_fraction']:.2f} ({r['cosine_outward_fraction']:.2f}) | {r['settled_return_ratio']:.3f} | "
+                         f"{r['jump_loss_mean']:.3g} | "
                          f"{r['retrained_loss_mean']:.3g} | {r['distance_at_jump']:.3g} / {r['distance_retrained']:.3g} / "
                          f"{r['distance_farthest']:.3g} | {r['phate_demap']:.2f} |")
     return "\n".join(lines)
