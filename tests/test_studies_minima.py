@@ -66,6 +66,13 @@ def test_retraining_travel_is_reported(study):
     assert travel["steps"] == s.jr_steps()
     assert travel["steps_x_lr"] == pytest.approx(s.jr_steps() * s.jr_lr)
     assert travel["paper_steps_x_lr"] == pytest.approx(15.6)
+    # Each minimum records its training's final rate and the retraining's (before: neither): this
+    # study keeps the earlier protocol, lr 0.05 = 100 x the final 0.0005 (x0.1 twice).
+    for rows in summary["minima"].values():
+        for row in rows.values():
+            assert row["final_lr"] == pytest.approx(s.lr * 0.01) and row["jr_lr"] == s.jr_lr == 0.05
+            assert row["jr_batch_size"] == s.batch_size and row["jr_epochs"] == s.jr_epochs
+            assert row["jr_lr_rule"] == "the settings' jr_lr"
 
 
 def test_patterns_are_booleans_per_initialization(study):

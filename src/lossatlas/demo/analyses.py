@@ -17,10 +17,10 @@ from ..jump import jump_retrain
 from ..surface import center_value, plane
 from ..topology import persistence, persistence_totals
 from ..trajectory import pca_directions, project, select_run
-from .minima import MINIMA, Minimum
+from .minima import Minimum
 from .settings import DemoSettings
 
-__all__ = ["embedding_stage", "jump_stage", "scores_of", "surface_stage", "topology_stage", "trajectory_stage"]
+__all__ = ["embedding_stage", "jump_stage", "retraining_of", "scores_of", "surface_stage", "topology_stage", "trajectory_stage"]
 
 
 def surface_stage(m: Minimum, s: DemoSettings, replace: bool = False) -> dict:
@@ -57,25 +57,67 @@ def trajectory_stage(m: Minimum, s: DemoSettings, replace: bool = False) -> dict
     return out
 
 
-def jump_stage(m: Minimum, s: DemoSettings, replace: bool = False) -> xr.Dataset:
-    """Jump and retrain (Horoi et al.) with the minimum's own weight decay and augmentation, at
-    the learning rate that makes steps x lr travel as far as the paper's retraining."""
-    kind = MINIMA[m.name]
-    retrain = dict(optimizer="sgd", lr=s.jr_lr, momentum=s.momentum, batch_size=s.batch_size,
-                   weight_decay=kind["weight_decay"], augment=kind["augment"])
-    m.run.write_config("jump", {"source": m.source.as_dict(), "seeds": s.jr_seeds, "step_sizes": list(s.jr_step_sizes),
-                                "epochs": s.jr_epochs, "retrain": retrain, "travel": s.jr_travel(), "sampling": "jr",
-                                "seed": 0})
+def retraining_of(m: Minimum, s: DemoSettings, lr: float | None = None) -> dict:
+    """How J&R retrains around minimum ``m``: "with the original optimizer" (Horoi et al.).
+
+    The optimizer, momentum (and Nesterov), weight decay and batch size of the minimum's recorded
+    training (``config/train.yaml``) and the augmentation of its source, at ``lr``, else
+    ``s.jr_lr``, else the training's final learning rate (after its schedule, as ``lossatlas jump``
+    defaults to); for ``s.jr_epochs`` epochs, else a quarter of the training's epochs.
+
+    Returns
+    -------
+    dict
+        ``retrain`` (the keyword arguments of :func:`lossatlas.jump_retrain`, ``augment``
+        included), ``epochs``, and the record of the minimum: ``final_lr``, ``jr_lr``,
+        ``jr_batch_size``, ``jr_epochs``, ``train_epochs``, ``train_accuracy`` and ``jr_lr_rule``.
+
+    Examples
+    --------
+    >>> r = retraining_of(minimum, DemoSettings())   # doctest: +SKIP
+    >>> r["jr_lr"] == r["final_lr"]                  # doctest: +SKIP
+    True
+    """
+    from ..training import TrainConfig
+
+    fields = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in m.run.read_config("train")["train"].items() if k in fields}).validate()
+    final = cfg.final_lr()
+    chosen = lr if lr is not None else s.jr_lr
+    rule = "given" if lr is not None else ("the final learning rate" if s.jr_lr is None else "the settings' jr_lr")
+    epochs = s.jr_epochs if s.jr_epochs is not None else max(1, cfg.epochs // 4)
+    retrain = dict(optimizer=cfg.optimizer, lr=float(final if chosen is None else chosen), momentum=cfg.momentum,
+                   batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, augment=bool(m.source.augment))
+    if cfg.nesterov:  # only when set: the stored J&R sets of earlier runs record no such key
+        retrain["nesterov"] = True
+    return {"retrain": retrain, "epochs": int(epochs), "final_lr": float(final), "jr_lr": retrain["lr"],
+            "jr_batch_size": int(cfg.batch_size), "jr_epochs": int(epochs), "train_epochs": int(cfg.epochs),
+            "train_accuracy": float(m.final.get("accuracy", float("nan"))), "jr_lr_rule": rule}
+
+
+def jump_stage(m: Minimum, s: DemoSettings, replace: bool = False, lr: float | None = None,
+               name: str = "jump") -> xr.Dataset:
+    """Jump and retrain (Horoi et al.) around ``m`` as :func:`retraining_of` says (the minimum's
+    own optimizer, weight decay, batch size and augmentation; by default at its final learning
+    rate), into the product ``name`` of its run directory; the retraining is recorded in its
+    summary (``sampling_jump``, or ``sampling_NAME``)."""
+    r = retraining_of(m, s, lr)
+    retrain, epochs = r["retrain"], r["epochs"]
+    record = {k: v for k, v in r.items() if k not in ("retrain", "epochs")}
+    travel = s.jr_travel(retrain["lr"], epochs)
+    m.run.write_config(name, {"source": m.source.as_dict(), "seeds": s.jr_seeds, "step_sizes": list(s.jr_step_sizes),
+                              "epochs": epochs, "retrain": retrain, "travel": travel, "sampling": "jr", "seed": 0,
+                              **record})
     options = dict(retrain)
     augment = options.pop("augment")
-    samples = jump_retrain(m.model, m.data, seeds=range(s.jr_seeds), step_sizes=s.jr_step_sizes, epochs=s.jr_epochs,
-                           store=m.run, progress=True, replace=replace, augment=augment, train_seed=0,
+    samples = jump_retrain(m.model, m.data, seeds=range(s.jr_seeds), step_sizes=s.jr_step_sizes, epochs=epochs,
+                           store=m.run, name=name, progress=True, replace=replace, augment=augment, train_seed=0,
                            device=m.theta.device, **options)
-    jumps, ends = samples.epoch.values == 0, samples.epoch.values == s.jr_epochs
-    m.run.update_summary(sampling_jump={"points": int(samples.sizes["point"]), "retrain": retrain,
-                                        "travel": s.jr_travel(),
-                                        "jump_loss_mean": float(np.nanmean(samples.loss.values[jumps])),
-                                        "retrained_loss_mean": float(np.nanmean(samples.loss.values[ends]))})
+    jumps, ends = samples.epoch.values == 0, samples.epoch.values == epochs
+    key = "sampling_jump" if name == "jump" else f"sampling_{name}"
+    m.run.update_summary(**{key: {"points": int(samples.sizes["point"]), "retrain": retrain, "travel": travel, **record,
+                                  "jump_loss_mean": float(np.nanmean(samples.loss.values[jumps])),
+                                  "retrained_loss_mean": float(np.nanmean(samples.loss.values[ends]))}})
     return samples
 
 
@@ -95,8 +137,9 @@ def embedding_stage(m: Minimum, s: DemoSettings, samples: xr.Dataset) -> dict:
     meta = samples.drop_vars("weights").load()
     arrays = {str(k): emb.embedding.sel({"method": k}).values for k in emb.method.values}  # not sel(method=): a keyword of sel
     sc = scores_of(emb)
+    epochs = int(np.max(samples.epoch.values)) if n else 0
     title = (f"{m.name} minimum: J&R, {s.jr_seeds} directions x {len(s.jr_step_sizes)} jumps, "
-             f"{s.jr_epochs} retraining epochs")
+             f"{epochs} retraining epochs")
     plot.plot_embedding_panel(arrays, meta, scores=sc, path=m.run.figures / "embedding_jump", title=title)
     plot.plot_embedding_panel(arrays, meta, scores=sc, color="loss", path=m.run.figures / "embedding_jump_loss",
                               title=f"{title}; colour: log loss")

@@ -74,7 +74,9 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
     top = RunDir(out)
     top.write_config("demo", {"quick": quick, "device": device, "settings": s.as_dict()})
     clock, notices = StageClock(), Notices()
-    travel = s.jr_travel()
+    pinned = s.jr_lr is not None and s.jr_epochs is not None
+    # unpinned (None): each minimum retrains at its own final rate, recorded in its run's summary
+    travel = s.jr_travel() if pinned else {"rule": "each minimum's final learning rate, a quarter of its epochs"}
     console.print(f"lossatlas demo ({'quick' if quick else 'full'} settings) on {dev}: smallcnn channels "
                   f"{tuple(s.channels)}, hidden {s.hidden}, MNIST-1D with {s.n_train()} training samples")
 
@@ -132,9 +134,12 @@ def run_demo(out, quick: bool = False, device: str = "auto", replace: bool = Fal
                   f"between the ends), saddle {r['saddle_height']:.4g} above the higher end ({r['bn']})")
 
     rule(5, "jump and retrain around each minimum")
-    console.print(f"{s.jr_seeds} directions x {len(s.jr_step_sizes)} jumps, each retrained {travel['steps']} SGD steps "
-                  f"at lr {s.jr_lr:g}; steps x lr = {travel['steps_x_lr']:.3g}: {travel['fraction_of_paper']:.0%} of Horoi et al.'s "
-                  f"retraining ({travel['paper_steps_x_lr']:.3g}: 40 CIFAR-10 epochs at batch 128 and lr 1e-3)")
+    if pinned:
+        console.print(f"{s.jr_seeds} directions x {len(s.jr_step_sizes)} jumps, each retrained {travel['steps']} SGD steps "
+                      f"at lr {s.jr_lr:g}; steps x lr = {travel['steps_x_lr']:.3g}: {travel['fraction_of_paper']:.0%} of "
+                      f"Horoi et al.'s retraining ({travel['paper_steps_x_lr']:.3g}: 40 CIFAR-10 epochs at batch 128 and lr 1e-3)")
+    else:
+        console.print(f"{s.jr_seeds} directions x {len(s.jr_step_sizes)} jumps, each retrained at {travel['rule']}")
     samples = {}
     for name, m in minima.items():
         with clock.stage(f"jump_{name}"), notices.catch(f"J&R {name}"):

@@ -1,5 +1,13 @@
 """Horoi et al.: good, bad and memorization minima, mapped by jump and retrain, PHATE and topology.
 
+The earlier protocol: this study keeps the demo's retraining as first built
+(:data:`lossatlas.demo.settings.EARLIER_RETRAINING`: lr 0.05, the runs' *initial* rate and 100
+times their final one, for 10 epochs) and networks without batch norm, so that its committed
+results stay reproducible. The papers' protocol (a batch-norm ResNet that fits its training set,
+retrained at its final learning rate for a quarter of its training) is the ``minima-protocol``
+study (:mod:`lossatlas.studies.minima_protocol`). Each minimum's row in ``summary.json`` records
+its ``final_lr`` and the retraining's ``jr_lr``, ``jr_batch_size`` and ``jr_epochs``.
+
 The demo's network (``smallcnn`` (16, 32), hidden 256) on MNIST-1D, its three minima trained with the
 demo's source and training settings from one initialization (seed 0): good (weight decay and
 random shifts), bad (neither) and memorization (random labels). Around each, jump and retrain
@@ -41,7 +49,7 @@ from matplotlib.figure import Figure
 
 from .. import plot
 from ..demo import FULL, MINIMA, QUICK, DemoSettings, Notices, source_of
-from ..demo.analyses import embedding_stage, jump_stage, topology_stage
+from ..demo.analyses import embedding_stage, jump_stage, retraining_of, topology_stage
 from ..demo.clock import StageClock
 from ..demo.minima import train_config
 from ..embedding import embed
@@ -191,10 +199,12 @@ def _one_init(out: Path, names, s: DemoSettings, first: DemoSettings, device: st
             with clock.stage(f"{tag}_topology_{name}"):
                 diagrams, fit, totals = topology_stage(m, s, samples)
             shape = retraining_shape(samples, m.theta)
+        retraining = {k: v for k, v in retraining_of(m, s).items() if k not in ("retrain", "epochs")}
         emb = m.run.open("embedding")
         meta = samples.drop_vars("weights").load()
         res[name] = {"minimum": m, "samples": samples, "meta": meta, "phate": _phate_of(emb), "scores": scores,
-                     "diagrams": diagrams, "fit": fit, "totals": totals, "shape": shape}
+                     "diagrams": diagrams, "fit": fit, "totals": totals, "shape": shape,
+                     "retraining": retraining}
         f = m.final
         say(f"{tag} {name}: train acc {f['accuracy']:.3f}, test acc {f['test_accuracy']:.3f}; total persistence "
             f"{totals_text(persistence_totals(diagrams))}; return ratio {shape['return_ratio']:.2f}, "
@@ -205,7 +215,8 @@ def _one_init(out: Path, names, s: DemoSettings, first: DemoSettings, device: st
 
 def _row(r: dict) -> dict:
     m = r["minimum"]
-    return {"train_loss": m.final["loss"], "train_accuracy": m.final["accuracy"], "test_loss": m.final["test_loss"],
+    return {**r["retraining"], "train_loss": m.final["loss"], "train_accuracy": m.final["accuracy"],
+            "test_loss": m.final["test_loss"],
             "test_accuracy": m.final["test_accuracy"], **persistence_totals(r["diagrams"]),
             "total_persistence_d0": r["totals"].get(0, 0.0),
             "total_persistence_d1": r["totals"].get(1, 0.0), "return_ratio": r["shape"]["return_ratio"],
