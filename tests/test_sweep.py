@@ -243,6 +243,11 @@ def test_retraining_defaults_to_each_networks_final_lr_batch_size_and_a_quarter_
     r = old.retraining(old.networks()[0])
     assert old.protocol() == "fixed_lr" and (r["jr_lr"], r["jr_epochs"]) == (0.0125, 40)
     assert r["final_lr"] == pytest.approx(5e-4) and old.n_points() == 640
+    # the study at the papers' protocol: 108 batch-norm CNNs, J&R at 5e-4 for 10 of 40 epochs
+    new = read_sweep_config(yaml.safe_load(Path("examples/sweep/mnist1d-cnn-bn.yaml").read_text()))
+    r = new.retraining(new.networks()[-1])
+    assert len(new.networks()) == 108 and new.protocol() == "final_lr" and new.n_points() == 80
+    assert (r["jr_lr"], r["jr_epochs"], r["jr_batch_size"], r["batch_norm"]) == (pytest.approx(5e-4), 10, 128, True)
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -64,12 +64,7 @@ PROTOCOL_TITLES = {
 def _settings(cfg: SweepConfig, data_fingerprint: str) -> dict:
     # Everything that changes a stored value: the whole config (the device included: results on
     # another device differ in rounding), the data actually built and the samplers' rules.
-    config = cfg.as_dict()
-    if config.get("batch_norm") is None:
-        # null is each model's own (the only behaviour before the setting existed): left out, so
-        # that stores made before it are still the same sweep
-        config.pop("batch_norm")
-    return {"kind": "sweep", "config": config, "data_fingerprint": data_fingerprint, "samplers": SAMPLERS}
+    return {"kind": "sweep", "config": cfg.as_dict(), "data_fingerprint": data_fingerprint, "samplers": SAMPLERS}
 
 
 def retraining_protocol(sweep: xr.Dataset) -> str:
