@@ -129,6 +129,11 @@ def test_predict_table_ranks_informative_features_above_noise_and_resumes(tmp_pa
     assert res["spearman"]["d0_vs_test_loss"] == pytest.approx(1.0)
     text = table_text(res)
     assert "J&R sampling" in text and "39.2" in text and "Spearman" in text
+    # how J&R retrained, and whether the minima fit, head the table
+    assert res["retraining_protocol"] == "final_lr" and res["train_accuracy"] == {"median": 0.9, "min": 0.9}
+    assert text.splitlines()[0].startswith("J&R at each network's own optimizer") and "median 0.900" in text
+    assert res["spearman"]["d0_capped_vs_test_loss"] == pytest.approx(1.0)
+    assert (run.figures / "persistence_capped_vs_test_loss.png").exists()
     assert (run.figures / "persistence_vs_test_loss.png").exists()
     # every cell stored: a rerun fits no classifier
     monkeypatch.setattr(table, "predict", lambda *a, **k: pytest.fail("refit a stored cell"))
