@@ -104,7 +104,8 @@ def _synthetic_sweep(path, n=40, m=6, seed=0):
         jr = np.concatenate([test_loss[i] + 0.02 * rng.normal(size=4), 1 - test_loss[i] / 2 + 0.01 * rng.normal(size=4)])
         out = {"jr_features": jr, "grid_features": rng.normal(size=8), "naive_features": rng.normal(size=8),
                "n_params": 10, "train_loss": 0.1, "train_accuracy": 0.9, "test_loss": test_loss[i],
-               "test_accuracy": 0.5, "tp_d0": test_loss[i] * 2, "tp_d1": 0.0, "embedded": 12, "phate_components": 1,
+               "test_accuracy": 0.5, "tp_d0": test_loss[i] * 2, "tp_d1": 0.0, "tp_d0_capped": test_loss[i] * 3,
+               "knn_components": 1, "embedded": 12, "phate_components": 1,
                "jr_nonfinite": 0, "grid_nonfinite": 0, "naive_nonfinite": 0,
                "seconds": {"train": 0, "jump_retrain": 0, "grid_naive": 0, "topology": 0}}
         if i == 3:
@@ -128,6 +129,11 @@ def test_predict_table_ranks_informative_features_above_noise_and_resumes(tmp_pa
     assert res["spearman"]["d0_vs_test_loss"] == pytest.approx(1.0)
     text = table_text(res)
     assert "J&R sampling" in text and "39.2" in text and "Spearman" in text
+    # how J&R retrained, and whether the minima fit, head the table
+    assert res["retraining_protocol"] == "final_lr" and res["train_accuracy"] == {"median": 0.9, "min": 0.9}
+    assert text.splitlines()[0].startswith("J&R at each network's own optimizer") and "median 0.900" in text
+    assert res["spearman"]["d0_capped_vs_test_loss"] == pytest.approx(1.0)
+    assert (run.figures / "persistence_capped_vs_test_loss.png").exists()
     assert (run.figures / "persistence_vs_test_loss.png").exists()
     # every cell stored: a rerun fits no classifier
     monkeypatch.setattr(table, "predict", lambda *a, **k: pytest.fail("refit a stored cell"))
@@ -168,7 +174,8 @@ def _twin_sweep(path, seed=0):
         f = centre + 0.01 * rng.normal(size=8)
         out = {"jr_features": f, "grid_features": f, "naive_features": f, "n_params": 10, "train_loss": 0.1,
                "train_accuracy": 0.9, "test_loss": loss + 1e-3 * rng.normal(), "test_accuracy": 0.5, "tp_d0": loss,
-               "tp_d1": 0.0, "embedded": 12, "phate_components": 1, "jr_nonfinite": 0, "grid_nonfinite": 0,
+               "tp_d1": 0.0, "tp_d0_capped": loss, "knn_components": 1, "embedded": 12, "phate_components": 1,
+               "jr_nonfinite": 0, "grid_nonfinite": 0,
                "naive_nonfinite": 0, "seconds": {"train": 0, "jump_retrain": 0, "grid_naive": 0, "topology": 0}}
         run.write_cells("sweep", _row(out), (slice(i, i + 1),))
     return run
@@ -215,3 +222,117 @@ def test_the_predict_command_prints_both_protocols(tmp_path):
     assert r.exit_code == 0, r.output
     assert "paper's protocol: stratified folds" in r.output and "grouped folds" in r.output
     assert "(10 groups)" in r.output
+
+
+# -- the papers' protocol (issue 21): J&R with the original optimizer at its final learning rate --
+
+BN_TINY = {**TINY, "model": "smallcnn", "batch_norm": True, "widths": [4], "weight_decays": [1e-3], "epochs": 8,
+           "jump": {"seeds": [0, 1], "step_sizes": [0.5, 1.0], "topology_k": 3}}
+
+
+def test_retraining_defaults_to_each_networks_final_lr_batch_size_and_a_quarter_of_its_epochs():
+    cfg = read_sweep_config({**TINY, "epochs": 40, "lr": 0.1, "batch_sizes": [32, 128], "weight_decays": [1e-3],
+                             "jump": {"seeds": [0], "step_sizes": [0.5, 1.0, 1.5, 2.0]}})
+    # lr 0.1, x0.1 at epochs 20 and 30: 1e-3 at the end
+    assert [cfg.retraining(n) for n in cfg.networks()][1] == {
+        "final_lr": pytest.approx(1e-3), "jr_lr": pytest.approx(1e-3), "jr_momentum": 0.9, "jr_epochs": 10,
+        "jr_batch_size": 128, "jr_weight_decay": 1e-3, "jr_augment": False, "batch_norm": False}
+    assert cfg.protocol() == "final_lr" and cfg.n_points() == 4 * 10
+    # 41 epochs: a quarter rounded up
+    assert read_sweep_config({**TINY, "epochs": 41, "jump": {"seeds": [0]}}).jr_epochs() == 11
+    # the earlier study's config still sets one rate and length for all: its protocol, unchanged
+    import yaml
+    from pathlib import Path
+
+    old = read_sweep_config(yaml.safe_load(Path("examples/sweep/mnist1d-mlp.yaml").read_text()))
+    r = old.retraining(old.networks()[0])
+    assert old.protocol() == "fixed_lr" and (r["jr_lr"], r["jr_epochs"]) == (0.0125, 40)
+    assert r["final_lr"] == pytest.approx(5e-4) and old.n_points() == 640
+    # the study at the papers' protocol: 108 batch-norm CNNs, J&R at 5e-4 for 10 of 40 epochs
+    new = read_sweep_config(yaml.safe_load(Path("examples/sweep/mnist1d-cnn-bn.yaml").read_text()))
+    r = new.retraining(new.networks()[-1])
+    assert len(new.networks()) == 108 and new.protocol() == "final_lr" and new.n_points() == 80
+    assert (r["jr_lr"], r["jr_epochs"], r["jr_batch_size"], r["batch_norm"]) == (pytest.approx(5e-4), 10, 128, True)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"model": "wrn", "batch_norm": False}, "wrn always has batch normalization"),
+    ({"batch_norm": "yes"}, "batch_norm must be"),
+    ({"jump": {"lr": 0.0}}, "jump.lr must be a positive number or null"),
+    ({"jump": {"epochs": 0}}, "jump.epochs must be a positive integer or null"),
+    ({"jump": {"momentum": 1.0}}, "jump.momentum must be in"),
+])
+def test_retraining_and_batch_norm_settings_are_checked(bad, message):
+    with pytest.raises(InputError, match=message):
+        read_sweep_config({**TINY, **bad})
+
+
+def test_the_sweeps_batch_norm_networks_see_no_filter_scale():
+    """What the papers' batch norm buys: scaling a convolution's filters leaves the loss unchanged
+    (with batch statistics), where the same network without batch norm changes."""
+    import torch
+
+    from lossatlas.landscape import Landscape
+
+    losses = {}
+    for bn in (True, False):
+        cfg = read_sweep_config({**BN_TINY, "batch_norm": bn, "depths": [2]})
+        src = cfg.source(cfg.networks()[0])
+        assert src.model_args == ({"channels": [4, 8], "batch_norm": True} if bn else {"channels": [4, 8]})
+        data = src.build_data()
+        model = src.build_model(data)
+        assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()) == bn == cfg.has_batch_norm()
+        f = Landscape(model, data.train, bn="recompute" if bn else "eval")
+        theta = f.origin.clone()
+        first = f.space.names.index("features.0.weight")
+        scaled = theta.clone()
+        scaled[f.space.entries[first].slice] *= 10.0
+        losses[bn] = f.evaluate(torch.stack([theta, scaled]))["loss"]
+    bn_change, plain_change = (abs(float(losses[b][1] - losses[b][0])) for b in (True, False))
+    assert bn_change < 1e-5 and plain_change > 1e-3  # (at initialization, near log 10 either way)
+
+
+def test_a_batch_norm_sweep_records_and_uses_its_retraining_settings(tmp_path, monkeypatch):
+    from lossatlas.store import read_attr
+    from lossatlas.sweep import network
+    from lossatlas.sweep.driver import retraining_protocol
+
+    seen = []
+    real = network.jump_retrain
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(network, "jump_retrain", spy)
+    ds = run_sweep(BN_TINY, tmp_path / "s").load()
+    # 8 epochs of SGD from 0.05, x0.1 at epochs 4 and 6: J&R retrains 2 epochs at 5e-4, batch 64
+    kw = seen[0]
+    assert (kw["lr"], kw["epochs"], kw["batch_size"], kw["momentum"]) == (pytest.approx(5e-4), 2, 64, 0.9)
+    assert (kw["weight_decay"], kw["augment"], kw["optimizer"]) == (1e-3, False, "sgd")
+    for v, want in (("final_lr", 5e-4), ("jr_lr", 5e-4), ("jr_epochs", 2), ("jr_batch_size", 64),
+                    ("batch_size", 64), ("jr_momentum", 0.9), ("jr_weight_decay", 1e-3)):
+        np.testing.assert_allclose(ds[v].values, [want], err_msg=v)
+    assert ds["batch_norm"].values.tolist() == [True] and ds["jr_augment"].values.tolist() == [False]
+    assert ds["done"].values.tolist() == [True] and 0.0 < float(ds["train_accuracy"][0]) <= 1.0
+    assert ds["jr_features"].shape == (1, 2 * 4 * 2)  # 4 runs x 2 epochs, loss then accuracy
+    assert retraining_protocol(ds) == "final_lr" and read_attr(ds, "retraining_protocol") == "final_lr"
+    assert int(ds["knn_components"][0]) >= 1 and float(ds["tp_d0_capped"][0]) >= float(ds["tp_d0"][0])
+    # another retraining rate, or no batch norm, is another sweep: refused, naming the setting
+    with pytest.raises(StoreMismatchError, match="lr"):
+        run_sweep({**BN_TINY, "jump": {**BN_TINY["jump"], "lr": 0.01}}, tmp_path / "s")
+    with pytest.raises(StoreMismatchError, match="batch_norm"):
+        run_sweep({**BN_TINY, "batch_norm": False}, tmp_path / "s")
+
+
+def test_the_committed_earlier_sweep_stays_readable_and_is_labelled_earlier():
+    from pathlib import Path
+
+    from lossatlas.sweep import load_sweep
+    from lossatlas.sweep.driver import PROTOCOL_TITLES, retraining_protocol
+
+    ds = load_sweep(Path("results/sweep-mnist1d-mlp"), complete=True)
+    assert ds.sizes["network"] == 108 and "jr_lr" not in ds
+    assert retraining_protocol(ds) == "earlier" and PROTOCOL_TITLES["earlier"].startswith("earlier protocol")
+    # its MLPs underfit: the reason for the new protocol's sweep of networks that fit
+    assert float(np.median(ds["train_accuracy"].values)) < 0.7

@@ -49,6 +49,9 @@ def sweep(
         record_run_version(run.path)
         n = len(cfg.networks())
         console.print(f"sweep: {n} networks of {cfg.model} on {cfg.data} into {run.path}")
+        retrain = "each network's final learning rate" if cfg.protocol() == "final_lr" else "jump.lr for all"
+        console.print(f"J&R: {cfg.jump.runs()} runs per network, each {cfg.jr_epochs()} epochs at {retrain} "
+                      f"({cfg.jr_lr():g}), momentum {cfg.jr_momentum():g}, {cfg.n_points()} points")
         with executor(dask, scheduler) as ex:
             ds = run_sweep(cfg, run, executor=ex, progress=True, replace=replace, report=console.print)
         done = int(ds["done"].values.sum())

@@ -6,9 +6,10 @@ by the prediction (:func:`lossatlas.sweep.predict_sweep`, resumable cell by cell
 study directory, which is then the sweep's run directory: ``config/sweep.yaml``, ``sweep.zarr``,
 ``prediction.zarr``, ``permutation.zarr``, ``figures/persistence_vs_test_loss``, ``summary.json``
 (``prediction`` as ``lossatlas predict`` writes it, ``table1`` with the study's numbers and
-timings) and ``report.html``. The full settings are ``examples/sweep/mnist1d-mlp.yaml``
-(:class:`~lossatlas.sweep.SweepConfig`'s defaults): 108 MLPs, about three hours of training on two
-cores. A directory that already holds a finished sweep of the same settings only predicts, and a
+timings) and ``report.html``. The full settings are :class:`~lossatlas.sweep.SweepConfig`'s
+defaults: the 108 MLPs of ``examples/sweep/mnist1d-mlp.yaml``, with J&R now retraining at each
+network's final learning rate for a quarter of its epochs (the yaml, and the committed store, keep
+the earlier protocol's one rate and 40 epochs for all); about three hours of training on two cores. A directory that already holds a finished sweep of the same settings only predicts, and a
 finished prediction is read back (cached).
 
 The finished sweep is committed (``results/sweep-mnist1d-mlp``). In a source checkout the full

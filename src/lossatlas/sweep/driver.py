@@ -1,9 +1,11 @@
 """The sweep driver: every network of a :class:`SweepConfig` trained and sampled, each an
 independent task, its small results written into ``DIR/sweep.zarr`` one network at a time.
 
-The store holds, per network: its axes, train and test loss and accuracy at the minimum, the J&R,
-grid and naive features (train loss and accuracy of each sampled point), the total persistence of
-the J&R set and the seconds of each stage. A network's row is written before it is marked done, so
+The store holds, per network: its axes, its retraining settings (:data:`RETRAINING`: the
+training's final learning rate, J&R's learning rate, momentum, epochs, batch size, weight decay
+and augmentation, and whether the network has batch normalization), train and test loss and
+accuracy at the minimum, the J&R, grid and naive features (train loss and accuracy of each sampled
+point), the total persistence of the J&R set and the seconds of each stage. A network's row is written before it is marked done, so
 an interrupted sweep, run again, trains only the networks not yet done. The samples' weights never
 reach the store (they live in the task only): a 108-network sweep of small MLPs is about 2 MB, small enough to commit.
 """
@@ -24,13 +26,14 @@ from ..store import DONE, RunDir, provenance
 from .config import AXES, SweepConfig, read_sweep_config
 from .network import FEATURE_SETS, sample_network
 
-__all__ = ["NAME", "SCALARS", "load_sweep", "run_sweep"]
+__all__ = ["NAME", "PROTOCOL_TITLES", "RETRAINING", "SCALARS", "load_sweep", "retraining_protocol", "run_sweep"]
 
 #: The product name of a sweep in its run directory.
 NAME = "sweep"
 
 #: The per-network numbers of the store (besides the axes and the features).
-SCALARS = ("n_params", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "tp_d0", "tp_d1", "embedded", "phate_components",
+SCALARS = ("n_params", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "tp_d0", "tp_d1", "tp_d0_capped",
+           "knn_components", "embedded", "phate_components",
            "jr_nonfinite", "grid_nonfinite", "naive_nonfinite", "seconds_train", "seconds_jump_retrain",
            "seconds_grid_naive", "seconds_topology")
 
@@ -40,7 +43,22 @@ SCALARS = ("n_params", "train_loss", "train_accuracy", "test_loss", "test_accura
 #: ties by array index) is refused, never mixed.
 SAMPLERS = {"jr_batch_size": "the network's own unless jump.batch_size is set",
             "directions": "J&R: its seeds; grid and naive: each its own stream of seed 0",
-            "grid_ties": TIES}
+            "grid_ties": TIES,
+            # (stores made before: D0 and D1 over finite pairs only, no capped total)
+            "topology": "D0 and D1 over finite pairs; D0 also with essential classes capped at the largest J&R loss"}
+
+
+#: The per-network retraining settings the store records (:meth:`SweepConfig.retraining`), written
+#: when the store is laid out, so that an unfinished sweep already shows them for every network.
+RETRAINING = ("final_lr", "jr_lr", "jr_momentum", "jr_epochs", "jr_batch_size", "jr_weight_decay", "jr_augment",
+              "batch_norm")
+
+#: How J&R chose its retraining, by the value of the store's ``retraining_protocol`` attribute.
+PROTOCOL_TITLES = {
+    "final_lr": "J&R at each network's own optimizer, batch size and final learning rate (the papers' protocol)",
+    "fixed_lr": "J&R at one fixed learning rate for all networks (jump.lr)",
+    "earlier": "earlier protocol: J&R at one learning rate for all, set by matching SGD steps x lr to the paper's",
+}
 
 
 def _settings(cfg: SweepConfig, data_fingerprint: str) -> dict:
@@ -49,15 +67,24 @@ def _settings(cfg: SweepConfig, data_fingerprint: str) -> dict:
     return {"kind": "sweep", "config": cfg.as_dict(), "data_fingerprint": data_fingerprint, "samplers": SAMPLERS}
 
 
+def retraining_protocol(sweep: xr.Dataset) -> str:
+    """How a stored sweep retrained around its minima: a key of :data:`PROTOCOL_TITLES`
+    (``"earlier"`` for stores made before the per-network retraining settings were recorded)."""
+    return str(sweep.attrs.get("retraining_protocol", "earlier"))
+
+
 def _layout(cfg: SweepConfig, settings: dict) -> xr.Dataset:
     nets = cfg.networks()
-    n, m = len(nets), 2 * cfg.jump.n_points()
+    n, m = len(nets), 2 * cfg.n_points()
     data = {f"{s}_features": (("network", "feature"), np.full((n, m), np.nan, np.float32)) for s in FEATURE_SETS}
     data.update({k: (("network",), np.full(n, np.nan)) for k in SCALARS})
     data[DONE] = (("network",), np.zeros(n, bool))
     coords = {"network": np.arange(n), "feature": np.arange(m)}
     coords.update({a: (("network",), np.asarray([getattr(x, a) for x in nets])) for a in AXES})
+    plans = [cfg.retraining(x) for x in nets]
+    coords.update({k: (("network",), np.asarray([p[k] for p in plans])) for k in RETRAINING})
     attrs = {**provenance(device=cfg.device), "kind": "sweep", "settings": settings, "axes": list(AXES),
+             "retraining": list(RETRAINING), "retraining_protocol": cfg.protocol(),
              "feature_layout": f"train loss of the {m // 2} sampled points, then their train accuracy",
              "travel": None}
     return xr.Dataset(data, coords=coords, attrs=attrs)
@@ -113,7 +140,7 @@ def run_sweep(config, out, executor: Executor | None = None, progress: bool | Ca
         layout = _layout(cfg, settings)
         layout.attrs["travel"] = cfg.travel(len(data.train[1]))
         run.create_grid(NAME, layout, chunks={"network": 1})
-        for a in AXES:  # the layout writes index coords only
+        for a in AXES + RETRAINING:  # the layout writes index coords only
             run.write_variable(NAME, a, layout[a].values)
         done = np.zeros(len(nets), bool)
     run.write_config("sweep", cfg.as_dict())

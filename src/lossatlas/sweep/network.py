@@ -15,11 +15,13 @@ import time
 import warnings
 import numpy as np
 
+from .._errors import require
 from ..demo.minima import has_batch_norm
 from ..embedding import PHATE
 from ..jump import grid_sample, jump_retrain, naive_sample
 from ..landscape import Landscape
-from ..topology import persistence, total_persistence
+from ..diagrams import persistence_totals
+from ..topology import DisconnectedGraphWarning, persistence
 from ..training import train
 from .config import read_sweep_config
 
@@ -54,13 +56,17 @@ def _nonfinite(samples) -> int:
 
 
 def _topology(jr, k: int) -> dict:
-    """Total persistence (p = 2, finite pairs) of D0 and D1 of the J&R set's loss filtration on the
-    kNN graph of PHATE's potential. Diverged points (non-finite loss) are left out of the
+    """Total persistence (p = 2) of D0 and D1 of the J&R set's loss filtration on the kNN graph of
+    PHATE's potential: over the finite pairs (``tp_d0``, ``tp_d1``), and for D0 also with each
+    essential class (one per component of the kNN graph) ended at the largest J&R loss
+    (``tp_d0_capped``, the authors' graph filtration with essential classes capped; D0 is the same
+    for the graph and the flag complex). Diverged points (non-finite loss) are left out of the
     embedding, and counted."""
     keep = np.isfinite(np.asarray(jr["loss"].values))
     pts = jr.isel(point=np.flatnonzero(keep)) if not keep.all() else jr
     if pts.sizes["point"] <= k:
-        return {"tp_d0": float("nan"), "tp_d1": float("nan"), "embedded": int(pts.sizes["point"]), "phate_components": 0}
+        return {"tp_d0": float("nan"), "tp_d1": float("nan"), "tp_d0_capped": float("nan"),
+                "knn_components": 0, "embedded": int(pts.sizes["point"]), "phate_components": 0}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = PHATE(metric="cosine", seed=0).fit(pts)
@@ -68,8 +74,13 @@ def _topology(jr, k: int) -> dict:
     # once per network
     parts = [re.search(r"disconnected with (\d+) connected", str(w.message)) for w in caught]
     components = max([int(m.group(1)) for m in parts if m] or [1])
-    diagrams = persistence(fit, values=pts["loss"], k=k)
-    return {"tp_d0": float(total_persistence(diagrams[0], p=2)), "tp_d1": float(total_persistence(diagrams[1], p=2)),
+    with warnings.catch_warnings():
+        # a kNN graph in pieces is recorded (knn_components) and answered by the capped total
+        warnings.simplefilter("ignore", DisconnectedGraphWarning)
+        diagrams = persistence(fit, values=pts["loss"], k=k)
+    totals = persistence_totals(diagrams, p=2)
+    return {"tp_d0": float(totals["total_persistence_d0"]), "tp_d1": float(totals["total_persistence_d1"]),
+            "tp_d0_capped": float(totals["capped_total_persistence_d0"]), "knn_components": int(totals["components"]),
             "embedded": int(pts.sizes["point"]), "phate_components": components}
 
 
@@ -110,19 +121,26 @@ def sample_network(config: dict, index: int) -> dict:
     train(model, data, optimizer=tc.optimizer, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay,
           epochs=tc.epochs, batch_size=tc.batch_size, seed=tc.seed, device=dev, **opts)
     seconds["train"] = time.perf_counter() - t
-    bn = "recompute" if has_batch_norm(model) else "eval"
+    plan = cfg.retraining(net)
+    # the store records the plan before any network trains: it must be what this network is
+    require(has_batch_norm(model) == plan["batch_norm"] and tc.final_lr() == plan["final_lr"],
+            f"network {net.index}: the built model or its schedule differs from the recorded plan {plan}")
+    bn = "recompute" if plan["batch_norm"] else "eval"
     X, y = data.test
     f = Landscape(model, data.train, test=(X, y), bn=bn, device=dev)
     at_min = {k: float(v[0]) for k, v in f.evaluate(f.origin.unsqueeze(0)).items()}
 
     t = time.perf_counter()
-    samples = jump_retrain(model, data, seeds=j.seeds, step_sizes=j.step_sizes, epochs=j.epochs, optimizer="sgd",
-                           lr=j.lr, momentum=j.momentum, batch_size=j.batch_size_for(net), weight_decay=net.weight_decay,
-                           ensemble=j.ensemble, device=dev)
+    # "with the original optimizer": the training's SGD, its weight decay and augmentation (the
+    # network's data carries it), at the plan's learning rate, momentum, epochs and batch size
+    samples = jump_retrain(model, data, seeds=j.seeds, step_sizes=j.step_sizes, epochs=plan["jr_epochs"],
+                           optimizer=tc.optimizer, lr=plan["jr_lr"], momentum=plan["jr_momentum"],
+                           batch_size=plan["jr_batch_size"], weight_decay=plan["jr_weight_decay"],
+                           augment=plan["jr_augment"], nesterov=tc.nesterov, ensemble=j.ensemble, device=dev)
     retrained = samples.isel(point=np.flatnonzero(samples["epoch"].values > 0))
     seconds["jump_retrain"] = time.perf_counter() - t
     t = time.perf_counter()
-    n = j.n_points()
+    n = cfg.n_points()
     f_train = Landscape(model, data.train, bn=bn, device=dev)
     # seed 0 for both: each static sampler draws from its own stream of it (lossatlas.static_sampling)
     grid = grid_sample(f_train, n_points=n, span=j.grid_span, seed=0)

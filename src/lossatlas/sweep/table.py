@@ -29,7 +29,7 @@ from .._errors import require
 from ..prediction import CLASSIFIERS, chance_level, permutation_test, predict, quintile_classes, scramble
 from ..progress import progress_bar
 from ..store import DONE, RunDir, fingerprint, provenance
-from .driver import load_sweep
+from .driver import PROTOCOL_TITLES, load_sweep, retraining_protocol
 
 __all__ = ["FEATURES", "GROUP_AXES", "PROTOCOLS", "TASKS", "groups_of", "labels_of", "predict_sweep", "table_text",
            "features_table"]
@@ -143,7 +143,10 @@ def predict_sweep(out, folds: int = 10, seed: int = 0, permutations: int = 100, 
     ``"table"`` and ``"permutation"`` the paper's protocol's; ``"group_axes"``, ``"groups"`` (task
     -> number of groups), ``"skipped"`` (grouped tasks with too few groups), ``"chance"`` (task ->
     1/#classes), ``"spearman"`` (D0 total persistence against test loss), ``"networks"`` and
-    ``"replaced"`` (non-finite values per set).
+    ``"replaced"`` (non-finite values per set), ``"retraining_protocol"`` (a key of
+    :data:`~lossatlas.sweep.driver.PROTOCOL_TITLES`: ``"earlier"`` for a sweep stored before J&R
+    retrained at each network's final learning rate) and ``"train_accuracy"`` (median and
+    minimum over the networks: whether the minima fit their training data).
 
     Examples
     --------
@@ -234,12 +237,21 @@ def predict_sweep(out, folds: int = 10, seed: int = 0, permutations: int = 100, 
     tp, tl = np.asarray(sweep["tp_d0"].values), np.asarray(sweep["test_loss"].values)
     ok = np.isfinite(tp) & np.isfinite(tl)
     rho, p_rho = spearmanr(tp[ok], tl[ok])
+    spearman = {"d0_vs_test_loss": float(rho), "pvalue": float(p_rho), "networks": int(ok.sum())}
+    if "tp_d0_capped" in sweep:  # (absent from sweeps stored before it was recorded)
+        capped = np.asarray(sweep["tp_d0_capped"].values)
+        okc = np.isfinite(capped) & np.isfinite(tl)
+        rc, pc = spearmanr(capped[okc], tl[okc])
+        spearman.update(d0_capped_vs_test_loss=float(rc), capped_pvalue=float(pc))
     result = {"table": protocols["paper"]["table"], "permutation": protocols["paper"]["permutation"],
               "protocols": protocols, "group_axes": {t: list(a) for t, a in GROUP_AXES.items()},
               "groups": n_groups, "skipped": skipped,
               "chance": {t: chance_level(labels[t]) if t in tasks else float("nan") for t in TASKS},
-              "spearman": {"d0_vs_test_loss": float(rho), "pvalue": float(p_rho), "networks": int(ok.sum())},
-              "networks": int(n), "replaced": replaced, "folds": int(folds), "seed": int(seed)}
+              "spearman": spearman,
+              "networks": int(n), "replaced": replaced, "folds": int(folds), "seed": int(seed),
+              "retraining_protocol": retraining_protocol(sweep),
+              "train_accuracy": {"median": float(np.median(sweep["train_accuracy"].values)),
+                                 "min": float(np.min(sweep["train_accuracy"].values))}}
     run.update_summary(prediction={k: v for k, v in result.items()})
     _figure(run, sweep)
     return result
@@ -252,6 +264,11 @@ def _figure(run: RunDir, sweep: xr.Dataset) -> None:
     plot_persistence_vs_test_loss(sweep["tp_d0"].values, sweep["test_loss"].values, color=sweep["weight_decay"].values,
                                   color_label="weight decay", path=run.figures / "persistence_vs_test_loss",
                                   title="Total persistence (D0) of the J&R samples vs test loss")
+    if "tp_d0_capped" in sweep:
+        plot_persistence_vs_test_loss(sweep["tp_d0_capped"].values, sweep["test_loss"].values,
+                                      color=sweep["weight_decay"].values, color_label="weight decay",
+                                      path=run.figures / "persistence_capped_vs_test_loss",
+                                      title="Total persistence (D0, essential classes capped) vs test loss")
 
 
 def table_text(result: dict) -> str:
@@ -261,6 +278,10 @@ def table_text(result: dict) -> str:
     chance = result["chance"]
     protocols = result.get("protocols") or {"paper": {"table": result["table"], "permutation": result.get("permutation")}}
     lines = []
+    if "retraining_protocol" in result:
+        acc = result["train_accuracy"]
+        lines.append(f"{PROTOCOL_TITLES.get(result['retraining_protocol'], result['retraining_protocol'])}; "
+                     f"train accuracy at the minima: median {acc['median']:.3f}, min {acc['min']:.3f}")
     for p, block in protocols.items():
         if p == "grouped":
             axes = result.get("group_axes", GROUP_AXES)
@@ -286,4 +307,7 @@ def table_text(result: dict) -> str:
     s = result["spearman"]
     lines.append(f"Spearman(total persistence D0, test loss) = {s['d0_vs_test_loss']:.3f} (p = {s['pvalue']:.2g}, "
                  f"{s['networks']} networks)")
+    if "d0_capped_vs_test_loss" in s:
+        lines.append(f"Spearman(total persistence D0 with essential classes capped, test loss) = "
+                     f"{s['d0_capped_vs_test_loss']:.3f} (p = {s['capped_pvalue']:.2g})")
     return "\n".join(lines)
