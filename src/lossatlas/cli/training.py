@@ -133,14 +133,9 @@ def retrain_defaults(run) -> tuple[dict, str]:
 
     if run is None or not run.has_config("train"):
         return dict(JUMP_DEFAULTS), "no training run: lossatlas's documented J&R defaults"
-    cfg = TrainConfig(**{k: v for k, v in run.read_config("train")["train"].items()
-                         if k in TrainConfig.__dataclass_fields__}).validate()
-    final_lr = cfg.final_lr()
-    out = dict(optimizer=cfg.optimizer, lr=final_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-               batch_size=cfg.batch_size, augment=bool(run.read_source().get("augment", False)))
-    if cfg.nesterov:
-        out["nesterov"] = True
-    return out, f"the training run's optimizer at its final learning rate ({cfg.lr:g} x schedule = {final_lr:g})"
+    cfg = TrainConfig.recorded(run)
+    out = cfg.original_optimizer(augment=bool(run.read_source().get("augment", False)))
+    return out, f"the training run's optimizer at its final learning rate ({cfg.lr:g} x schedule = {out['lr']:g})"
 
 
 def jump(

@@ -20,7 +20,7 @@ from ..trajectory import pca_directions, project, select_run
 from .minima import Minimum
 from .settings import DemoSettings
 
-__all__ = ["embedding_stage", "jump_stage", "retraining_of", "scores_of", "surface_stage", "topology_stage", "trajectory_stage"]
+__all__ = ["embedding_stage", "jump_stage", "retraining_of", "retraining_record", "scores_of", "surface_stage", "topology_stage", "trajectory_stage"]
 
 
 def surface_stage(m: Minimum, s: DemoSettings, replace: bool = False) -> dict:
@@ -80,19 +80,22 @@ def retraining_of(m: Minimum, s: DemoSettings, lr: float | None = None) -> dict:
     """
     from ..training import TrainConfig
 
-    fields = TrainConfig.__dataclass_fields__
-    cfg = TrainConfig(**{k: v for k, v in m.run.read_config("train")["train"].items() if k in fields}).validate()
-    final = cfg.final_lr()
+    cfg = TrainConfig.recorded(m.run)
+    retrain = cfg.original_optimizer(augment=bool(m.source.augment))
+    final = retrain["lr"]
     chosen = lr if lr is not None else s.jr_lr
     rule = "given" if lr is not None else ("the final learning rate" if s.jr_lr is None else "the settings' jr_lr")
     epochs = s.jr_epochs if s.jr_epochs is not None else max(1, cfg.epochs // 4)
-    retrain = dict(optimizer=cfg.optimizer, lr=float(final if chosen is None else chosen), momentum=cfg.momentum,
-                   batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, augment=bool(m.source.augment))
-    if cfg.nesterov:  # only when set: the stored J&R sets of earlier runs record no such key
-        retrain["nesterov"] = True
+    retrain["lr"] = float(final if chosen is None else chosen)
     return {"retrain": retrain, "epochs": int(epochs), "final_lr": float(final), "jr_lr": retrain["lr"],
             "jr_batch_size": int(cfg.batch_size), "jr_epochs": int(epochs), "train_epochs": int(cfg.epochs),
             "train_accuracy": float(m.final.get("accuracy", float("nan"))), "jr_lr_rule": rule}
+
+
+def retraining_record(m: Minimum, s: DemoSettings, lr: float | None = None) -> dict:
+    """What a study records of :func:`retraining_of` per minimum: everything but the keyword
+    arguments and the epochs (``final_lr``, ``jr_lr``, ``jr_batch_size``, ``jr_epochs``, ...)."""
+    return {k: v for k, v in retraining_of(m, s, lr).items() if k not in ("retrain", "epochs")}
 
 
 def jump_stage(m: Minimum, s: DemoSettings, replace: bool = False, lr: float | None = None,

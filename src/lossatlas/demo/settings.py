@@ -87,11 +87,6 @@ class DemoSettings:
         """Training samples: MNIST-1D's own split holds 4000."""
         return self.subset or 4000
 
-    def jr_epochs_of(self, minimum: str) -> int:
-        """Retraining epochs around minimum ``minimum``: :attr:`jr_epochs`, or when None a quarter
-        of its training epochs (at least 1)."""
-        return self.jr_epochs if self.jr_epochs is not None else max(1, self.epochs_of(minimum) // 4)
-
     def jr_steps(self, epochs: int | None = None) -> int:
         """SGD steps of one retraining run of ``epochs`` (default :attr:`jr_epochs`; the last
         batch of an epoch may be partial)."""

@@ -181,6 +181,6 @@ def run_task(fn, args: tuple, kwargs: dict):
 
 
 def worker_counts() -> dict:
-    """How many objects this process built, how many tasks it ran and what
-    whether glibc's malloc thresholds are raised in it (``malloc``; for tests and benchmarks)."""
+    """How many objects this process built, how many tasks it ran and whether glibc's malloc
+    thresholds are raised in it (``malloc``; for tests and benchmarks)."""
     return {**_COUNTS, "pid": os.getpid()}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from ..demo.analyses import jump_stage, retraining_of
+from ..demo.analyses import jump_stage, retraining_of, retraining_record
 from ..demo.settings import MINIMA, PAPER_STEPS_X_LR
 from ..embedding import PHATE, embed
 from ..sources import Source
@@ -167,6 +167,5 @@ def sensitivity_set(m, s: ProtocolSettings, label: str, replace: bool) -> tuple[
         emb = embed(samples, methods=("phate",), seed=0)
         m.run.save(f"embedding_{name}", emb)
         phate, demap = np.asarray(emb.embedding.values[0]), float(emb.attrs.get("phate_demap", np.nan))
-    record = {k: v for k, v in retraining_of(m, s, None if label == "final" else lr).items()
-              if k not in ("retrain", "epochs")}
+    record = retraining_record(m, s, None if label == "final" else lr)
     return samples, {**record, "rate": label, "product": name, "phate": phate, "phate_demap": demap}

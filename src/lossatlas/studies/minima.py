@@ -49,7 +49,7 @@ from matplotlib.figure import Figure
 
 from .. import plot
 from ..demo import FULL, MINIMA, QUICK, DemoSettings, Notices, source_of
-from ..demo.analyses import embedding_stage, jump_stage, retraining_of, topology_stage
+from ..demo.analyses import embedding_stage, jump_stage, retraining_record, topology_stage
 from ..demo.clock import StageClock
 from ..demo.minima import train_config
 from ..embedding import embed
@@ -199,7 +199,7 @@ def _one_init(out: Path, names, s: DemoSettings, first: DemoSettings, device: st
             with clock.stage(f"{tag}_topology_{name}"):
                 diagrams, fit, totals = topology_stage(m, s, samples)
             shape = retraining_shape(samples, m.theta)
-        retraining = {k: v for k, v in retraining_of(m, s).items() if k not in ("retrain", "epochs")}
+        retraining = retraining_record(m, s)
         emb = m.run.open("embedding")
         meta = samples.drop_vars("weights").load()
         res[name] = {"minimum": m, "samples": samples, "meta": meta, "phate": _phate_of(emb), "scores": scores,

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..demo.analyses import embedding_stage, jump_stage, retraining_of
+from ..demo.analyses import embedding_stage, jump_stage, retraining_record
 from ..demo.settings import MINIMA
 from . import common
 from ._protocol_findings import draw_figures, minimum_row, patterns, sensitivity_rows, sensitivity_table
@@ -91,7 +91,7 @@ def _analyse(m, s: ProtocolSettings, replace: bool, clock, notices, say) -> dict
             both = persistence_both(samples, s.topology_k)
     meta = samples.drop_vars("weights").load()
     shape = retraining_shape(samples, m.theta)
-    retraining = {k: v for k, v in retraining_of(m, s).items() if k not in ("retrain", "epochs")}
+    retraining = retraining_record(m, s)
     m.run.update_summary(topology_both={cx: t for cx, (_, t) in both.items()})
     res = {"minimum": m, "samples": samples, "meta": meta, "phate": _phate_of(m.run.open("embedding")),
            "scores": scores, "persistence": both, "shape": shape, "distances": distances(samples, m.theta),

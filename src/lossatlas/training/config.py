@@ -119,6 +119,29 @@ class TrainConfig:
         """The learning rate of the last epoch, after the schedule (J&R retrains at it)."""
         return self.lr_at(max(0, self.epochs - 1))
 
+    @classmethod
+    def recorded(cls, run) -> "TrainConfig":
+        """The training recorded in run directory ``run`` (``config/train.yaml``), validated;
+        keys that are not settings of a run are ignored."""
+        fields = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in run.read_config("train")["train"].items() if k in fields}).validate()
+
+    def original_optimizer(self, augment: bool) -> dict:
+        """J&R's retraining "with the original optimizer" (Horoi et al.): this run's optimizer,
+        momentum (Nesterov only when set), weight decay and batch size at its final learning rate,
+        with ``augment``, as keyword arguments of :func:`lossatlas.jump_retrain`.
+
+        Examples
+        --------
+        >>> TrainConfig(lr=0.1, epochs=4, schedule="step", milestones=(2,)).validate().original_optimizer(False)["lr"]
+        0.010000000000000002
+        """
+        out = dict(optimizer=self.optimizer, lr=self.final_lr(), momentum=self.momentum, weight_decay=self.weight_decay,
+                   batch_size=self.batch_size, augment=bool(augment))
+        if self.nesterov:  # only when set: the stored J&R sets of earlier runs record no such key
+            out["nesterov"] = True
+        return out
+
     def lr_drops(self) -> list[int]:
         """Epochs at whose start the learning rate drops (marked red in trajectory plots)."""
         if self.schedule == Schedule.STEP.value:
