@@ -1,14 +1,19 @@
 """Hessian eigenvalues, trace and products: lossatlas against PyHessian, curvlinops and
 hessian-eigenthings, side by side in one process, over the same batches (all of the data).
 
-Two models: the small CNN trained on scikit-learn digits (``--model smallcnn``) and a ResNet-20
+Three models: the small CNN trained on scikit-learn digits (``--model smallcnn``), a ResNet-20
 on Fashion-MNIST-sized inputs (``--model resnet20``: 28x28x1 random images, ``--samples`` of
-them; random data is enough for timing). Every measure runs each library in turn, repeated
+them, untrained; random data is enough for the time of a product, but its spectrum is not one
+users meet) and the same ResNet-20 trained on real Fashion-MNIST (``--model resnet20-fmnist``:
+``--train-samples`` images, ``--epochs`` epochs of SGD, the Hessian over the first
+``--samples`` of them; the Debian package ``dataset-fashion-mnist``). Every measure runs each library in turn, repeated
 ``--repeats`` times interleaved, and keeps each one's best time (the machine may be shared):
 
 - ``hvp``: one Hessian-vector product over all the data: lossatlas's two modes (``reverse``,
-  double backward, the default; ``forward``, forward-over-reverse) and its block product (8
-  vectors in one pass, time per vector) against PyHessian's, curvlinops' (one vector and a
+  double backward, the default; ``forward``, forward-over-reverse), its block product (8
+  vectors in one pass, time per vector) and a product on retained gradient graphs (what its
+  eigenvalue solvers take: ``Landscape.retained`` builds the graphs once, the build timed
+  apart) against PyHessian's, curvlinops' (one vector and a
   block of 8) and hessian-eigenthings';
 - ``top-1``, ``top-5``: time at the same tolerance (lossatlas's Lanczos, curvlinops through
   SciPy's ARPACK, PyHessian's power iteration with its ``maxIter`` 100; hessian-eigenthings'
@@ -23,7 +28,7 @@ them; random data is enough for timing). Every measure runs each library in turn
 Plain Python; prints times, ratios (peer / lossatlas: above 1 means lossatlas is faster),
 errors and products. No timed assertions anywhere.
 
-    python bench/hessian.py [--model smallcnn|resnet20] [--epochs 5] [--samples 256] [--tol 1e-3]
+    python bench/hessian.py [--model smallcnn|resnet20|resnet20-fmnist] [--epochs 5] [--samples 256] [--tol 1e-3]
                             [--repeats 3] [--seeds 4] [--trace-products 60] [--threads 1]
                             [--measures hvp,top-1,top-5,trace]
 """
@@ -41,6 +46,11 @@ from _common import load_average, pin_threads, synchronize, table
 from _hessian_peers import Peers
 
 
+def _accuracy(run) -> str:
+    t = run.trajectory
+    return f"train accuracy {float(t.accuracy[-1]):.3f}, test {float(t.test_accuracy[-1]):.3f}"
+
+
 def build_problem(args, device):
     import lossatlas as la
     from lossatlas.landscape import Landscape
@@ -52,6 +62,19 @@ def build_problem(args, device):
         la.train(model, data, epochs=args.epochs, lr=0.05, momentum=0.9, batch_size=128, seed=0)
         f = Landscape(model.to(device).eval(), data.train, device=device)
         what = f"small CNN on digits ({args.epochs} training epochs)"
+    elif args.model == "resnet20-fmnist":
+        # A trained network on real images, where users measure curvature: the Hessian has a
+        # few large outliers (about one per class) above a bulk, unlike the untrained network's
+        # flat spectrum with large negative eigenvalues.
+        data = la.load_data("fashion-mnist", subset=args.train_samples, test_subset=1000)
+        model = build("resnet20", data.input_shape, data.num_classes, seed=0)
+        t0 = time.perf_counter()
+        hist = la.train(model, data, epochs=args.epochs, lr=0.05, momentum=0.9, weight_decay=5e-4,
+                        batch_size=128, seed=0)
+        X, y = data.train
+        f = Landscape(model.to(device).eval(), (X[: args.samples], y[: args.samples]), device=device)
+        what = (f"ResNet-20 trained on {len(X)} Fashion-MNIST images ({args.epochs} epochs, "
+                f"{time.perf_counter() - t0:.0f} s; {_accuracy(hist)}), the Hessian over its first {args.samples}")
     else:
         g = torch.Generator().manual_seed(0)
         X = torch.randn(args.samples, 1, 28, 28, generator=g)
@@ -65,9 +88,10 @@ def build_problem(args, device):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="smallcnn", choices=["smallcnn", "resnet20"])
-    ap.add_argument("--epochs", type=int, default=5, help="training epochs of the small CNN")
-    ap.add_argument("--samples", type=int, default=256, help="random images for the ResNet-20")
+    ap.add_argument("--model", default="smallcnn", choices=["smallcnn", "resnet20", "resnet20-fmnist"])
+    ap.add_argument("--epochs", type=int, default=5, help="training epochs (smallcnn, resnet20-fmnist)")
+    ap.add_argument("--train-samples", type=int, default=2000, help="Fashion-MNIST training images (resnet20-fmnist)")
+    ap.add_argument("--samples", type=int, default=256, help="images of the ResNet-20's Hessian (random ones for resnet20)")
     ap.add_argument("--tol", type=float, default=1e-3)
     ap.add_argument("--repeats", type=int, default=3, help="best of this many interleaved runs of each")
     ap.add_argument("--seeds", type=int, default=4, help="seeds of each trace estimator")
@@ -128,6 +152,11 @@ def main() -> None:
             "curvlinops block 8": lambda: peers.curvlinops_block(V),
             "hessian-eigenthings": lambda: peers.eigenthings_hvp(v),
         }, max(args.repeats, 3))
+        t0 = time.perf_counter()
+        with f.retained(f.origin) as kept:  # what the solvers do: graphs built once, then one backward a product
+            t["la retained: build"] = time.perf_counter() - t0
+            t.update(timed({"la retained: product": lambda: f.hvp(f.origin, v)}, max(args.repeats, 3))[0])
+        assert kept.kept == len(batches), "the bench's graphs did not fit in the memory budget"
         for k in [k for k in t if "block" in k]:
             t[k] /= 8
         ours = min(t["la reverse"], t["la forward"])
@@ -137,6 +166,8 @@ def main() -> None:
         ratios["hvp vs curvlinops (one vector)"] = t["curvlinops"] / ours
         ratios["hvp vs curvlinops (block of 8)"] = t["curvlinops block 8"] / ours_block
         ratios["hvp vs PyHessian"] = t["PyHessian"] / ours
+        ratios["hvp on retained graphs vs PyHessian"] = t["PyHessian"] / t["la retained: product"]
+        ratios["hvp on retained graphs vs curvlinops (one vector)"] = t["curvlinops"] / t["la retained: product"]
         flush(0)
 
     top = [int(m[4:]) for m in measures if m.startswith("top-")]
@@ -199,18 +230,20 @@ def main() -> None:
                          f"{secs[name] / secs['la hutch++']:.2f}" if not name.startswith("la") else "", m,
                          f"{err[name]:.1e}"])
         ratios["trace error at equal products, PyHessian / la hutch++"] = err["PyHessian hutchinson"] / err["la hutch++"]
-        # Equal time: as many products (in blocks) as fit in PyHessian's Hutchinson time.
-        per_product = secs["la hutch++"] / m
-        budget = max(3, int(secs["PyHessian hutchinson"] / per_product))
-        vals, best = [], float("inf")
-        for s in seeds:
-            t0 = time.perf_counter()
-            vals.append(hessian_trace(f, samples=budget, seed=s, method="hutch++"))
-            best = min(best, time.perf_counter() - t0)
-        e_eq = float(np.sqrt(np.mean((np.asarray(vals) - exact) ** 2)) / abs(exact))
-        rows.append([f"trace (equal time)", "la hutch++", f"{best:.2f} s",
-                     f"{secs['PyHessian hutchinson'] / best:.2f}", budget, f"{e_eq:.1e}"])
-        ratios["trace error at equal time, PyHessian / la hutch++"] = err["PyHessian hutchinson"] / e_eq
+        # Equal time: as many products (in blocks) as fit in PyHessian's Hutchinson time, for each of
+        # lossatlas's two sketching estimators (which one wins depends on the spectrum).
+        for method in ("hutch++", "xtrace"):
+            per_product = secs[f"la {method}"] / m
+            budget = max(3, int(secs["PyHessian hutchinson"] / per_product))
+            vals, best = [], float("inf")
+            for s in seeds:
+                t0 = time.perf_counter()
+                vals.append(hessian_trace(f, samples=budget, seed=s, method=method))
+                best = min(best, time.perf_counter() - t0)
+            e_eq = float(np.sqrt(np.mean((np.asarray(vals) - exact) ** 2)) / abs(exact))
+            rows.append(["trace (equal time)", f"la {method}", f"{best:.2f} s",
+                         f"{secs['PyHessian hutchinson'] / best:.2f}", budget, f"{e_eq:.1e}"])
+            ratios[f"trace error at equal time, PyHessian / la {method}"] = err["PyHessian hutchinson"] / e_eq
         print(f"reference trace {exact:.6g} +- {reference.stderr:.2g} (XTrace, {args.reference_products} products)")
 
     print(f"{what}: {P} parameters, {f.splits[0].n} samples in {len(batches)} batches, device {device}, "

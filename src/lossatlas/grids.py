@@ -144,12 +144,10 @@ def check_grid_fits(shape, n_values: int = 4) -> None:
 
 
 def free_memory() -> float:
-    """Bytes of memory available now (inf when psutil is not installed)."""
-    try:
-        import psutil  # comes with distributed; without it, nothing is refused
-    except ImportError:
-        return math.inf
-    return float(psutil.virtual_memory().available)
+    """Bytes of memory available now (:func:`lossatlas.memory.available_memory`)."""
+    from .memory import available_memory
+
+    return float(available_memory())
 
 
 def zero_index(axis: np.ndarray) -> int | None:

@@ -45,18 +45,24 @@ def slq(op: HessianOperator, iterations: int = 100, runs: int = 1, generator=Non
     iterations, runs = positive_int("iterations", iterations), positive_int("runs", runs)
     nodes = np.full((runs, iterations), np.nan)
     weights = np.zeros((runs, iterations))
-    for r in range(runs):
-        v = rademacher(op.size, generator, op.dtype, op.device)
-        lz = Lanczos(op.matvec, v, capacity=iterations)  # no restarts: the measure is v's
-        while lz.step():
-            if advance is not None:
-                advance(1)
-        if lz.failed or lz.m == 0:
-            continue  # a non-finite product (NaN loss): the row stays NaN, flagged by the caller
-        values, S, _ = lz.ritz()
-        nodes[r, : values.size] = values
-        weights[r, : values.size] = S[0, :] ** 2
+    with op.retained():
+        for r in range(runs):
+            _slq_run(op, r, iterations, generator, advance, nodes, weights)
     return nodes, weights
+
+
+def _slq_run(op, r, iterations, generator, advance, nodes, weights) -> None:
+    """One Lanczos run of :func:`slq` into row ``r`` of ``nodes`` and ``weights``."""
+    v = rademacher(op.size, generator, op.dtype, op.device)
+    lz = Lanczos(op.matvec, v, capacity=iterations)  # no restarts: the measure is v's
+    while lz.step():
+        if advance is not None:
+            advance(1)
+    if lz.failed or lz.m == 0:
+        return  # a non-finite product (NaN loss): the row stays NaN, flagged by the caller
+    values, S, _ = lz.ritz()
+    nodes[r, : values.size] = values
+    weights[r, : values.size] = S[0, :] ** 2
 
 
 def gaussian_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, variance: float) -> np.ndarray:

@@ -143,13 +143,14 @@ def hessian_eigenvalues(
     require(k <= op.size, f"k={k} but the Hessian has only {op.size} rows; ask for at most {op.size}")
     gen = generator_for(seed, op.device)
     if method is Method.ARPACK and op.size > 2 * k + 1:
-        result = _arpack(op, k, which, tol, maxiter, gen)
+        with op.retained():
+            result = _arpack(op, k, which, tol, maxiter, gen)
     else:
         # Lanczos also covers operators too small for ARPACK (it spans the whole space).
         if maxiter is None:
             maxiter = max(100, 20 * k) * (2 if which is Which.BOTH else 1)
         total = min(maxiter, op.size)
-        with progress_bar(progress, total, "Hessian eigenvalues") as advance:
+        with progress_bar(progress, total, "Hessian eigenvalues") as advance, op.retained():
             result = _lanczos(op, k, which, tol, maxiter, gen, advance)
             advance(total - result.products)
     return result if return_vectors else result.values

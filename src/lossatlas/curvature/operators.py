@@ -136,6 +136,16 @@ class HessianOperator:
 
     __call__ = matvec
 
+    def retained(self):
+        """A context in which :meth:`matvec` reuses the gradient graphs of :attr:`theta`, built
+        once (:meth:`Landscape.retained <lossatlas.landscape.Landscape.retained>`): for the
+        Hessian in reverse mode on a landscape that offers it; otherwise nothing changes."""
+        import contextlib
+
+        if self.curvature is not Curvature.HESSIAN or self.mode != "reverse" or not hasattr(self.f, "retained"):
+            return contextlib.nullcontext()
+        return self.f.retained(self.theta, split=self.split)
+
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
         """``M V^T`` for the rows of ``V [K, size]``, as rows ``[K, size]``: one pass through the data."""
         V = V.to(device=self.device, dtype=self.dtype)

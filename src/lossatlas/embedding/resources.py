@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from contextlib import nullcontext
 
+from ..memory import available_memory
+
 __all__ = [
     "MAX_AUTO_MEMORY",
     "MIN_AUTO_MEMORY",
@@ -42,39 +44,6 @@ def threads_for(n: int):
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
-
-
-def available_memory() -> int:
-    """Bytes this process may still use: MemAvailable, capped by a cgroup limit when there is one.
-
-    Examples
-    --------
-    >>> available_memory() > 0
-    True
-    """
-    avail = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            avail = 4 * MIN_AUTO_MEMORY
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            limit = f.read().strip()
-        with open("/sys/fs/cgroup/memory.current") as f:
-            used = int(f.read().strip())
-        if limit != "max":
-            avail = min(avail, int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return max(int(avail), 0)
 
 
 def memory_budget(max_memory: int | None) -> int:

@@ -28,8 +28,6 @@ captured tensors) fails there, with a clear error, instead of halfway through a 
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
@@ -196,7 +194,6 @@ def _available_bytes(device: torch.device) -> float:
         mps = getattr(torch, "mps", None)
         if mps is not None and hasattr(mps, "recommended_max_memory"):
             return float(mps.recommended_max_memory() - mps.current_allocated_memory())
-    try:
-        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return float(8 * CPU_BUDGET_BYTES)
+    from ..memory import available_memory
+
+    return float(available_memory())
