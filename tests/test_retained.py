@@ -54,6 +54,7 @@ def test_products_on_retained_graphs_equal_products_from_scratch(bn):
         assert graphs.kept == 3 and graphs.bytes_per_batch > 0
         kept = [f.hvp(theta, v), f.hvp(theta.clone(), v)]  # the same point, another tensor
         other = f.hvp(f.origin, v)  # another point: taken from scratch
+    assert graphs.kept == 3 and graphs.graphs == []  # released on leaving, the count kept
     for hv in kept:
         torch.testing.assert_close(hv, plain, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(other, f.hvp(f.origin, v), rtol=1e-12, atol=1e-12)
@@ -121,3 +122,25 @@ def test_a_landscape_pickles_and_retains_after_unpickling():
     with g.retained(g.origin) as graphs:
         assert graphs.kept == 3
         torch.testing.assert_close(g.hvp(g.origin, v), f.hvp(f.origin, v), rtol=1e-12, atol=1e-12)
+
+
+def test_the_budget_on_cuda_comes_from_the_device_free_memory(monkeypatch):
+    from lossatlas import memory
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d: asked.append(d) or (3 << 30, 80 << 30))
+    assert memory.device_free_memory("cuda:0") == 3 << 30
+    assert asked == [torch.device("cuda:0")]
+    monkeypatch.setattr(memory, "available_memory", lambda: 5 << 30)
+    assert memory.device_free_memory("cpu") == 5 << 30  # the CPU's MemAvailable, never the GPU's
+
+
+def test_the_default_budget_is_a_quarter_of_the_free_memory(monkeypatch):
+    from lossatlas import memory
+
+    f, v = problem()
+    with f.retained(f.origin) as graphs:
+        per = graphs.bytes_per_batch
+    monkeypatch.setattr(memory, "device_free_memory", lambda device: 4 * per + 3)  # a quarter: one batch
+    with f.retained(f.origin) as graphs:
+        assert graphs.kept == 1 and graphs.budget == per

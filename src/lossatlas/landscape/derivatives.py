@@ -188,6 +188,7 @@ class RetainedGraphs:
         self.bytes_per_batch = 0
         pairs = list(zip(split.batches, split.targets))
         self._rest = pairs
+        self._kept_count = 0
         if self.budget <= 0:
             return
         with torch.enable_grad():
@@ -202,11 +203,12 @@ class RetainedGraphs:
                     (g,) = torch.autograd.grad(loss(self.t, batch, y), self.t, create_graph=True)
                 self.graphs.append(g)
         self._rest = pairs[len(self.graphs):]
+        self._kept_count = len(self.graphs)
 
     @property
     def kept(self) -> int:
-        """Batches whose graphs are kept."""
-        return len(self.graphs)
+        """Batches whose graphs were kept (still reported after the block has released them)."""
+        return self._kept_count
 
     def serves(self, theta: torch.Tensor, split: str) -> bool:
         """Whether a product at ``theta`` on ``split`` can use these graphs."""
