@@ -65,6 +65,7 @@ def test_surface_on_builtin_model_trains_first_and_writes_plane(tmp_path):
     (["--bn", "train"], "batch-norm"),
     (["--span", "-1"], "--span must be positive"),
     (["--samples", "0"], "--samples must be"),
+    (["--batch-size", "0"], "--batch-size must be a positive number"),
     (["--strategy", "fast"], "strategy"),
     (["--xrange", "1,0"], "--xrange"),
     (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "device"),
@@ -305,6 +306,27 @@ def test_surface_of_other_settings_is_refused_or_replaced(tmp_path):
     r = invoke(*base, "--steps", 6, "--replace")
     assert r.exit_code == 0, r.output
     assert xr.open_zarr(out / "surface.zarr", consolidated=False).loss.shape == (6, 6)
+
+
+def test_batch_size_is_the_evaluation_batch_and_a_stored_plane_keeps_its_own(tmp_path):
+    out = tmp_path / "run"
+    base = ["surface", "--model", "smallcnn", *SMALL, "--train-epochs", 1, "--steps", 3, "--out", out]
+    assert invoke(*base).exit_code == 0
+    default = xr.open_zarr(out / "surface.zarr", consolidated=False).loss.values
+    r = invoke(*base, "--batch-size", 64)  # another batching of the same data: refused, said in words
+    assert r.exit_code == 2 and "--batch-size" in r.output and "--replace" in r.output, r.output
+    r = invoke(*base, "--batch-size", 64, "--replace")
+    assert r.exit_code == 0, r.output
+    from lossatlas.store import RunDir
+
+    assert RunDir(out, create=False).read_config("surface")["surface"]["batch_size"] == 64
+    np.testing.assert_allclose(xr.open_zarr(out / "surface.zarr", consolidated=False).loss.values, default, rtol=1e-5)
+    for cmd in (["hessian", out, "--top", 1, "--trace-samples", 0, "--no-density", "--no-smallest"],
+                ["sharpness", out, "--subspace", 0, "--directions", 2, "--adaptive-rho", 0, "--out", tmp_path / "s"]):
+        r = invoke(*cmd, "--batch-size", 0)
+        assert r.exit_code == 2 and "--batch-size must be a positive number" in r.output, r.output
+    r = invoke("hessian", out, "--top", 1, "--trace-samples", 0, "--no-density", "--no-smallest", "--batch-size", 100)
+    assert r.exit_code == 0, r.output
 
 
 def test_bad_options_fail_before_work(tmp_path):

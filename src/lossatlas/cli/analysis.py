@@ -12,7 +12,7 @@ from typing_extensions import Annotated
 
 from .._errors import require
 from .common import (DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, LossOpt, ModelArgOpt, ModelOpt, ReplaceOpt, SubsetOpt,
-                     console, loss_for, record_fingerprint, reported, resolve_source, source_flags, write_report)
+                     BatchSizeOpt, check_batch_size, console, loss_for, record_fingerprint, reported, resolve_source, source_flags, write_report)
 from .guard import using
 from .products import NameOpt, claim, product, store
 
@@ -30,6 +30,7 @@ def trajectory(
     steps: int = typer.Option(25, help="grid points per axis of the loss contours"),
     margin: float = typer.Option(0.25, help="extra room around the path, as a fraction of its extent"),
     samples: Optional[int] = typer.Option(None, help="evaluate the contours on a seeded subset of N training samples (default: all of them)"),
+    batch_size: BatchSizeOpt = None,
     seed: int = typer.Option(0, help="seed of the random directions of the comparison plot"),
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
     replace: ReplaceOpt = False, loss: LossOpt = None,
@@ -52,6 +53,7 @@ def trajectory(
 
         require(steps >= 2 and margin >= 0, "--steps must be >= 2 and --margin >= 0")
         parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
+        check_batch_size(batch_size)
         from .recorded import adopt_source, record_checkpoints
 
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
@@ -67,7 +69,7 @@ def trajectory(
         require(run.exists("trajectory"), f"{run.zarr_path('trajectory')} does not exist; train with `lossatlas train --out {run.path}` first")
         dev = src.resolve_device()
         run.write_config("trajectory", {"steps": steps, "margin": margin, "samples": samples, "seed": seed, "bn": bn,
-                                        "device": str(dev)})
+                                        "device": str(dev), "batch_size": batch_size})
         d = src.build_data()
         record_fingerprint(run, d)
         net = src.build_model(d).to(dev)
@@ -76,7 +78,7 @@ def trajectory(
         dirs, ratios = pca_directions(traj, n=2)
         xy = project(traj, final, dirs)
         ext = np.abs(xy).max(0) * (1 + margin) + 1e-12
-        f = Landscape(net, d.train, bn=bn, samples=samples, seed=src.data_seed, device=dev, loss=loss)
+        f = Landscape(net, d.train, bn=bn, samples=samples, seed=src.data_seed, device=dev, loss=loss, batch_size=batch_size)
         ds = plane(f, final, dirs, span=(-ext[0], ext[0], -ext[1], ext[1]), steps=steps, store=run,
                    name="trajectory_plane", progress=True, replace=replace,
                    attrs={"directions": "pca", "explained": ratios.tolist()})

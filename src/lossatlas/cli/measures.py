@@ -16,12 +16,13 @@ from .products import NameOpt, claim, product, store, weights
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, floats, open_out,
                      record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm,
-                     LossOpt, endpoint_source, loss_for)
+                     LossOpt, endpoint_source, loss_for, BatchSizeOpt, check_batch_size, with_batch_size)
 
 RunOpt = Annotated[Optional[Path], typer.Argument(metavar="RUN", help="a run directory: its model, final weights and data split")]
 
 
-def _landscape(src, bn: str, samples: Optional[int], ex=None, loss: str = "cross_entropy"):
+def _landscape(src, bn: str, samples: Optional[int], ex=None, loss: str = "cross_entropy",
+               batch_size: Optional[int] = None):
     """Model, data, device and the Landscape of one source (batch norm 'auto': recompute if any);
     with a cluster executor ``ex``, the Landscape is shared (workers rebuild it from ``src``)."""
     from ..execute import build_landscape, check_weights, landscape_handle
@@ -30,7 +31,7 @@ def _landscape(src, bn: str, samples: Optional[int], ex=None, loss: str = "cross
     d = src.build_data()
     net = src.build_model(d).to(dev)
     check_weights(net, f"the checkpoint {src.checkpoint}" if src.checkpoint else "the model")
-    options = dict(bn=auto_batch_norm(bn, net), samples=samples, seed=src.data_seed, loss=loss)
+    options = dict(bn=auto_batch_norm(bn, net), samples=samples, seed=src.data_seed, loss=loss, batch_size=batch_size)
     f = build_landscape(net, d, dev, options)
     if ex is not None:
         ex.share(f, landscape_handle(src, d, f, options))
@@ -60,8 +61,8 @@ TRACE_METHODS = ("hutchinson", "hutch++", "xtrace")
 
 def _made_with(kind: str, settings: dict, src) -> dict:
     """The settings that change the values of one of `hessian`'s products, with the weights."""
-    keys = _HESSIAN_KEYS["hessian" if kind in CURVATURES else kind]
-    return {**{k: settings[k] for k in keys}, **weights(src)}
+    keys = _HESSIAN_KEYS["hessian" if kind in CURVATURES else kind] + ("batch_size",)
+    return {**{k: settings[k] for k in keys if k in settings}, **weights(src)}
 
 
 def hessian(
@@ -83,6 +84,7 @@ def hessian(
     map_steps: int = typer.Option(7, help="grid points per axis of the convexity map"),
     span: float = typer.Option(1.0, help="the map's coordinates run over [-span, span]"),
     samples: Optional[int] = typer.Option(None, help="curvature on a seeded subset of N training samples (default: all of them)"),
+    batch_size: BatchSizeOpt = None,
     bn: str = typer.Option("eval", help="batch norm: eval, batch, recompute"),
     tol: float = typer.Option(1e-3, help="relative tolerance of the eigenvalues"),
     seed: int = typer.Option(0, help="seed of the start vectors and the map's directions"),
@@ -104,6 +106,7 @@ def hessian(
         density = hessian_only if density is None else density
         require(top >= 1 and trace_samples >= 0 and map_steps >= 2 and span > 0 and tol > 0,
                 "--top must be >= 1, --trace-samples >= 0, --map-steps >= 2, --span and --tol > 0")
+        check_batch_size(batch_size)
         check_executor(dask, scheduler)
         require(map or (dask is None and scheduler is None), "--dask and --scheduler share out the cells of the "
                 "convexity map: give --map too (the other measures run in this process)")
@@ -116,6 +119,7 @@ def hessian(
                         trace_method=trace_method, density=density, map=map,
                         map_steps=map_steps, span=span, samples=samples, bn=bn, tol=tol, seed=seed,
                         loss=loss_for(run, loss))
+        settings = with_batch_size(settings, batch_size)
         for kind, on in ((curvature, True), ("spectral_density", density), ("convexity", map)):
             if on:  # none is overwritten with other settings
                 claim(run, kind, _made_with(kind, settings, src), replace)
@@ -137,7 +141,7 @@ def _hessian_work(run, src, settings, ex, *, top, smallest, trace_samples, densi
     from ..space import random_directions
 
     with reported():
-        net, d, dev, f = _landscape(src, bn, samples, ex, loss=settings["loss"])
+        net, d, dev, f = _landscape(src, bn, samples, ex, loss=settings["loss"], batch_size=settings.get("batch_size"))
         record_fingerprint(run, d)
         kind = settings["curvature"]
         top_v = hessian_eigenvalues(f, k=top, tol=tol, seed=seed, curvature=kind, progress=True).numpy()
@@ -191,6 +195,7 @@ def sharpness(
                                                      "none, a rise; a level favours the minimum with the lowest own loss)"),
     max_radius: float = typer.Option(1.0, help="farthest distance searched along each direction for the basin radius"),
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
+    batch_size: BatchSizeOpt = None,
     seed: int = typer.Option(0, help="seed of the directions and the subspace"),
     adaptive_rho: float = typer.Option(0.05, help="radius of the adaptive sharpness (worst case, |theta|-scaled "
                                                    "l2 ball, Andriushchenko et al. 2023; 0: skip it)"),
@@ -212,6 +217,7 @@ def sharpness(
         basin_settings(threshold, level)  # a rise must be positive: refused before any work
         require(max_radius > 0, f"--max-radius must be positive, got {max_radius}")
         require(adaptive_rho >= 0, f"--adaptive-rho must be >= 0, got {adaptive_rho}")
+        check_batch_size(batch_size)
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
         sources = [endpoint_source(r, flags, device) for r in runs]
         names = [label for _, label in sources]
@@ -221,11 +227,12 @@ def sharpness(
                     "subspace": subspace, "radius": radius, "directions": directions, "threshold": threshold,
                     "level": level, "max_radius": max_radius, "samples": samples, "seed": seed, "loss": loss,
                     "adaptive_rho": adaptive_rho}
+        settings = with_batch_size(settings, batch_size)
         if Path(out).is_dir():
             claim(RunDir(out, create=False), "sharpness", settings, replace)
         landscapes, minima = {}, {}
         for name, (src, _) in zip(names, sources):
-            _, _, _, f = _landscape(src, "eval", samples, loss=loss)
+            _, _, _, f = _landscape(src, "eval", samples, loss=loss, batch_size=batch_size)
             landscapes[name], minima[name] = f, f.origin
         target = RunDir(out)
         target.write_config("sharpness", {"runs": [str(Path(r).resolve()) for r in runs], **settings})
@@ -277,6 +284,7 @@ def connect(
     method: str = typer.Option("linear", help="linear, bezier or neb (comma-separated for several)"),
     points: int = typer.Option(41, help="points at which each path is evaluated"),
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
+    batch_size: BatchSizeOpt = None,
     seed: int = typer.Option(0, help="seed of the curve's training"),
     loss: LossOpt = None, replace: ReplaceOpt = False, name: NameOpt = None,
     out: Path = typer.Option(Path("runs/connect"), help="directory of the paths"),
@@ -292,17 +300,19 @@ def connect(
         require(methods and all(m in ("linear", "bezier", "neb") for m in methods),
                 f"--method takes linear, bezier or neb, got {method!r}")
         require(points >= 3, f"--points must be at least 3, got {points}")
+        check_batch_size(batch_size)
         align_v = align_method(align)
         flags = source_flags(model, model_arg, None, data, data_root, data_seed, subset)
         (src_a, label_a), (src_b, label_b) = endpoint_source(a, flags, device), endpoint_source(b, flags, device)
         stored = {m: product(f"connect_{m}", name) for m in methods}
         run = open_out(out, src_a)
         loss = loss_for(run, loss)
-        settings = {"a": weights(src_a), "b": weights(src_b), "points": points, "samples": samples, "seed": seed, "loss": loss}
+        settings = with_batch_size({"a": weights(src_a), "b": weights(src_b), "points": points, "samples": samples,
+                                    "seed": seed, "loss": loss}, batch_size)
         for m in methods:
             claim(run, stored[m], {**settings, "method": m}, replace)
         run.write_config(f"connect_{name}" if name else "connect", {"a": str(a), "b": str(b), "method": methods, **settings})
-        net_a, d, dev, f = _landscape(src_a, "auto", samples, loss=loss)
+        net_a, d, dev, f = _landscape(src_a, "auto", samples, loss=loss, batch_size=batch_size)
         net_b = src_b.build_model(d).to(dev)
         theta_b = f.space.vector(net_b)
         paths, barriers, saddles, pairs = {}, {}, {}, {}

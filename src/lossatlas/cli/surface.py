@@ -15,7 +15,7 @@ from .alignment import aligned_endpoint, align_method, report_alignment
 from .common import (CheckpointOpt, DaskOpt, DataOpt, DataRootOpt, DataSeedOpt, DeviceOpt, ModelArgOpt, ModelOpt,
                      ReplaceOpt, SchedulerOpt, SubsetOpt, check_executor, console, executor, open_out, pair,
                      record_fingerprint, reported, resolve_source, source_flags, write_report, auto_batch_norm,
-                     LossOpt, endpoint_source, loss_for)
+                     LossOpt, endpoint_source, loss_for, BatchSizeOpt, check_batch_size)
 from .figures import ColorRangeOpt, FigSizeOpt, FontSizeOpt, LevelsOpt, figure_options
 from .products import NameOpt, claim_attrs, product
 
@@ -78,6 +78,7 @@ def surface(
     bn: str = typer.Option("eval", help="batch norm: eval (the stored running statistics, as Li et al. and the API), "
                                         "batch or recompute (re-estimated at every point); interpolate defaults to auto"),
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
+    batch_size: BatchSizeOpt = None,
     seed: int = typer.Option(0, help="seed of the random directions (only)"),
     directions: Optional[Path] = typer.Option(None, help="directions file: read if it exists, else written, to reuse across "
                                                   "minima (default: new directions, not saved); or 'hessian': the top "
@@ -111,6 +112,7 @@ def surface(
         parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
         require(samples is None or samples >= 1, f"--samples must be a positive number of samples, got {samples}")
         require(train_epochs >= 0, f"--train-epochs must be >= 0, got {train_epochs}")
+        check_batch_size(batch_size)
         workers_v, compile_v = _speed_options(workers, compile, strategy)
         figure = figure_options(fig_size, font_size, levels, color_range)
         check_executor(dask, scheduler)
@@ -132,18 +134,18 @@ def surface(
         settings = dict(dims=dims, steps=steps, span=span, xrange=xr_, yrange=yr_, norm=norm, ignore=ignore, bn=bn,
                         samples=samples, seed=seed, directions=str(directions) if directions else None,
                         train_epochs=train_epochs, strategy=strategy, workers=workers, compile=compile, tf32=tf32,
-                        device=str(dev), name=name, loss=loss)
+                        device=str(dev), name=name, loss=loss, batch_size=batch_size)
         run.write_config(f"surface_{name}" if name else "surface", {"source": src.as_dict(), "surface": settings})
 
         with executor(dask, scheduler) as ex:
             _surface_work(run, src, dev, ex, dims=dims, steps=steps, bounds=bounds, norm=norm, ignore_v=ignore_v,
                           bn=bn, samples=samples, seed=seed, directions=directions, train_epochs=train_epochs,
                           strategy=strategy, workers_v=workers_v, compile_v=compile_v, tf32=tf32, replace=replace,
-                          name=stored_as, loss=loss, figure=figure)
+                          name=stored_as, loss=loss, figure=figure, batch_size=batch_size)
 
 
 def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn, samples, seed, directions,
-                  train_epochs, strategy, workers_v, compile_v, tf32, replace, name, loss, figure=None):
+                  train_epochs, strategy, workers_v, compile_v, tf32, replace, name, loss, figure=None, batch_size=None):
     """The work of `surface` once every option is checked (tasks on ``ex`` when it is a cluster)."""
     from .. import plot
     from ..execute import build_landscape, check_weights, landscape_handle
@@ -171,7 +173,7 @@ def _surface_work(run, src, dev, ex, *, dims, steps, bounds, norm, ignore_v, bn,
             dirs, how = _directions(directions, net, dims, norm, ignore_v, seed, dev)
             claim_attrs(run, name, how, replace)  # another --seed or --norm is named in words
         options = dict(bn=bn, samples=samples, seed=src.data_seed, strategy=strategy, workers=workers_v,
-                       compile=compile_v, tf32=tf32, loss=loss)
+                       compile=compile_v, tf32=tf32, loss=loss, batch_size=batch_size)
         f = build_landscape(net, d, dev, options)
         if hessian:
             dirs, how = _hessian_directions(f, dims, ignore_v)
@@ -232,6 +234,7 @@ def interpolate(
     bn: str = typer.Option("auto", help="batch norm: auto (recompute when the model has BN: points between two minima are "
                                         "far from either, where stored statistics mislead), eval, batch, recompute"),
     samples: Optional[int] = typer.Option(None, help="evaluate on a seeded subset of N training samples (default: all of them)"),
+    batch_size: BatchSizeOpt = None,
     replace: ReplaceOpt = False, name: NameOpt = None, loss: LossOpt = None,
     dask: DaskOpt = None, scheduler: SchedulerOpt = None,
     out: Path = typer.Option(Path("runs/interpolate"), help="run directory"),
@@ -256,6 +259,7 @@ def interpolate(
         if bn != "auto":
             parse_enum(BatchNormMode, bn, "batch-norm mode (--bn)")
         require(samples is None or samples >= 1, f"--samples must be a positive number of samples, got {samples}")
+        check_batch_size(batch_size)
         check_executor(dask, scheduler)
         align_v = align_method(align)
         stored_as = product("interpolation", name)
@@ -275,8 +279,9 @@ def interpolate(
         loss = loss_for(run, loss)
         run.write_config(f"interpolate_{name}" if name else "interpolate",
                          {"a": str(a), "b": str(b), "source_a": src_a.as_dict(), "source_b": src_b.as_dict(),
-                          "extent": ext, "steps": steps, "bn": bn_v, "samples": samples, "loss": loss})
-        options = dict(bn=bn_v, samples=samples, seed=src_a.data_seed, loss=loss)
+                          "extent": ext, "steps": steps, "bn": bn_v, "samples": samples, "loss": loss,
+                          "batch_size": batch_size})
+        options = dict(bn=bn_v, samples=samples, seed=src_a.data_seed, loss=loss, batch_size=batch_size)
         theta_a, theta_b = space.vector(net_a), net_b_space.vector(net_b)
         aligned = aligned_endpoint(net_a, net_b, align_v, d, dev) if align_v else None  # refusals before any work
         with executor(dask, scheduler) as ex:

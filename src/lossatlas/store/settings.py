@@ -54,8 +54,8 @@ _WORDS = (
     ("start", "the start's weights"), ("end", "the end's weights"),
     ("init", "the initial weights (another init seed or checkpoint)"),
     ("buffers", "the model's buffers (batch-norm statistics)"),
-    ("direction", "the directions"), ("data", "the data (another data set, split, subset or file content)"),
-    ("landscape", "the evaluated data or loss"), ("checkpoint", "the checkpoint file's content"), ("labels", "the labels"), ("features", "the features"),
+    ("direction", "the directions"), ("data", "the data (another data set, split, subset, --batch-size or file content)"),
+    ("landscape", "the evaluated data, its batches or the loss"), ("checkpoint", "the checkpoint file's content"), ("labels", "the labels"), ("features", "the features"),
 )
 
 
