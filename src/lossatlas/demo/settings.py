@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .._errors import require
 
-__all__ = ["DemoSettings", "EARLIER_RETRAINING", "FULL", "MINIMA", "PAPER_STEPS_X_LR", "QUICK", "settings_for"]
+__all__ = ["DemoSettings", "EARLIER_RETRAINING", "RetrainingSettings", "FULL", "MINIMA", "PAPER_STEPS_X_LR", "QUICK", "settings_for"]
 
 #: Horoi et al. retrain 40 CIFAR-10 epochs at batch 128 (about 15,600 SGD steps) at lr 1e-3.
 PAPER_STEPS_X_LR = 15_600 * 1e-3
@@ -27,7 +27,40 @@ MINIMA = {
 
 
 @dataclass(frozen=True)
-class DemoSettings:
+class RetrainingSettings:
+    """The jump-and-retrain settings and their steps x lr accounting, shared by the demo's
+    settings and the ``minima-protocol`` study's (the demo's J&R stage runs on either); a
+    subclass gives ``batch_size`` and ``n_train()``.
+
+    ``jr_lr`` and ``jr_epochs`` None: "with the original optimizer" (Horoi et al.), the default of
+    every study and of ``lossatlas jump``: the minimum's own final learning rate (after its
+    schedule) and a quarter of its training epochs (the ICLR paper: 50 epochs after 200)."""
+
+    jr_seeds: int = 4
+    jr_step_sizes: tuple = (0.25, 0.5, 0.75, 1.0)
+    jr_epochs: int | None = None
+    jr_lr: float | None = None
+
+    def jr_steps(self, epochs: int | None = None) -> int:
+        """SGD steps of one retraining run of ``epochs`` (default :attr:`jr_epochs`; the last
+        batch of an epoch may be partial)."""
+        epochs = self.jr_epochs if epochs is None else epochs
+        require(epochs is not None, "jr_epochs is None (a quarter of each minimum's training): give the epochs")
+        return epochs * math.ceil(self.n_train() / self.batch_size)
+
+    def jr_travel(self, lr: float | None = None, epochs: int | None = None) -> dict:
+        """Steps x learning rate of a retraining run at ``lr`` for ``epochs`` (default
+        :attr:`jr_lr`, :attr:`jr_epochs`), against the paper's."""
+        lr = self.jr_lr if lr is None else lr
+        require(lr is not None, "jr_lr is None (each minimum's final learning rate): give the learning rate")
+        steps = self.jr_steps(epochs)
+        product = steps * lr
+        return {"steps": steps, "lr": lr, "steps_x_lr": product, "paper_steps_x_lr": PAPER_STEPS_X_LR,
+                "fraction_of_paper": product / PAPER_STEPS_X_LR}
+
+
+@dataclass(frozen=True)
+class DemoSettings(RetrainingSettings):
     """Every setting of the demo (plain values, recorded in ``config/demo.yaml``)."""
 
     # the network (a 1-D CNN on MNIST-1D) and the data split
@@ -49,14 +82,8 @@ class DemoSettings:
     surface_figures: str = "all"  # or "contour"
     trajectory_steps: int = 15
     interpolation_steps: int = 41
-    # jump and retrain. None: "with the original optimizer" (Horoi et al.), the default of every
-    # study and of ``lossatlas jump``: the minimum's own final learning rate (after its schedule)
-    # and a quarter of its training epochs (the ICLR paper: 50 epochs after 200). The demo's own
-    # settings below keep the earlier protocol (:data:`EARLIER_RETRAINING`).
-    jr_seeds: int = 4
-    jr_step_sizes: tuple = (0.25, 0.5, 0.75, 1.0)
-    jr_epochs: int | None = None
-    jr_lr: float | None = None
+    # jump and retrain: the fields of RetrainingSettings; the demo's own settings below keep the
+    # earlier protocol (:data:`EARLIER_RETRAINING`)
     # embeddings and topology
     methods: tuple = ("phate", "tsne", "umap", "pca")
     topology_k: int = 20
@@ -86,23 +113,6 @@ class DemoSettings:
     def n_train(self) -> int:
         """Training samples: MNIST-1D's own split holds 4000."""
         return self.subset or 4000
-
-    def jr_steps(self, epochs: int | None = None) -> int:
-        """SGD steps of one retraining run of ``epochs`` (default :attr:`jr_epochs`; the last
-        batch of an epoch may be partial)."""
-        epochs = self.jr_epochs if epochs is None else epochs
-        require(epochs is not None, "jr_epochs is None (a quarter of each minimum's training): give the epochs")
-        return epochs * math.ceil(self.n_train() / self.batch_size)
-
-    def jr_travel(self, lr: float | None = None, epochs: int | None = None) -> dict:
-        """Steps x learning rate of a retraining run at ``lr`` for ``epochs`` (default
-        :attr:`jr_lr`, :attr:`jr_epochs`), against the paper's."""
-        lr = self.jr_lr if lr is None else lr
-        require(lr is not None, "jr_lr is None (each minimum's final learning rate): give the learning rate")
-        steps = self.jr_steps(epochs)
-        product = steps * lr
-        return {"steps": steps, "lr": lr, "steps_x_lr": product, "paper_steps_x_lr": PAPER_STEPS_X_LR,
-                "fraction_of_paper": product / PAPER_STEPS_X_LR}
 
 
 #: The retraining of the demo and of the ``minima`` study as first built: lr 0.05 (the runs'

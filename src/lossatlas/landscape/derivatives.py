@@ -148,17 +148,21 @@ class Derivatives:
 
     @staticmethod
     def _reverse_over_reverse(loss, s: Split, theta, v) -> torch.Tensor:
-        # Double backward: the gradient with its graph kept, then the vector-Jacobian product of
-        # that gradient with v (the Hessian is symmetric, so v^T H = (H v)^T). Graphs are local to
-        # the calling thread: no lock is needed.
-        out = torch.zeros_like(theta)
-        t = theta.detach().requires_grad_(True)
-        with torch.enable_grad():
-            for batch, y in zip(s.batches, s.targets):
-                (g,) = torch.autograd.grad(loss(t, batch, y), t, create_graph=True)
-                (hv,) = torch.autograd.grad(g, t, grad_outputs=v)
-                out += hv
-        return out
+        return _double_backward(loss, zip(s.batches, s.targets), theta.detach().requires_grad_(True), v)
+
+
+def _double_backward(loss, pairs, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``H v`` summed over the ``(batch, y)`` pairs at the leaf ``t``, by double backward: the
+    gradient with its graph kept, then the vector-Jacobian product of that gradient with v (the
+    Hessian is symmetric, so v^T H = (H v)^T). Graphs are local to the calling thread: no lock is
+    needed."""
+    out = torch.zeros_like(t)
+    with torch.enable_grad():
+        for batch, y in pairs:
+            (g,) = torch.autograd.grad(loss(t, batch, y), t, create_graph=True)
+            (hv,) = torch.autograd.grad(g, t, grad_outputs=v)
+            out += hv
+    return out
 
 
 class RetainedGraphs:
@@ -182,26 +186,19 @@ class RetainedGraphs:
 
     def __init__(self, loss, split: Split, theta: torch.Tensor, name: str, budget: int):
         self.theta, self.name, self.budget = theta, name, int(budget)
-        self._loss, self._split = loss, split
+        self._loss = loss
         self.t = theta.detach().requires_grad_(True)
         self.graphs: list[torch.Tensor] = []
         self.bytes_per_batch = 0
         pairs = list(zip(split.batches, split.targets))
-        self._rest = pairs
-        self._kept_count = 0
-        if self.budget <= 0:
-            return
-        with torch.enable_grad():
-            for i, (batch, y) in enumerate(pairs):
-                if i == 0:
-                    g, self.bytes_per_batch = _measured_gradient(lambda: loss(self.t, batch, y), self.t, (batch, y))
-                    if self.bytes_per_batch > self.budget:
-                        break
-                elif (i + 1) * self.bytes_per_batch > self.budget:
-                    break
-                else:
-                    (g,) = torch.autograd.grad(loss(self.t, batch, y), self.t, create_graph=True)
-                self.graphs.append(g)
+        if self.budget > 0:
+            # batch i is kept while (i + 1) batches fit in the budget
+            with torch.enable_grad():
+                g, self.bytes_per_batch = _measured_gradient(lambda: loss(self.t, *pairs[0]), self.t, pairs[0])
+                n = min(len(pairs), self.budget // self.bytes_per_batch)
+                if n:
+                    self.graphs = [g] + [torch.autograd.grad(loss(self.t, batch, y), self.t, create_graph=True)[0]
+                                         for batch, y in pairs[1:n]]
         self._rest = pairs[len(self.graphs):]
         self._kept_count = len(self.graphs)
 
@@ -218,14 +215,9 @@ class RetainedGraphs:
                                        and bool(torch.equal(theta, self.theta)))
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(self.t)
+        out = _double_backward(self._loss, self._rest, self.t, v)  # the batches not kept, from scratch
         for g in self.graphs:
             out += torch.autograd.grad(g, self.t, grad_outputs=v, retain_graph=True)[0]
-        if self._rest:
-            with torch.enable_grad():
-                for batch, y in self._rest:
-                    (g,) = torch.autograd.grad(self._loss(self.t, batch, y), self.t, create_graph=True)
-                    out += torch.autograd.grad(g, self.t, grad_outputs=v)[0]
         return out
 
     def release(self) -> None:

@@ -7,14 +7,13 @@ A module of the study, not a study itself (its name starts with ``_``, so the re
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
 from ..demo.analyses import jump_stage, retraining_of, retraining_record
-from ..demo.settings import MINIMA, PAPER_STEPS_X_LR
+from ..demo.settings import MINIMA, RetrainingSettings
 from ..embedding import PHATE, embed
 from ..sources import Source
 from ..topology import persistence, persistence_totals
@@ -29,12 +28,12 @@ COMPLEXES = ("graph", "flag")
 
 
 @dataclass(frozen=True)
-class ProtocolSettings(common.StudySettings):
+class ProtocolSettings(common.StudySettings, RetrainingSettings):
     """Every setting of the study (plain values, recorded in ``config/study-minima-protocol.yaml``).
 
-    The J&R fields carry the names of :class:`lossatlas.demo.DemoSettings`' (the demo's J&R stage
-    runs on either): ``jr_lr`` None retrains at each minimum's final learning rate, ``jr_epochs``
-    None for a quarter of its training epochs."""
+    The J&R fields are :class:`lossatlas.demo.settings.RetrainingSettings`' (the demo's J&R
+    stage runs on either): ``jr_lr`` None retrains at each minimum's final learning rate,
+    ``jr_epochs`` None for a quarter of its training epochs."""
 
     # data: Fashion-MNIST at 14 x 14, seeded subsets of the training and the official test images
     data: str = "lossatlas.studies.skip_width:fashion_mnist_14"
@@ -56,11 +55,7 @@ class ProtocolSettings(common.StudySettings):
     milestones: tuple = (0.5, 0.75)
     init_seeds: tuple = (0, 1)
     repeat: tuple = ("good", "bad")  # trained again from every init seed after the first
-    # jump and retrain
-    jr_seeds: int = 4
-    jr_step_sizes: tuple = (0.25, 0.5, 0.75, 1.0)
-    jr_epochs: int | None = None
-    jr_lr: float | None = None
+    # jump and retrain: the fields of RetrainingSettings
     # embeddings and topology
     methods: tuple = ("phate", "tsne", "umap", "pca")
     topology_k: int = 20
@@ -77,12 +72,6 @@ class ProtocolSettings(common.StudySettings):
 
     def n_train(self) -> int:
         return int(self.subset or 0)
-
-    def jr_travel(self, lr: float, epochs: int) -> dict:
-        """Steps x learning rate of one retraining run, against the paper's (as the demo's)."""
-        steps = int(epochs) * math.ceil(self.n_train() / self.batch_size)
-        return {"steps": steps, "lr": lr, "steps_x_lr": steps * lr, "paper_steps_x_lr": PAPER_STEPS_X_LR,
-                "fraction_of_paper": steps * lr / PAPER_STEPS_X_LR}
 
 
 def minimum_spec(s: ProtocolSettings, kind: str, init_seed: int, device: str) -> common.MinimumSpec:
